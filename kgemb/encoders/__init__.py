@@ -1,0 +1,1 @@
+"""Text encoders that turn entity texts into vectors."""

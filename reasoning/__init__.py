@@ -1,0 +1,1 @@
+"""Reasoning: rank, explain and calibrate links with a trained kgemb model."""

@@ -1,0 +1,104 @@
+"""Session-wide fixtures: the real Neo4j server and the shared benchmark data.
+
+Neo4j: the dev server under connectors/neo4j/ is built and started once per session, unless KGEMB_NEO4J_URI
+(with NEO4J_USERNAME / NEO4J_PASSWORD) points at a running Neo4j 5, which is then used instead. Each test that
+asks for ``neo4j_driver`` starts from an empty database.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from kgemb.connectors.neo4j_dev import DevServer
+
+from kgemb.errors import KgembError
+
+REPO = Path(__file__).resolve().parents[1]
+NEO4J_REPORT: list[str] = []
+
+
+@dataclass
+class Neo4jTarget:
+    uri: str
+    auth: tuple[str, str] | None
+    database: str | None
+    server: DevServer | None  # None when the tests use an external server
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data`` beside the checkout (CI lays it there too); KGEMB_SHARED_DATA overrides."""
+    path = Path(os.environ.get("KGEMB_SHARED_DATA", REPO.parent / "shared" / "data"))
+    if not (path / "wn18rr" / "train.txt").exists():
+        pytest.fail(
+            f"the shared benchmark data is not at {path}: put ../shared beside the checkout", pytrace=False
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def neo4j_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Neo4jTarget]:
+    uri = os.environ.get("KGEMB_NEO4J_URI")
+    if uri:
+        NEO4J_REPORT.append(f"Neo4j tests ran against KGEMB_NEO4J_URI={uri}")
+        user = os.environ.get("NEO4J_USERNAME", "neo4j")
+        password = os.environ.get("NEO4J_PASSWORD")
+        yield Neo4jTarget(uri, (user, password) if password else None, os.environ.get("NEO4J_DATABASE"), None)
+        return
+    server = DevServer(data_dir=tmp_path_factory.mktemp("neo4j-data"))
+    try:
+        server.start()
+    except KgembError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    NEO4J_REPORT.append(
+        f"Neo4j dev server (connectors/neo4j) ready on {server.uri} in {server.startup_seconds:.1f} s"
+    )
+    try:
+        yield Neo4jTarget(server.uri, None, None, server)
+    finally:
+        server.stop()
+
+
+def clear_database(driver: object, database: str | None = None) -> None:
+    """Delete every node, index and constraint, so a test starts from an empty database."""
+    with driver.session(database=database) as session:  # type: ignore[attr-defined]
+        session.run("MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS").consume()
+        for kind, show in (
+            ("CONSTRAINT", "SHOW CONSTRAINTS YIELD name RETURN name"),
+            ("INDEX", "SHOW INDEXES YIELD name, type WHERE type <> 'LOOKUP' RETURN name"),
+        ):
+            for name in session.run(show).value("name"):
+                session.run(f"DROP {kind} `{name.replace('`', '``')}` IF EXISTS").consume()
+
+
+@pytest.fixture
+def neo4j_driver(neo4j_server: Neo4jTarget) -> Iterator[object]:
+    """A driver connected to the test server, with an empty database."""
+    from neo4j import GraphDatabase
+
+    driver = GraphDatabase.driver(neo4j_server.uri, auth=neo4j_server.auth)
+    try:
+        clear_database(driver, neo4j_server.database)
+        yield driver
+    finally:
+        driver.close()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say which real Neo4j server the Neo4j tests used, and how many ran."""
+    if not NEO4J_REPORT:
+        return
+    ran = sum(
+        1
+        for outcome in ("passed", "failed", "error")
+        for report in terminalreporter.stats.get(outcome, [])
+        if getattr(report, "when", "call") == "call" and "neo4j" in getattr(report, "keywords", {})
+    )
+    terminalreporter.write_sep("-", "neo4j")
+    for line in NEO4J_REPORT:
+        terminalreporter.write_line(line)
+    terminalreporter.write_line(f"{ran} tests marked neo4j ran against it")
