@@ -1,0 +1,618 @@
+"""The knowledge graph every part of kgemb works on: entities with multilingual texts, relations, triple splits.
+
+Ids are positions: connectors add entities and relations through :class:`GraphBuilder`, which numbers them in
+first-seen order (so the same input always gives the same ids), and every conversion (PyKEEN, networkx, save/load)
+keeps exactly those ids.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from array import array
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from kgemb.errors import InputError
+from kgemb.names import (
+    clean_text,
+    language_order,
+    normalize_language,
+    normalize_name,
+    pick_texts,
+    readable_key,
+)
+
+if TYPE_CHECKING:
+    import networkx
+    import pykeen.triples
+
+SPLITS: tuple[str, ...] = ("train", "valid", "test")
+TEXT_KINDS: tuple[str, ...] = ("label", "alias", "description")
+FORMAT = "kgemb.graph/1"
+_GRAPH_JSON = "graph.json"
+
+
+@dataclass(slots=True)
+class Entity:
+    """One node of the graph: a stable key plus its texts by language tag (``""`` = untagged)."""
+
+    key: str
+    labels: dict[str, list[str]] = field(default_factory=dict)
+    aliases: dict[str, list[str]] = field(default_factory=dict)
+    descriptions: dict[str, list[str]] = field(default_factory=dict)
+    types: list[str] = field(default_factory=list)
+    attributes: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def has_text(self) -> bool:
+        """Whether any label, alias or description is present."""
+        return any(any(v) for d in (self.labels, self.aliases, self.descriptions) for v in d.values())
+
+    def to_json(self) -> dict[str, Any]:
+        """Compact JSON form (empty fields left out)."""
+        out: dict[str, Any] = {"key": self.key}
+        for name in ("labels", "aliases", "descriptions", "types", "attributes"):
+            value = getattr(self, name)
+            if value:
+                out[name] = value
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Entity:
+        return cls(
+            key=str(data["key"]),
+            labels={k: list(v) for k, v in data.get("labels", {}).items()},
+            aliases={k: list(v) for k, v in data.get("aliases", {}).items()},
+            descriptions={k: list(v) for k, v in data.get("descriptions", {}).items()},
+            types=list(data.get("types", [])),
+            attributes={k: list(v) for k, v in data.get("attributes", {}).items()},
+        )
+
+
+def _empty_triples() -> np.ndarray:
+    return np.zeros((0, 3), dtype=np.int64)
+
+
+class KnowledgeGraph:
+    """Entities, relations and (head, relation, tail) id triples split into train / valid / test.
+
+    Build one with a connector (``kgemb.connectors.rdf.load``, ``.tabular.load``, ``.neo4j``) or
+    :class:`GraphBuilder`; the position of an entity or relation in its list is its id.
+    """
+
+    def __init__(
+        self,
+        entities: Sequence[Entity],
+        relations: Sequence[str],
+        relation_labels: Sequence[dict[str, list[str]]] | None = None,
+        splits: dict[str, np.ndarray] | None = None,
+        metadata: dict | None = None,
+    ) -> None:
+        self.entities: list[Entity] = list(entities)
+        self.relations: list[str] = list(relations)
+        self.relation_labels: list[dict[str, list[str]]] = (
+            [dict(d) for d in relation_labels]
+            if relation_labels is not None
+            else [{} for _ in self.relations]
+        )
+        if len(self.relation_labels) != len(self.relations):
+            raise InputError(
+                f"relation_labels has {len(self.relation_labels)} entries for {len(self.relations)} relations; "
+                "give one dict per relation"
+            )
+        self.splits: dict[str, np.ndarray] = {}
+        for name in SPLITS:
+            arr = (splits or {}).get(name)
+            self.splits[name] = self._checked_triples(name, arr)
+        for name, arr in (splits or {}).items():
+            if name not in self.splits:
+                self.splits[name] = self._checked_triples(name, arr)
+        self.metadata: dict = dict(metadata or {})
+        self._entity_index: dict[str, int] = {}
+        for i, e in enumerate(self.entities):
+            if e.key in self._entity_index:
+                raise InputError(
+                    f"entity key {e.key!r} appears twice (ids {self._entity_index[e.key]} and {i})"
+                )
+            self._entity_index[e.key] = i
+        self._relation_index: dict[str, int] = {}
+        for i, r in enumerate(self.relations):
+            if r in self._relation_index:
+                raise InputError(f"relation key {r!r} appears twice")
+            self._relation_index[r] = i
+        self._name_index: dict[str, list[int]] | None = None
+
+    def _checked_triples(self, name: str, arr: np.ndarray | None) -> np.ndarray:
+        if arr is None:
+            return _empty_triples()
+        arr = np.asarray(arr, dtype=np.int64).reshape(-1, 3)
+        if len(arr):
+            if arr[:, [0, 2]].min() < 0 or arr[:, [0, 2]].max() >= len(self.entities):
+                raise InputError(f"split {name!r} has entity ids outside 0..{len(self.entities) - 1}")
+            if arr[:, 1].min() < 0 or arr[:, 1].max() >= len(self.relations):
+                raise InputError(f"split {name!r} has relation ids outside 0..{len(self.relations) - 1}")
+        return np.ascontiguousarray(arr)
+
+    # ------------------------------------------------------------------ sizes and ids
+    @property
+    def num_entities(self) -> int:
+        return len(self.entities)
+
+    @property
+    def num_relations(self) -> int:
+        return len(self.relations)
+
+    @property
+    def no_text_count(self) -> int:
+        """How many entities have no label, alias or description (their key is made readable instead)."""
+        return sum(not e.has_text for e in self.entities)
+
+    def __repr__(self) -> str:
+        counts = ", ".join(f"{k}={len(v)}" for k, v in self.splits.items())
+        return f"KnowledgeGraph(entities={self.num_entities}, relations={self.num_relations}, {counts})"
+
+    def entity_id(self, key: str) -> int:
+        """The id of the entity with this exact key."""
+        try:
+            return self._entity_index[key]
+        except KeyError:
+            raise InputError(
+                f"unknown entity key {key!r}; use KnowledgeGraph.lookup() to find an entity by label or IRI"
+            ) from None
+
+    def relation_id(self, key_or_label: str) -> int:
+        """The id of a relation, by exact key, or by key/label compared case-insensitively."""
+        if key_or_label in self._relation_index:
+            return self._relation_index[key_or_label]
+        wanted = normalize_name(key_or_label)
+        hits = {
+            i
+            for i, key in enumerate(self.relations)
+            if wanted in (normalize_name(key), normalize_name(readable_key(key)))
+            or any(wanted == normalize_name(t) for texts in self.relation_labels[i].values() for t in texts)
+        }
+        if len(hits) == 1:
+            return hits.pop()
+        known = ", ".join(repr(self.relation_text(i)) for i in range(min(self.num_relations, 30)))
+        more = f" (and {self.num_relations - 30} more)" if self.num_relations > 30 else ""
+        if hits:
+            raise InputError(
+                f"relation {key_or_label!r} is ambiguous: it matches {sorted(self.relations[i] for i in hits)}; "
+                "give the relation key"
+            )
+        raise InputError(f"unknown relation {key_or_label!r}; known relations: {known}{more}")
+
+    # ------------------------------------------------------------------ triples
+    def triples(self, split: str = "train") -> np.ndarray:
+        """The (n, 3) int64 array of (head, relation, tail) ids of one split."""
+        if split not in self.splits:
+            raise InputError(f"unknown split {split!r}; this graph has {sorted(self.splits)}")
+        return self.splits[split]
+
+    def all_triples(self) -> np.ndarray:
+        """Train, valid and test triples stacked (in that order)."""
+        return np.concatenate([self.splits[s] for s in SPLITS], axis=0)
+
+    # ------------------------------------------------------------------ text
+    def label(self, i: int, languages: Sequence[str] | None = None) -> str:
+        """Preferred display label: first label (else alias) in the language order, else the readable key."""
+        e = self.entities[i]
+        texts = pick_texts(e.labels, languages) or pick_texts(e.aliases, languages)
+        return texts[0] if texts else readable_key(e.key)
+
+    def description(self, i: int, languages: Sequence[str] | None = None) -> str:
+        """Preferred description ("" when none)."""
+        texts = pick_texts(self.entities[i].descriptions, languages)
+        return texts[0] if texts else ""
+
+    def entity_text(
+        self, i: int, languages: Sequence[str] | None = None, template: str | Callable | None = None
+    ) -> str:
+        """The text to embed for entity ``i``.
+
+        Default: ``"<label>: <description>"`` (just the label when there is no description), each picked in the
+        language order (English, untagged, then any other). ``template`` is a ``str.format`` pattern with the
+        fields ``label``, ``description``, ``aliases``, ``types``, ``key``, or a callable ``(graph, i, languages)``.
+        """
+        if callable(template):
+            return str(template(self, i, languages))
+        label = self.label(i, languages)
+        desc = self.description(i, languages)
+        if template is None:
+            return f"{label}: {desc}" if desc and desc != label else label
+        e = self.entities[i]
+        fields = {
+            "label": label,
+            "description": desc,
+            "aliases": ", ".join(pick_texts(e.aliases, languages)),
+            "types": ", ".join(readable_key(t) for t in e.types),
+            "key": e.key,
+        }
+        try:
+            text = template.format(**fields)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise InputError(
+                f"entity text template {template!r} is invalid ({exc}); use the fields {sorted(fields)}"
+            ) from None
+        return clean_text(text).rstrip(" :;,-|") or label
+
+    def entity_texts(
+        self, languages: Sequence[str] | None = None, template: str | Callable | None = None
+    ) -> list[str]:
+        """:meth:`entity_text` for every entity, in id order."""
+        return [self.entity_text(i, languages, template) for i in range(self.num_entities)]
+
+    def entity_views(self, i: int, languages: Sequence[str] | None = None) -> list[str]:
+        """Distinct texts of an entity: every label (languages in preference order), then every description.
+        Never empty: an entity without text gives its readable key."""
+        e = self.entities[i]
+        views: list[str] = []
+        for source in (e.labels, e.descriptions):
+            for lang in language_order(source, languages):
+                views.extend(t for t in source[lang] if t not in views)
+        return views or [self.label(i, languages)]
+
+    def relation_text(self, r: int, languages: Sequence[str] | None = None) -> str:
+        """Readable name of relation ``r``: its label in the language order, else its key made readable."""
+        texts = pick_texts(self.relation_labels[r], languages)
+        return texts[0] if texts else readable_key(self.relations[r])
+
+    # ------------------------------------------------------------------ look-up
+    def _names(self) -> dict[str, list[int]]:
+        if self._name_index is None:
+            index: dict[str, list[int]] = {}
+
+            def add(text: str, i: int) -> None:
+                ids = index.setdefault(normalize_name(text), [])
+                if not ids or ids[-1] != i:
+                    ids.append(i)
+
+            for i, e in enumerate(self.entities):
+                add(e.key, i)
+                for d in (e.labels, e.aliases):
+                    for texts in d.values():
+                        for t in texts:
+                            add(t, i)
+                if not e.labels and not e.aliases:
+                    add(readable_key(e.key), i)
+            self._name_index = index
+        return self._name_index
+
+    def lookup(self, name: str) -> list[int]:
+        """Entity ids for a key, IRI (``<...>`` allowed) or label/alias in any language, compared case- and
+        whitespace-insensitively; ``[]`` when nothing matches, several ids when a label is ambiguous."""
+        name = name.strip()
+        if name.startswith("<") and name.endswith(">"):
+            name = name[1:-1]
+        if name in self._entity_index:
+            return [self._entity_index[name]]
+        return sorted(self._names().get(normalize_name(name), []))
+
+    # ------------------------------------------------------------------ splits
+    def split(
+        self, valid: float = 0.1, test: float = 0.1, seed: int = 0, inductive: bool = False
+    ) -> KnowledgeGraph:
+        """A new graph with all triples re-split deterministically by ``seed``.
+
+        Transductive (default): every valid/test entity and relation also occurs in train (triples that would
+        break this move to train, so the held-out fractions can come out a little smaller). ``inductive=True``:
+        whole entities are held out, and no test or valid entity appears in any training triple.
+        """
+        from kgemb.splitting import inductive_split, transductive_split
+
+        triples = self.all_triples()
+        info: dict[str, Any] = {"seed": seed, "valid": valid, "test": test, "inductive": inductive}
+        if inductive:
+            splits, held = inductive_split(triples, self.num_entities, valid, test, seed)
+            info["held_out_entities"] = {k: len(v) for k, v in held.items()}
+        else:
+            splits = transductive_split(triples, self.num_entities, self.num_relations, valid, test, seed)
+        info["counts"] = {k: len(v) for k, v in splits.items()}
+        return KnowledgeGraph(
+            self.entities, self.relations, self.relation_labels, splits, {**self.metadata, "split": info}
+        )
+
+    # ------------------------------------------------------------------ conversions
+    def to_triples_factory(self, split: str = "train", **kwargs: Any) -> pykeen.triples.TriplesFactory:
+        """A PyKEEN ``TriplesFactory`` of one split with exactly this graph's entity and relation ids."""
+        import torch
+        from pykeen.triples import TriplesFactory
+
+        return TriplesFactory(
+            mapped_triples=torch.as_tensor(self.triples(split), dtype=torch.long),
+            entity_to_id={e.key: i for i, e in enumerate(self.entities)},
+            relation_to_id={r: i for i, r in enumerate(self.relations)},
+            num_entities=self.num_entities,
+            num_relations=self.num_relations,
+            **kwargs,
+        )
+
+    def to_networkx(self) -> networkx.MultiDiGraph:
+        """A ``MultiDiGraph`` keyed by entity key; nodes carry ``id`` and the texts, edges ``relation`` and
+        ``split`` (edge key = relation key); :meth:`from_networkx` restores the same ids."""
+        import networkx as nx
+
+        g = nx.MultiDiGraph(
+            relations=list(self.relations),
+            relation_labels=[dict(d) for d in self.relation_labels],
+            metadata=dict(self.metadata),
+        )
+        for i, e in enumerate(self.entities):
+            g.add_node(
+                e.key,
+                id=i,
+                labels=e.labels,
+                aliases=e.aliases,
+                descriptions=e.descriptions,
+                types=e.types,
+                attributes=e.attributes,
+            )
+        keys = [e.key for e in self.entities]
+        for name, arr in self.splits.items():
+            for h, r, t in arr.tolist():
+                rel = self.relations[r]
+                g.add_edge(keys[h], keys[t], key=rel, relation=rel, split=name)
+        return g
+
+    @classmethod
+    def from_networkx(cls, g: networkx.Graph) -> KnowledgeGraph:
+        """A graph from any networkx graph. Node keys are ``str(node)``; texts come from the node attributes
+        ``labels``/``descriptions``/... (as :meth:`to_networkx` writes them) or a plain ``label``/``name``; an
+        edge's relation is its ``relation``, ``label`` or ``type`` attribute, else its multigraph key, else
+        ``related_to``; its split is the ``split`` attribute (default train)."""
+        nodes = list(g.nodes(data=True))
+        if nodes and all(isinstance(d.get("id"), int) for _, d in nodes):
+            nodes.sort(key=lambda nd: nd[1]["id"])
+        builder = GraphBuilder()
+        for node, data in nodes:
+            key = str(node)
+            builder.add_entity(key)
+            for kind, attr in (("label", "labels"), ("alias", "aliases"), ("description", "descriptions")):
+                for lang, texts in (data.get(attr) or {}).items():
+                    for text in texts:
+                        builder.add_label(key, text, lang, kind)
+            for attr in ("label", "name"):
+                if isinstance(data.get(attr), str):
+                    builder.add_label(key, data[attr])
+            if isinstance(data.get("description"), str):
+                builder.add_label(key, data["description"], kind="description")
+            for t in data.get("types") or ():
+                builder.add_type(key, t)
+            for name, values in (data.get("attributes") or {}).items():
+                for value in values:
+                    builder.add_attribute(key, name, value)
+        relations = list(g.graph.get("relations") or [])
+        relation_labels = list(g.graph.get("relation_labels") or [])
+        for r, key in enumerate(relations):
+            builder.add_relation(key, relation_labels[r] if r < len(relation_labels) else None)
+        edges = (
+            g.edges(keys=True, data=True)
+            if g.is_multigraph()
+            else ((u, v, None, d) for u, v, d in g.edges(data=True))
+        )
+        for u, v, k, data in edges:
+            rel = data.get("relation") or data.get("label") or data.get("type")
+            if rel is None:
+                rel = k if isinstance(k, str) else "related_to"
+            builder.add_triple(str(u), str(rel), str(v), data.get("split", "train"))
+        return builder.build(dict(g.graph.get("metadata") or {}))
+
+    # ------------------------------------------------------------------ save / load
+    def save(self, directory: str | os.PathLike) -> None:
+        """Write ``graph.json`` (entities, relations, metadata) and one ``triples_<split>.npy`` per split; each
+        file is written to a temporary name and renamed, ``graph.json`` last."""
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, arr in self.splits.items():
+            _atomic_write(out / f"triples_{name}.npy", lambda f, a=arr: np.save(f, a, allow_pickle=False))
+        doc = {
+            "format": FORMAT,
+            "entities": [e.to_json() for e in self.entities],
+            "relations": self.relations,
+            "relation_labels": self.relation_labels,
+            "splits": list(self.splits),
+            "metadata": self.metadata,
+        }
+        payload = json.dumps(doc, ensure_ascii=False).encode("utf-8")
+        _atomic_write(out / _GRAPH_JSON, lambda f: f.write(payload))
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> KnowledgeGraph:
+        """Read a graph written by :meth:`save` (JSON and ``.npy`` only, never pickle)."""
+        src = Path(directory)
+        path = src / _GRAPH_JSON
+        if not path.is_file():
+            raise InputError(
+                f"{src} holds no saved knowledge graph ({_GRAPH_JSON} is missing); save one first"
+            )
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InputError(
+                f"{path} is not a valid kgemb graph file ({exc}); save the graph again"
+            ) from None
+        if doc.get("format") != FORMAT:
+            raise InputError(
+                f"{path} has format {doc.get('format')!r}, expected {FORMAT!r}; save the graph again"
+            )
+        splits = {}
+        for name in doc["splits"]:
+            npy = src / f"triples_{name}.npy"
+            try:
+                splits[name] = np.load(npy, allow_pickle=False)
+            except (OSError, ValueError) as exc:
+                raise InputError(f"{npy} cannot be read ({exc}); save the graph again") from None
+        return cls(
+            [Entity.from_json(e) for e in doc["entities"]],
+            doc["relations"],
+            doc["relation_labels"],
+            splits,
+            doc.get("metadata") or {},
+        )
+
+
+def _atomic_write(path: Path, write: Callable[[Any], Any]) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class GraphBuilder:
+    """Collects entities, texts and triples by key (what connectors call), then :meth:`build` numbers them.
+
+    Entities and relations get ids in first-seen order. Duplicate triples (also across splits: the first one
+    wins) are dropped at build time and counted in ``metadata["duplicates_dropped"]``.
+    """
+
+    def __init__(self) -> None:
+        self._entity_ids: dict[str, int] = {}
+        self._entities: list[Entity] = []
+        self._relation_ids: dict[str, int] = {}
+        self._relation_labels: list[dict[str, list[str]]] = []
+        self._triples: dict[str, array] = {}
+
+    @property
+    def num_entities(self) -> int:
+        return len(self._entities)
+
+    @property
+    def num_triples(self) -> int:
+        return sum(len(a) for a in self._triples.values()) // 3
+
+    def has_entity(self, key: str) -> bool:
+        return key in self._entity_ids
+
+    def entity(self, key: str) -> Entity:
+        """The entity being built for ``key`` (created if new)."""
+        return self._entities[self.add_entity(key)]
+
+    def add_entity(self, key: str) -> int:
+        """Id of the entity ``key``, creating it if new."""
+        i = self._entity_ids.get(key)
+        if i is None:
+            i = self._entity_ids[key] = len(self._entities)
+            self._entities.append(Entity(key))
+        return i
+
+    def add_label(self, key: str, text: str, lang: str | None = "", kind: str = "label") -> None:
+        """Add a text of ``kind`` label, alias or description (whitespace tidied; empty and repeated texts skipped)."""
+        if kind not in TEXT_KINDS:
+            raise InputError(f"text kind {kind!r} is unknown; use one of {', '.join(TEXT_KINDS)}")
+        text = clean_text(text)
+        if not text:
+            return
+        e = self.entity(key)
+        target = e.labels if kind == "label" else e.aliases if kind == "alias" else e.descriptions
+        texts = target.setdefault(normalize_language(lang), [])
+        if text not in texts:
+            texts.append(text)
+
+    def add_type(self, key: str, type_key: str) -> None:
+        e = self.entity(key)
+        if type_key not in e.types:
+            e.types.append(type_key)
+
+    def add_attribute(self, key: str, name: str, value: str) -> None:
+        values = self.entity(key).attributes.setdefault(name, [])
+        if value not in values:
+            values.append(value)
+
+    def add_relation(self, key: str, labels: dict[str, list[str]] | None = None) -> int:
+        """Id of relation ``key`` (created if new), merging any ``labels`` given (language -> texts)."""
+        r = self._relation_ids.get(key)
+        if r is None:
+            r = self._relation_ids[key] = len(self._relation_labels)
+            self._relation_labels.append({})
+        for lang, texts in (labels or {}).items():
+            target = self._relation_labels[r].setdefault(normalize_language(lang), [])
+            for text in texts:
+                text = clean_text(text)
+                if text and text not in target:
+                    target.append(text)
+        return r
+
+    def add_triple(self, head_key: str, relation_key: str, tail_key: str, split: str = "train") -> None:
+        """Record a (head, relation, tail) triple by keys, creating entities and relation as needed."""
+        ids = self._entity_ids
+        h = ids.get(head_key)
+        if h is None:
+            h = self.add_entity(head_key)
+        t = ids.get(tail_key)
+        if t is None:
+            t = self.add_entity(tail_key)
+        r = self._relation_ids.get(relation_key)
+        if r is None:
+            r = self.add_relation(relation_key)
+        self.add_triple_ids(h, r, t, split)
+
+    def add_triple_ids(self, h: int, r: int, t: int, split: str = "train") -> None:
+        """Record a triple by ids already returned by :meth:`add_entity` / :meth:`add_relation` (fast path)."""
+        buf = self._triples.get(split)
+        if buf is None:
+            buf = self._triples[split] = array("q")
+        buf.append(h)
+        buf.append(r)
+        buf.append(t)
+
+    def build(
+        self, metadata: dict | None = None, entity_filter: Callable[[Entity], bool] | None = None
+    ) -> KnowledgeGraph:
+        """The finished graph. ``entity_filter`` keeps only entities it accepts (and triples between them),
+        renumbering in first-seen order."""
+        entities = self._entities
+        relations = list(self._relation_ids)
+        relation_labels = self._relation_labels
+        raw = {
+            name: np.frombuffer(buf, dtype=np.int64).reshape(-1, 3).copy()
+            for name, buf in self._triples.items()
+        }
+        meta = dict(metadata or {})
+        if entity_filter is not None:
+            keep = np.fromiter((bool(entity_filter(e)) for e in entities), dtype=bool, count=len(entities))
+            new_id = np.cumsum(keep) - 1
+            dropped = 0
+            for name, arr in raw.items():
+                ok = keep[arr[:, 0]] & keep[arr[:, 2]]
+                dropped += int((~ok).sum())
+                arr = arr[ok]
+                raw[name] = np.stack([new_id[arr[:, 0]], arr[:, 1], new_id[arr[:, 2]]], axis=1)
+            entities = [e for e, k in zip(entities, keep, strict=True) if k]
+            meta["filtered_out"] = {"entities": int((~keep).sum()), "triples": dropped}
+        splits, duplicates = _deduplicate(raw, len(entities), len(relations))
+        meta["duplicates_dropped"] = duplicates
+        return KnowledgeGraph(entities, relations, relation_labels, splits, meta)
+
+
+def _deduplicate(raw: dict[str, np.ndarray], num_entities: int, num_relations: int) -> tuple[dict, int]:
+    """Drop repeated triples, keeping the first (splits in train, valid, test, then other order)."""
+    order = [s for s in SPLITS if s in raw] + [s for s in raw if s not in SPLITS]
+    if not order:
+        return {}, 0
+    stacked = np.concatenate([raw[s] for s in order], axis=0)
+    if len(stacked) == 0:
+        return {s: raw[s] for s in order}, 0
+    n_e, n_r = max(num_entities, 1), max(num_relations, 1)
+    if float(n_e) * n_e * n_r < 2**62:
+        codes = (stacked[:, 0] * n_r + stacked[:, 1]) * n_e + stacked[:, 2]
+        _, first = np.unique(codes, return_index=True)
+    else:
+        _, first = np.unique(stacked, axis=0, return_index=True)
+    keep = np.zeros(len(stacked), dtype=bool)
+    keep[first] = True
+    out, start = {}, 0
+    for s in order:
+        n = len(raw[s])
+        out[s] = stacked[start : start + n][keep[start : start + n]]
+        start += n
+    return out, int(len(stacked) - len(first))
