@@ -493,6 +493,22 @@ class GraphBuilder:
     def has_entity(self, key: str) -> bool:
         return key in self._entity_ids
 
+    def has_relation(self, key: str) -> bool:
+        return key in self._relation_ids
+
+    def relation_keys(self) -> list[str]:
+        """Relation keys in id order."""
+        return list(self._relation_ids)
+
+    def connected_entities(self) -> np.ndarray:
+        """Boolean mask by entity id: True where the entity is the head or tail of some triple so far."""
+        mask = np.zeros(len(self._entities), dtype=bool)
+        for buf in self._triples.values():
+            arr = np.frombuffer(buf, dtype=np.int64).reshape(-1, 3)
+            mask[arr[:, 0]] = True
+            mask[arr[:, 2]] = True
+        return mask
+
     def entity(self, key: str) -> Entity:
         """The entity being built for ``key`` (created if new)."""
         return self._entities[self.add_entity(key)]
