@@ -1,0 +1,58 @@
+"""``load_encoder``: one call from a spec ("default", a Hugging Face id or a local folder) to a TextEncoder."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from kgemb.encoders.base import TextEncoder
+from kgemb.errors import ConfigError, InputError
+
+DEFAULT_NAMES = ("default", "usem3")
+
+
+def load_encoder(spec: str | TextEncoder = "default", **options: Any) -> TextEncoder:
+    """Build the encoder ``spec`` names: "default" (USE multilingual v3, offline), a hub id or a model folder.
+
+    ``options`` go to the backend; every encoder takes ``threads`` (default: all cores), ``cache`` (default
+    True) and ``cache_dir`` (default ``$KGEMB_CACHE_DIR`` or ``~/.cache/kgemb``), ``max_chars`` and
+    ``batch_size``; transformers models take more (see ``kgemb.encoders.hf.HFEncoder``). A TextEncoder given
+    as ``spec`` is returned as it is.
+    """
+    if isinstance(spec, TextEncoder):
+        if options:
+            raise ConfigError(
+                f"options {sorted(options)} cannot change an encoder already built: pass a spec string"
+            )
+        return spec
+    if not isinstance(spec, str) or not spec.strip():
+        raise InputError(
+            f"encoder {spec!r} is not a name: pass 'default', a Hugging Face id such as "
+            "Qwen/Qwen3-Embedding-0.6B, or a model folder"
+        )
+    if spec.strip().lower() in DEFAULT_NAMES:
+        from kgemb.encoders.default import DefaultEncoder
+
+        cls: type[TextEncoder] = DefaultEncoder
+        args: tuple[str, ...] = ()
+    else:
+        from kgemb.encoders.hf import HFEncoder
+
+        cls, args = HFEncoder, (spec,)
+    accepted = _accepted_options(cls)
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise ConfigError(
+            f"encoder {spec!r} does not take option(s) {', '.join(unknown)}: use {', '.join(sorted(accepted))}"
+        )
+    return cls(*args, **options)
+
+
+def _accepted_options(cls: type[TextEncoder]) -> set[str]:
+    """Keyword options of the backend's constructor and of TextEncoder's."""
+    names: set[str] = set()
+    for klass in (cls, TextEncoder):
+        for param in inspect.signature(klass.__init__).parameters.values():
+            if param.kind is inspect.Parameter.KEYWORD_ONLY:
+                names.add(param.name)
+    return names
