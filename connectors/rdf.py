@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -180,20 +181,24 @@ def _parse_rdflib(data: bytes, fmt: str, path: Path) -> list[tuple]:
     base = path.resolve().as_uri()
     dataset = ordered_dataset()
     try:
-        if fmt == "xml":
-            parse_rdfxml(data, base, str(path), dataset.default_context)
-        elif fmt == "json-ld":
-            parse_jsonld(_decode(data, path), base, str(path), dataset)
-        else:
-            text = _decode(data, path)
-            with no_network():
-                dataset.parse(data=text, format=fmt, publicID=base)
+        with warnings.catch_warnings():
+            warnings.simplefilter(
+                "ignore", DeprecationWarning
+            )  # rdflib's parsers use its own deprecated classes
+            if fmt == "xml":
+                parse_rdfxml(data, base, str(path), dataset.default_graph)
+            elif fmt == "json-ld":
+                parse_jsonld(_decode(data, path), base, str(path), dataset)
+            else:
+                text = _decode(data, path)
+                with no_network():
+                    dataset.parse(data=text, format=fmt, publicID=base)
         return dataset.store.ordered
     except InputError:
         raise
     except BadSyntax as exc:
         source = exc._str.decode("utf-8", "replace")
-        index = min(exc._i, len(source))
+        index = len(source) if exc._i < 0 else min(exc._i, len(source))  # -1: at the end
         column = index - (source.rfind("\n", 0, index) + 1) + 1
         raise InputError(
             f"{path}:{exc.lines + 1}:{column}: malformed {fmt}: {exc._why}; fix the syntax there"
