@@ -40,6 +40,21 @@ def shared_data() -> Path:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def kgemb_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Embedding caches written during the tests go to a temporary folder, never the user's ~/.cache/kgemb."""
+    path = tmp_path_factory.mktemp("kgemb-cache")
+    before = os.environ.get("KGEMB_CACHE_DIR")
+    os.environ["KGEMB_CACHE_DIR"] = str(path)
+    try:
+        yield path
+    finally:
+        if before is None:
+            os.environ.pop("KGEMB_CACHE_DIR", None)
+        else:
+            os.environ["KGEMB_CACHE_DIR"] = before
+
+
 @pytest.fixture(scope="session")
 def neo4j_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Neo4jTarget]:
     uri = os.environ.get("KGEMB_NEO4J_URI")
