@@ -163,8 +163,9 @@ def parse_jsonld(text: str, base: str, name: str, dataset: Any) -> None:
 
 
 def ordered_dataset() -> Any:
-    """An rdflib ``Dataset`` whose store also records every added triple in parse order (``store.ordered``),
-    because the memory store's own iteration order changes with Python's string hashing."""
+    """An rdflib ``Dataset`` whose store also records every added triple in parse order (``store.ordered``,
+    with the graph name of each in ``store.graphs``), because the memory store's own iteration order changes
+    with Python's string hashing."""
     from rdflib import Dataset
     from rdflib.plugins.stores.memory import Memory
 
@@ -172,9 +173,11 @@ def ordered_dataset() -> Any:
         def __init__(self) -> None:
             super().__init__()
             self.ordered: list[tuple] = []
+            self.graphs: list[Any] = []
 
         def add(self, triple, context, quoted=False) -> None:
             super().add(triple, context, quoted)
             self.ordered.append(triple)
+            self.graphs.append(getattr(context, "identifier", None))
 
     return Dataset(store=OrderedMemory())

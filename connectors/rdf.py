@@ -169,8 +169,9 @@ def _read_file(path: Path, fmt: str, collector: Collector) -> int:
     return _feed(_parse_rdflib(_read_bytes(path), fmt, path), collector)
 
 
-def _parse_rdflib(data: bytes, fmt: str, path: Path) -> list[tuple]:
-    """The (s, p, o) rdflib terms of a file in parse order (graph names dropped)."""
+def _parse_rdflib(data: bytes, fmt: str, path: Path, graphs: bool = False) -> list[tuple]:
+    """The (s, p, o) rdflib terms of a file in parse order (graph names dropped; with ``graphs``, (s, p, o, g)
+    with the graph name ``g``, as the enrichment writer needs)."""
     from xml.sax import SAXException
 
     from rdflib.exceptions import Error as RdflibError
@@ -193,6 +194,8 @@ def _parse_rdflib(data: bytes, fmt: str, path: Path) -> list[tuple]:
                 text = _decode(data, path)
                 with no_network():
                     dataset.parse(data=text, format=fmt, publicID=base)
+        if graphs:
+            return [(*t, g) for t, g in zip(dataset.store.ordered, dataset.store.graphs, strict=True)]
         return dataset.store.ordered
     except InputError:
         raise
