@@ -1,4 +1,4 @@
-"""RDF files to a :class:`kgemb.KnowledgeGraph` (and, later, enrichment written back beside the reader).
+"""RDF files to a :class:`kgemb.KnowledgeGraph`, and predicted links written back into RDF (``enrich``).
 
 ``load`` reads Turtle, N-Triples, N-Quads, TriG, RDF/XML, JSON-LD and Notation3, single files, several files or a
 folder, optionally gzip-compressed. N-Triples and N-Quads are streamed line by line without an rdflib ``Graph``;
@@ -42,7 +42,7 @@ FORMATS: dict[str, str] = {
 }
 _STREAMED = {"nt", "nquads"}
 
-__all__ = ["FORMATS", "RdfMapping", "load", "load_mapping"]
+__all__ = ["FORMATS", "EnrichResult", "RdfMapping", "enrich", "load", "load_mapping"]
 
 
 def load(
@@ -226,3 +226,9 @@ def _feed(triples: list[tuple], collector: Collector) -> int:
             collector.resource(skey, str(p), collector.bnode(str(o)) if isinstance(o, BNode) else str(o))
         count += 1
     return count
+
+
+# ---------------------------------------------------------------------- writing: batch enrichment
+# ``enrich`` lives in rdf_enrich.py (the job) and rdf_write.py (vocabulary and serializers); it reads INPUT with the
+# functions above, so it is imported last.
+from .rdf_enrich import EnrichResult, enrich  # noqa: E402
