@@ -6,12 +6,15 @@ User errors (:class:`kgemb.KgembError`) become one line on stderr and exit code 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.metadata
 import json
+import os
 import platform
 import shutil
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from kgemb._version import __version__
 from kgemb.errors import KgembError
@@ -55,6 +58,172 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     return 0
 
 
+def _neo4j_uri(args: argparse.Namespace) -> str:
+    uri = args.uri or os.environ.get("NEO4J_URI")
+    if not uri:
+        raise KgembError("no Neo4j URI: pass --uri bolt://HOST:7687 (or set NEO4J_URI)")
+    return uri
+
+
+def _cmd_neo4j_pull(args: argparse.Namespace) -> int:
+    """Read a graph from Neo4j and save it as a kgemb graph directory."""
+    from kgemb.connectors import neo4j
+
+    texts: dict[str, str] | None = None
+    if args.text:
+        texts = {}
+        for item in args.text:
+            prop, sep, kind = item.partition("=")
+            if not sep or not prop or not kind:
+                raise KgembError(
+                    f"--text {item!r} must look like PROPERTY=KIND[@LANG], e.g. name_zh=label@zh"
+                )
+            texts[prop] = kind
+    kg = neo4j.pull(
+        _neo4j_uri(args),
+        labels=args.label,
+        relationship_types=args.type,
+        query=args.query,
+        key=args.key,
+        text_properties=texts,
+        attributes=args.attribute or (),
+        database=args.database,
+        progress=not args.quiet,
+    )
+    kg.save(args.out)
+    print(
+        f"{kg.num_entities} entities, {kg.num_relations} relations, {len(kg.all_triples())} triples -> {args.out}"
+    )
+    return 0
+
+
+def _cmd_neo4j_push(args: argparse.Namespace) -> int:
+    """Write a trained model's vectors, vector index and model node into Neo4j."""
+    import kgemb
+    from kgemb.connectors import neo4j
+
+    report = neo4j.push(
+        kgemb.load(args.model),
+        _neo4j_uri(args),
+        name=args.name,
+        entity_label=args.entity_label,
+        vector_property=args.property,
+        index=args.index,
+        batch_size=args.batch_size,
+        database=args.database,
+        progress=not args.quiet,
+    )
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print(
+            f"{report.nodes} vectors ({report.dim} dims) in {report.seconds:.1f} s "
+            f"({report.vectors_per_second:.0f}/s); index {report.index!r} ({report.similarity}) ONLINE; "
+            f"model node {report.model!r}"
+            + (f"; {report.missing} entities had no node" if report.missing else "")
+        )
+    return 0
+
+
+def _cmd_neo4j_predict(args: argparse.Namespace) -> int:
+    """Predict the top links of a relation for every node of the head label; print them, or MERGE them."""
+    import kgemb
+    from kgemb.connectors import neo4j
+
+    model = kgemb.load(args.model)
+    uri = _neo4j_uri(args)
+    links = neo4j.predict_links(
+        model,
+        args.relation,
+        head_label=args.head_label,
+        tail_label=args.tail_label,
+        k=args.k,
+        min_score=args.min_score,
+    )
+    if args.write:
+        heads = [model.kg.entities[i].key for i in neo4j.heads_for(model, args.relation, args.head_label)]
+        report = neo4j.write_links(
+            links,
+            model,
+            uri,
+            name=args.name,
+            relationship_type=args.rel_type,
+            heads=heads,
+            database=args.database,
+        )
+        print(
+            f"{len(links)} predicted links: {report.created} created, {report.updated} updated, "
+            f"{report.deleted} removed"
+            + (f"; {report.missing_nodes} nodes not found" if report.missing_nodes else "")
+        )
+    elif args.json:
+        print(json.dumps([dataclasses.asdict(x) for x in links], ensure_ascii=False, indent=2))
+    else:
+        for x in links:
+            print(f"{x.head_label}\t{x.relation}\t{x.tail_label}\t{x.score:.4f}\t#{x.rank}")
+        print(f"({len(links)} links; dry run: add --write to store them in Neo4j)", file=sys.stderr)
+    return 0
+
+
+def _add_neo4j_parsers(sub: Any) -> None:
+    neo = sub.add_parser(
+        "neo4j", help="pull a graph from Neo4j, push vectors and an index, write predicted links"
+    )
+    cmds = neo.add_subparsers(dest="neo4j_command", metavar="ACTION", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--uri",
+            help="bolt://, neo4j:// or neo4j+s:// URI (default: $NEO4J_URI); "
+            "credentials come from NEO4J_USERNAME / NEO4J_PASSWORD",
+        )
+        p.add_argument("--database", help="database name (default: $NEO4J_DATABASE or the server's default)")
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    pull = cmds.add_parser("pull", help="read a graph from Neo4j into a graph directory")
+    common(pull)
+    pull.add_argument("--out", required=True, help="directory to save the graph in")
+    pull.add_argument("--label", action="append", help="only nodes with this label (repeatable)")
+    pull.add_argument("--type", action="append", help="only relationships of this type (repeatable)")
+    pull.add_argument("--query", help="Cypher returning head, relation, tail (instead of --label/--type)")
+    pull.add_argument("--key", default="elementId", help="node key: a property name, or elementId (default)")
+    pull.add_argument(
+        "--text",
+        action="append",
+        metavar="PROP=KIND[@LANG]",
+        help="text property, e.g. name=label, name_zh=label@zh, summary=description@en (repeatable)",
+    )
+    pull.add_argument("--attribute", action="append", help="other property to keep (repeatable)")
+    pull.set_defaults(handler=_cmd_neo4j_pull)
+
+    push = cmds.add_parser("push", help="write a model's vectors, vector index and model node")
+    push.add_argument("model", metavar="DIR", help="trained model directory")
+    common(push)
+    push.add_argument("--name", default="kgemb", help="model node name (default kgemb)")
+    push.add_argument("--entity-label", default="KgembEntity", help="label added to embedded nodes")
+    push.add_argument("--property", default="embedding", help="node property for the vector")
+    push.add_argument("--index", help="vector index name (default NAME_PROPERTY)")
+    push.add_argument("--batch-size", type=int, default=1000, help="nodes per transaction")
+    push.add_argument("--json", action="store_true", help="print a JSON report")
+    push.set_defaults(handler=_cmd_neo4j_push)
+
+    pred = cmds.add_parser(
+        "predict", help="predict links for every node of the head label (dry run unless --write)"
+    )
+    pred.add_argument("model", metavar="DIR", help="trained model directory")
+    common(pred)
+    pred.add_argument("--relation", required=True, help="relation key or label")
+    pred.add_argument("--k", type=int, default=5, help="links per head (default 5)")
+    pred.add_argument("--min-score", type=float, help="leave out links scoring below this raw score")
+    pred.add_argument("--head-label", help="predict for nodes with this label (default: inferred)")
+    pred.add_argument("--tail-label", help="only tails with this label (default: the relation's tail types)")
+    pred.add_argument("--write", action="store_true", help="MERGE the links into Neo4j")
+    pred.add_argument("--rel-type", help="relationship type to write (default PREDICTED_<RELATION>)")
+    pred.add_argument("--name", default="kgemb", help="model name stored on each link")
+    pred.add_argument("--json", action="store_true", help="print the links as JSON (dry run)")
+    pred.set_defaults(handler=_cmd_neo4j_predict)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kgemb",
@@ -66,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = sub.add_parser("doctor", help="show versions and check the installation")
     doctor.add_argument("--json", action="store_true", help="print a JSON object")
     doctor.set_defaults(handler=_cmd_doctor)
+
+    _add_neo4j_parsers(sub)
     return parser
 
 
