@@ -133,7 +133,8 @@ class KnowledgeGraph:
             return _empty_triples()
         arr = np.asarray(arr, dtype=np.int64).reshape(-1, 3)
         if len(arr):
-            if arr[:, [0, 2]].min() < 0 or arr[:, [0, 2]].max() >= len(self.entities):
+            ends = (arr[:, 0], arr[:, 2])  # strided views: no copies of large arrays
+            if min(v.min() for v in ends) < 0 or max(v.max() for v in ends) >= len(self.entities):
                 raise InputError(f"split {name!r} has entity ids outside 0..{len(self.entities) - 1}")
             if arr[:, 1].min() < 0 or arr[:, 1].max() >= len(self.relations):
                 raise InputError(f"split {name!r} has relation ids outside 0..{len(self.relations) - 1}")
@@ -481,6 +482,7 @@ class GraphBuilder:
         self._relation_ids: dict[str, int] = {}
         self._relation_labels: list[dict[str, list[str]]] = []
         self._triples: dict[str, array] = {}
+        self._types: dict[str, str] = {}
 
     @property
     def num_entities(self) -> int:
@@ -537,7 +539,7 @@ class GraphBuilder:
     def add_type(self, key: str, type_key: str) -> None:
         e = self.entity(key)
         if type_key not in e.types:
-            e.types.append(type_key)
+            e.types.append(self._types.setdefault(type_key, type_key))  # one string object per type
 
     def add_attribute(self, key: str, name: str, value: str) -> None:
         values = self.entity(key).attributes.setdefault(name, [])
@@ -590,7 +592,7 @@ class GraphBuilder:
         relations = list(self._relation_ids)
         relation_labels = self._relation_labels
         raw = {
-            name: np.frombuffer(buf, dtype=np.int64).reshape(-1, 3).copy()
+            name: np.frombuffer(buf, dtype=np.int64).reshape(-1, 3)  # views; the results below are copies
             for name, buf in self._triples.items()
         }
         meta = dict(metadata or {})
@@ -598,11 +600,13 @@ class GraphBuilder:
             keep = np.fromiter((bool(entity_filter(e)) for e in entities), dtype=bool, count=len(entities))
             new_id = np.cumsum(keep) - 1
             dropped = 0
-            for name, arr in raw.items():
+            for name, arr in raw.items() if not keep.all() else ():
                 ok = keep[arr[:, 0]] & keep[arr[:, 2]]
                 dropped += int((~ok).sum())
-                arr = arr[ok]
-                raw[name] = np.stack([new_id[arr[:, 0]], arr[:, 1], new_id[arr[:, 2]]], axis=1)
+                arr = arr[ok]  # a copy, renumbered in place
+                arr[:, 0] = new_id[arr[:, 0]]
+                arr[:, 2] = new_id[arr[:, 2]]
+                raw[name] = arr
             entities = [e for e, k in zip(entities, keep, strict=True) if k]
             meta["filtered_out"] = {"entities": int((~keep).sum()), "triples": dropped}
         splits, duplicates = _deduplicate(raw, len(entities), len(relations))
@@ -611,24 +615,24 @@ class GraphBuilder:
 
 
 def _deduplicate(raw: dict[str, np.ndarray], num_entities: int, num_relations: int) -> tuple[dict, int]:
-    """Drop repeated triples, keeping the first (splits in train, valid, test, then other order)."""
+    """Drop repeated triples, keeping the first (splits in train, valid, test, then other order). Works on one
+    int64 code per triple rather than on stacked rows, so large graphs need little extra memory; returns copies."""
     order = [s for s in SPLITS if s in raw] + [s for s in raw if s not in SPLITS]
-    if not order:
-        return {}, 0
-    stacked = np.concatenate([raw[s] for s in order], axis=0)
-    if len(stacked) == 0:
-        return {s: raw[s] for s in order}, 0
+    total = sum(len(raw[s]) for s in order)
+    if total == 0:
+        return {s: np.array(raw[s], dtype=np.int64).reshape(-1, 3) for s in order}, 0
     n_e, n_r = max(num_entities, 1), max(num_relations, 1)
     if float(n_e) * n_e * n_r < 2**62:
-        codes = (stacked[:, 0] * n_r + stacked[:, 1]) * n_e + stacked[:, 2]
+        codes = np.concatenate([(raw[s][:, 0] * n_r + raw[s][:, 1]) * n_e + raw[s][:, 2] for s in order])
         _, first = np.unique(codes, return_index=True)
+        del codes
     else:
-        _, first = np.unique(stacked, axis=0, return_index=True)
-    keep = np.zeros(len(stacked), dtype=bool)
+        _, first = np.unique(np.concatenate([raw[s] for s in order]), axis=0, return_index=True)
+    keep = np.zeros(total, dtype=bool)
     keep[first] = True
     out, start = {}, 0
     for s in order:
         n = len(raw[s])
-        out[s] = stacked[start : start + n][keep[start : start + n]]
+        out[s] = raw[s][keep[start : start + n]]
         start += n
-    return out, int(len(stacked) - len(first))
+    return out, int(total - len(first))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
@@ -45,8 +46,10 @@ def clean_text(text: str) -> str:
     return _SPACES.sub(" ", text).strip()
 
 
+@functools.lru_cache(maxsize=4096)
 def normalize_language(tag: str | None) -> str:
-    """A BCP 47 language tag in the form kgemb stores it: lower case, ``-`` separated; ``None`` -> untagged ``""``."""
+    """A BCP 47 language tag in the form kgemb stores it: lower case, ``-`` separated; ``None`` -> untagged ``""``.
+    Cached, so that millions of labels share one string per tag."""
     return (tag or "").strip().lower().replace("_", "-")
 
 
