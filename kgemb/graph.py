@@ -172,10 +172,12 @@ class KnowledgeGraph:
         if key_or_label in self._relation_index:
             return self._relation_index[key_or_label]
         wanted = normalize_name(key_or_label)
+        wanted_readable = normalize_name(readable_key(key_or_label))  # "has_symptom" finds ex:has_symptom
         hits = {
             i
             for i, key in enumerate(self.relations)
             if wanted in (normalize_name(key), normalize_name(readable_key(key)))
+            or wanted_readable == normalize_name(readable_key(key))
             or any(wanted == normalize_name(t) for texts in self.relation_labels[i].values() for t in texts)
         }
         if len(hits) == 1:
