@@ -23,13 +23,7 @@ from kgemb.encoders.hf_config import (
     read_st_config,
     resolve_source,
 )
-from kgemb.encoders.precision import (
-    check_dtype_device,
-    quantize_int8,
-    resolve_device,
-    resolve_dtype,
-    torch_dtype,
-)
+from kgemb.encoders.precision import check_dtype_device, resolve_device, resolve_dtype, torch_dtype
 from kgemb.errors import ConfigError, DependencyError
 
 log = logging.getLogger("kgemb.encoders")
@@ -122,7 +116,11 @@ class HFEncoder(TextEncoder):
             1 << 30
         )  # kgemb splits long texts itself; silence the length warning
         model.eval().to(self.device)
-        self.model = quantize_int8(model) if self.dtype == "int8" else model
+        if self.dtype == "int8":
+            from kgemb.encoders.quantize import quantize_int8
+
+            model = quantize_int8(model)
+        self.model = model
         self.pad_left = self.pooling == "last"
         self.pad_id = _first_id(self.tokenizer, ("pad_token_id", "eos_token_id", "unk_token_id"))
         self.empty_id = _first_id(

@@ -1,4 +1,4 @@
-"""Devices and number formats for transformer encoders: fp32, fp16/bf16 on a GPU, int8 on the CPU."""
+"""Devices and number formats for transformer encoders: fp32, fp16/bf16 on a GPU, int8 on the CPU (quantize.py)."""
 
 from __future__ import annotations
 
@@ -64,26 +64,3 @@ def torch_dtype(dtype: str) -> Any:
     import torch
 
     return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(dtype, torch.float32)
-
-
-def quantize_int8(model: Any) -> Any:
-    """Dynamic int8 quantization of every Linear layer (weights int8, activations quantized per batch)."""
-    import torch
-    from torch.ao.quantization import quantize_dynamic
-
-    return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-
-
-def linear_weight_bytes(model: Any) -> int:
-    """Bytes held by the weights of the model's Linear layers, float or dynamically quantized."""
-    import torch
-
-    total = 0
-    for module in model.modules():
-        weight = getattr(module, "weight", None)
-        if isinstance(module, torch.nn.Linear):
-            total += weight.numel() * weight.element_size()
-        elif callable(weight) and type(module).__name__ == "Linear":  # torch.ao dynamic quantized Linear
-            packed = weight()
-            total += packed.numel() * packed.element_size()
-    return total
