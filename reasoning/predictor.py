@@ -1,0 +1,667 @@
+"""``LinkPredictor``: ask a trained model for missing links — tails, heads, relations, several pieces of evidence
+at once (symptoms -> disease) — with calibrated probabilities, type constraints and explanations.
+
+Entities are given by key, IRI, or label in any language (``KnowledgeGraph.lookup``). An ambiguous label raises
+a :class:`~kgemb.KgembError` listing the candidates; an unknown name raises one suggesting the closest entities
+by text — unless new entities are allowed (``allow_new=True``, CLI ``--allow-new``): then the name is read as the
+text of an entity that is not in the graph and its vector comes from the encoder (models trained in ``text`` or
+``fused`` mode only).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from kgemb.reasoning.calibration import Calibration, fit_calibration, load_calibration
+from kgemb.reasoning.constraints import TypeConstraints
+from kgemb.reasoning.links import LinkIndex
+from kgemb.reasoning.scoring import CandidateScorer, Side
+
+from kgemb.errors import ConfigError, InputError
+
+if TYPE_CHECKING:
+    from kgemb.reasoning.explain import Explanation
+    from kgemb.reasoning.search import TextIndex
+
+    from kgemb.model import TrainedModel
+
+EntityRef = str | int
+RelationRef = str | int
+_MARGIN = 8  # extra candidates re-scored exactly, so rounding in the fast path never changes the top k
+
+
+@dataclass
+class Contribution:
+    """What one piece of evidence says about a candidate in :meth:`LinkPredictor.rank`."""
+
+    entity: str  # the evidence entity's key (or its text, for an entity not in the graph)
+    label: str
+    relation: str
+    probability: float  # calibrated probability of the evidence link for this candidate; 1.0 for a known link
+    known: bool  # the link is in the graph
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Prediction:
+    """One ranked answer: an entity (or a relation, for :meth:`LinkPredictor.relations`)."""
+
+    key: str
+    label: str
+    score: float  # calibrated probability (rank: geometric mean over the evidence; search: cosine similarity)
+    rank: int
+    id: int | None = None
+    raw: float | None = None  # the model's raw score (rank: the sum of log-probabilities)
+    known: bool = False  # the link is already in the graph (only listed when known links are not left out)
+    contributions: list[Contribution] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"key", "label", "score", "rank"}`` (plus ``"contributions"`` for a multi-evidence ranking)."""
+        out: dict[str, Any] = {"key": self.key, "label": self.label, "score": self.score, "rank": self.rank}
+        if self.contributions is not None:
+            out["contributions"] = [c.to_dict() for c in self.contributions]
+        return out
+
+
+@dataclass
+class _Query:
+    """A resolved entity: an id in the graph, or the vector of a new entity from its text."""
+
+    text: str
+    id: int | None = None
+    vector: torch.Tensor | None = None  # interaction layout, for a new entity
+
+
+class LinkPredictor:
+    """Ranked, calibrated and explained links from a :class:`~kgemb.TrainedModel`.
+
+    Options (each method can override them): ``filter_known`` leaves out links already in the graph;
+    ``constraints`` keeps only candidates of the right type (``"types"``: from rdfs:domain/range or learned
+    from the training triples, see :mod:`kgemb.reasoning.constraints`; ``"observed"``; ``"none"``);
+    ``min_score`` drops answers whose calibrated probability is lower; ``allow_new`` reads unknown names as
+    new entities' texts. Probabilities come from a per-relation calibration (:mod:`kgemb.reasoning.calibration`)
+    loaded from ``directory/calibration.json``, or fitted on the validation split on first use.
+    """
+
+    def __init__(
+        self,
+        model: TrainedModel,
+        *,
+        calibration: Calibration | None = None,
+        directory: str | os.PathLike | None = None,
+        filter_known: bool = True,
+        constraints: str = "types",
+        min_score: float | None = None,
+        allow_new: bool = False,
+        languages: Sequence[str] | None = None,
+    ) -> None:
+        self.model = model
+        self.kg = model.kg
+        self.directory = Path(directory) if directory is not None else None
+        self.filter_known = filter_known
+        self.constraint_mode = constraints
+        self.min_score = _check_min_score(min_score)
+        self.allow_new = allow_new
+        self.languages = languages
+        self.links = LinkIndex(self.kg.all_triples(), self.kg.num_entities)
+        self.scorer = CandidateScorer(model)
+        self._constraints: dict[str, TypeConstraints] = {constraints: TypeConstraints(self.kg, constraints)}
+        self._calibration = calibration
+        self._text_index: TextIndex | None = None
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike, **options: Any) -> LinkPredictor:
+        """A predictor for the model saved in ``directory`` (``kgemb.load``), with its saved calibration."""
+        path = Path(directory)
+        if not path.is_dir() or not (path / "config.json").is_file():
+            raise InputError(
+                f"{directory} is not a kgemb model directory (no config.json there); "
+                "train one with `kgemb train SOURCE --out DIR` or give the folder it wrote"
+            )
+        import kgemb
+
+        return cls(kgemb.load(path), directory=path, **options)
+
+    # ------------------------------------------------------------------ calibration
+    @property
+    def calibration(self) -> Calibration:
+        """The per-relation calibration: given, saved in the model directory, or fitted now (and saved there)."""
+        if self._calibration is None:
+            if self.directory is not None:
+                self._calibration = load_calibration(self.directory, self.model)
+            if self._calibration is None:
+                self.calibrate(save=self.directory is not None)
+        assert self._calibration is not None
+        return self._calibration
+
+    def calibrate(self, split: str | None = None, *, save: bool = True, **options: Any) -> Calibration:
+        """Fit the calibration on ``split`` (default ``valid``) and, with ``save``, write it to the model
+        directory as ``calibration.json``."""
+        cal = fit_calibration(self.model, split, **options)
+        self._calibration = cal
+        if save and self.directory is not None:
+            try:
+                cal.save(self.directory, self.kg.relations)
+            except OSError as exc:
+                warnings.warn(f"could not save the calibration in {self.directory}: {exc}", stacklevel=2)
+        return cal
+
+    # ------------------------------------------------------------------ resolution
+    def relation(self, relation: RelationRef) -> int:
+        """A relation id from its key, label, or id."""
+        if isinstance(relation, int | np.integer):
+            if not 0 <= int(relation) < self.kg.num_relations:
+                raise InputError(f"relation id {relation} is out of range 0..{self.kg.num_relations - 1}")
+            return int(relation)
+        if not isinstance(relation, str) or not relation.strip():
+            raise InputError(f"relation {relation!r} is empty; give a relation key or label")
+        return self.kg.relation_id(relation)
+
+    def entity(self, name: EntityRef, *, allow_new: bool | None = None) -> int:
+        """An entity id from its key, IRI, label in any language, or id (see the module docstring)."""
+        query = self._resolve(name, allow_new=False if allow_new is None else allow_new)
+        if query.id is None:
+            raise InputError(f"{name!r} is not an entity of the graph")
+        return query.id
+
+    def _resolve(self, name: EntityRef, allow_new: bool | None = None) -> _Query:
+        allow_new = self.allow_new if allow_new is None else allow_new
+        kg = self.kg
+        if isinstance(name, int | np.integer):
+            if not 0 <= int(name) < kg.num_entities:
+                raise InputError(f"entity id {name} is out of range 0..{kg.num_entities - 1}")
+            return _Query(kg.entities[int(name)].key, int(name))
+        if not isinstance(name, str) or not name.strip():
+            raise InputError(f"entity {name!r} is empty; give a key, IRI or label")
+        ids = kg.lookup(name)
+        if len(ids) == 1:
+            return _Query(name, ids[0])
+        if ids:
+            shown = "; ".join(f"{kg.entities[i].key} ({self._label(i)})" for i in ids[:10])
+            more = f" and {len(ids) - 10} more" if len(ids) > 10 else ""
+            raise InputError(
+                f"{name!r} is ambiguous: it names {len(ids)} entities: {shown}{more}; give the key"
+            )
+        if allow_new:
+            vector = self.scorer.from_real(self.model.embed_texts([name]))
+            return _Query(name, None, vector[0])
+        raise InputError(
+            f"unknown entity {name!r}; closest by text: {self._suggestions(name)}; give a key or label of the "
+            "graph, or allow new entities (allow_new=True, --allow-new) to embed it from its text"
+        )
+
+    def _suggestions(self, name: str) -> str:
+        try:
+            hits = self.text_index.search(name, k=5)
+        except (ConfigError, InputError, OSError, ImportError):
+            import difflib
+
+            labels = {self._label(i): i for i in range(min(self.kg.num_entities, 200_000))}
+            hits = [(labels[s], 0.0) for s in difflib.get_close_matches(name, list(labels), n=5, cutoff=0.3)]
+        return ", ".join(f"{self._label(i)!r} ({self.kg.entities[i].key})" for i, _ in hits) or "none"
+
+    def _label(self, i: int) -> str:
+        return self.kg.label(i, self.languages)
+
+    def _anchor(self, query: _Query) -> torch.Tensor:
+        return query.vector if query.id is None else self.scorer.anchors([query.id])[0]
+
+    def _constraint(self, mode: str | None) -> TypeConstraints:
+        mode = self.constraint_mode if mode is None else mode
+        if mode not in self._constraints:
+            self._constraints[mode] = TypeConstraints(self.kg, mode)
+        return self._constraints[mode]
+
+    # ------------------------------------------------------------------ tails and heads
+    def tails(
+        self,
+        head: EntityRef,
+        relation: RelationRef,
+        k: int = 10,
+        *,
+        filter_known: bool | None = None,
+        constraints: str | None = None,
+        min_score: float | None = None,
+        allow_new: bool | None = None,
+    ) -> list[Prediction]:
+        """The ``k`` most probable tails of ``(head, relation, ?)``, best first."""
+        return self._predict("tail", head, relation, k, filter_known, constraints, min_score, allow_new)
+
+    def heads(
+        self,
+        relation: RelationRef,
+        tail: EntityRef,
+        k: int = 10,
+        *,
+        filter_known: bool | None = None,
+        constraints: str | None = None,
+        min_score: float | None = None,
+        allow_new: bool | None = None,
+    ) -> list[Prediction]:
+        """The ``k`` most probable heads of ``(?, relation, tail)``, best first."""
+        return self._predict("head", tail, relation, k, filter_known, constraints, min_score, allow_new)
+
+    def _predict(
+        self,
+        side: Side,
+        anchor_name: EntityRef,
+        relation: RelationRef,
+        k: int,
+        filter_known: bool | None,
+        constraints: str | None,
+        min_score: float | None,
+        allow_new: bool | None,
+    ) -> list[Prediction]:
+        k = _check_k(k)
+        r = self.relation(relation)
+        query = self._resolve(anchor_name, allow_new)
+        ids, raw = self._top_batch(
+            side, self._anchor(query)[None], np.array([r]), k, [query.id], filter_known, constraints
+        )
+        probs = self.calibration.probability(torch.as_tensor(raw), r).numpy()
+        floor = self.min_score if min_score is None else _check_min_score(min_score)
+        out: list[Prediction] = []
+        for i, s, p in zip(ids[0], raw[0], probs[0], strict=True):
+            if i < 0 or (floor is not None and p < floor):
+                continue
+            if query.id is None:
+                known = False
+            elif side == "tail":
+                known = bool(self.links.contains(np.array([[query.id, r, i]]))[0])
+            else:
+                known = bool(self.links.contains(np.array([[i, r, query.id]]))[0])
+            out.append(
+                Prediction(
+                    self.kg.entities[i].key, self._label(i), float(p), len(out) + 1, int(i), float(s), known
+                )
+            )
+        return out
+
+    def top_tails(
+        self,
+        heads: Sequence[int] | np.ndarray,
+        relations: Sequence[int] | np.ndarray | int,
+        k: int = 10,
+        *,
+        filter_known: bool | None = None,
+        constraints: str | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Batched :meth:`tails` by ids, for many queries at once: ``(ids, probabilities)``, each ``(n, k)``;
+        ``-1`` / NaN pad rows with fewer than ``k`` candidates."""
+        return self._top_ids("tail", heads, relations, k, filter_known, constraints)
+
+    def top_heads(
+        self,
+        relations: Sequence[int] | np.ndarray | int,
+        tails: Sequence[int] | np.ndarray,
+        k: int = 10,
+        *,
+        filter_known: bool | None = None,
+        constraints: str | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Batched :meth:`heads` by ids; see :meth:`top_tails`."""
+        return self._top_ids("head", tails, relations, k, filter_known, constraints)
+
+    def _top_ids(
+        self,
+        side: Side,
+        anchors: Sequence[int] | np.ndarray,
+        relations: Sequence[int] | np.ndarray | int,
+        k: int,
+        filter_known: bool | None,
+        constraints: str | None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        k = _check_k(k)
+        anchor_ids = np.asarray(anchors, dtype=np.int64).reshape(-1)
+        rels = np.broadcast_to(np.asarray(relations, dtype=np.int64), anchor_ids.shape).copy()
+        if anchor_ids.size and (anchor_ids.min() < 0 or anchor_ids.max() >= self.kg.num_entities):
+            raise InputError(f"entity ids must lie in 0..{self.kg.num_entities - 1}")
+        if rels.size and (rels.min() < 0 or rels.max() >= self.kg.num_relations):
+            raise InputError(f"relation ids must lie in 0..{self.kg.num_relations - 1}")
+        ids, raw = self._top_batch(
+            side, self.scorer.anchors(anchor_ids), rels, k, list(anchor_ids), filter_known, constraints
+        )
+        probs = self.calibration.probability(torch.as_tensor(raw), torch.as_tensor(rels)).numpy()
+        probs[ids < 0] = np.nan
+        return ids, probs
+
+    def _top_batch(
+        self,
+        side: Side,
+        anchors: torch.Tensor,
+        rels: np.ndarray,
+        k: int,
+        anchor_ids: list[int | None],
+        filter_known: bool | None,
+        constraints: str | None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` candidate ids and their exact raw scores per query row; ``-1`` where none is left."""
+        filter_known = self.filter_known if filter_known is None else filter_known
+        cons = self._constraint(constraints)
+        excluded: list[np.ndarray] = []
+        for a, r in zip(anchor_ids, rels.tolist(), strict=True):
+            if not filter_known or a is None:
+                excluded.append(np.zeros(0, dtype=np.int64))
+            else:
+                known = self.links.tails_of(a, r) if side == "tail" else self.links.heads_of(r, a)
+                excluded.append(np.sort(known))
+        masks = {r: cons.mask(r, side) for r in set(rels.tolist())}
+        blocked = {r: torch.from_numpy(~m) for r, m in masks.items() if m is not None}
+        row_blocked = [blocked.get(r) for r in rels.tolist()]
+
+        def transform(values: torch.Tensor, start: int) -> torch.Tensor:
+            stop = start + values.shape[1]
+            for row, (ex, bl) in enumerate(zip(excluded, row_blocked, strict=True)):
+                if bl is not None:
+                    values[row].masked_fill_(bl[start:stop], float("-inf"))
+                if len(ex):
+                    lo, hi = np.searchsorted(ex, [start, stop])
+                    if hi > lo:
+                        values[row, torch.from_numpy(ex[lo:hi] - start)] = float("-inf")
+            return values
+
+        rel_reps = self.scorer.relations(rels)
+        values, ids = self.scorer.top(side, anchors, rel_reps, k + _MARGIN, transform=transform)
+        exact = self.scorer.exact(side, anchors, rel_reps, ids)
+        exact = torch.where(torch.isfinite(values), exact, torch.full_like(exact, float("-inf")))
+        order = torch.argsort(exact, dim=1, descending=True, stable=True)[:, :k]
+        raw = exact.gather(1, order)
+        out_ids = ids.gather(1, order)
+        out_ids[~torch.isfinite(raw)] = -1
+        return out_ids.numpy(), raw.numpy()
+
+    # ------------------------------------------------------------------ relations and scores
+    def relations(
+        self,
+        head: EntityRef,
+        tail: EntityRef,
+        k: int = 5,
+        *,
+        filter_known: bool | None = None,
+        constraints: str | None = None,
+        allow_new: bool | None = None,
+    ) -> list[Prediction]:
+        """The ``k`` most probable relations between ``head`` and ``tail``."""
+        k = _check_k(k)
+        h, t = self._resolve(head, allow_new), self._resolve(tail, allow_new)
+        if h.id is None and t.id is None:
+            raise InputError(
+                "relations() needs the head or the tail to be an entity of the graph; both are new"
+            )
+        num = self.kg.num_relations
+        rel_ids = np.arange(num)
+        rel_reps = self.scorer.relations(rel_ids)
+        if t.id is not None:
+            anchors = self._anchor(h)[None].expand(num, *self._anchor(h).shape)
+            raw = self.scorer.exact("tail", anchors, rel_reps, torch.full((num, 1), t.id))[:, 0]
+        else:
+            anchors = self._anchor(t)[None].expand(num, *self._anchor(t).shape)
+            raw = self.scorer.exact("head", anchors, rel_reps, torch.full((num, 1), h.id))[:, 0]
+        probs = self.calibration.probability(raw, torch.as_tensor(rel_ids)).numpy()
+        cons = self._constraint(constraints)
+        known = (
+            self.links.contains(np.stack([np.full(num, h.id), rel_ids, np.full(num, t.id)], axis=1))
+            if h.id is not None and t.id is not None
+            else np.zeros(num, dtype=bool)
+        )
+        keep = np.ones(num, dtype=bool)
+        if self.filter_known if filter_known is None else filter_known:
+            keep &= ~known
+        for r in range(num):
+            for q, side in ((h, "head"), (t, "tail")):
+                mask = cons.mask(r, side) if q.id is not None else None
+                if mask is not None and not mask[q.id]:
+                    keep[r] = False
+        order = [r for r in np.argsort(-probs, kind="stable") if keep[r]][:k]
+        return [
+            Prediction(
+                self.kg.relations[r],
+                self.kg.relation_text(r, self.languages),
+                float(probs[r]),
+                n + 1,
+                int(r),
+                float(raw[r]),
+                bool(known[r]),
+            )
+            for n, r in enumerate(order)
+        ]
+
+    def score(
+        self, triples: Sequence[tuple[EntityRef, RelationRef, EntityRef]] | np.ndarray, *, raw: bool = False
+    ) -> np.ndarray:
+        """Calibrated probabilities (or, with ``raw``, the model's raw scores) of ``(head, relation, tail)``
+        triples given by names or ids; this is the model's own belief, also for links already in the graph."""
+        if isinstance(triples, np.ndarray) and np.issubdtype(triples.dtype, np.integer):
+            ids = triples.reshape(-1, 3).astype(np.int64)
+            for col, upper, what in (
+                (0, self.kg.num_entities, "entity"),
+                (1, self.kg.num_relations, "relation"),
+            ):
+                part = ids[:, [0, 2]] if col == 0 else ids[:, 1]
+                if part.size and (part.min() < 0 or part.max() >= upper):
+                    raise InputError(f"{what} ids must lie in 0..{upper - 1}")
+        else:
+            rows = list(triples)
+            if rows and (isinstance(rows[0], str) or len(rows[0]) != 3):
+                raise InputError(
+                    "score() takes a list of (head, relation, tail) triples; wrap one triple in a list"
+                )
+            ids = np.array(
+                [[self.entity(h), self.relation(r), self.entity(t)] for h, r, t in rows], dtype=np.int64
+            ).reshape(-1, 3)
+        scores = self.model.score_hrt(ids)
+        if raw:
+            return scores
+        return self.calibration.probability(torch.as_tensor(scores), torch.as_tensor(ids[:, 1])).numpy()
+
+    # ------------------------------------------------------------------ several pieces of evidence
+    def rank(
+        self,
+        evidence: Sequence[tuple[EntityRef, RelationRef] | EntityRef],
+        k: int = 10,
+        target: str = "head",
+        *,
+        relation: RelationRef | None = None,
+        constraints: str | None = None,
+        min_score: float | None = None,
+        allow_new: bool | None = None,
+    ) -> list[Prediction]:
+        """Rank the entities that best explain all pieces of ``evidence`` together.
+
+        ``evidence`` is a list of ``(entity, relation)`` pairs (or plain entities, all with ``relation``).
+        ``target="head"`` ranks candidates ``x`` for the links ``(x, relation_i, entity_i)`` — e.g. diseases from
+        the symptoms of ``disease has_symptom symptom``; ``target="tail"`` ranks ``x`` in ``(entity_i,
+        relation_i, x)`` — e.g. ``symptom symptom_of disease``.
+
+        Combination: a product of experts (naive Bayes). Each piece of evidence gives the calibrated
+        probability ``p_i(x)`` of its link; a link already in the graph counts as certain (``p_i = 1``), so it is
+        the strongest evidence and an entity known to have every given link ranks first. A candidate's
+        ``raw`` score is ``sum_i log p_i(x)`` (the log-probability that all the links hold, evidence taken as
+        independent given the candidate); its ``score`` is the geometric mean ``exp(mean_i log p_i(x))`` in
+        [0, 1], which orders identically and is what ``min_score`` compares with. Ties (e.g. two entities with
+        every link known) are broken by the model's own mean probability. Each answer lists its per-evidence
+        ``contributions``. Candidates of the wrong type and the evidence entities themselves are left out.
+        """
+        k = _check_k(k)
+        if target not in ("head", "tail"):
+            raise InputError(f"target {target!r} is unknown; use 'head' or 'tail'")
+        items = list(evidence) if not isinstance(evidence, str) else [evidence]
+        if not items:
+            raise InputError(
+                "the evidence is empty; give at least one (entity, relation) pair, e.g. [('fever', 'has_symptom')]"
+            )
+        side: Side = "head" if target == "head" else "tail"
+        evidence_side: Side = "tail" if target == "head" else "head"
+        cons = self._constraint(constraints)
+        queries: list[_Query] = []
+        rel_ids: list[int] = []
+        for item in items:
+            if isinstance(item, tuple | list):
+                if len(item) != 2:
+                    raise InputError(f"evidence {item!r} is not an (entity, relation) pair")
+                name, rel = item
+            elif relation is not None:
+                name, rel = item, relation
+            else:
+                raise InputError(
+                    f"evidence {item!r} has no relation; give (entity, relation) pairs or relation=..."
+                )
+            r = self.relation(rel)
+            q = self._resolve(name, allow_new)
+            if q.id is not None:
+                cons.check(q.id, r, evidence_side)
+            queries.append(q)
+            rel_ids.append(r)
+        m = len(queries)
+        anchors = torch.stack([self._anchor(q) for q in queries])
+        rel_reps = self.scorer.relations(rel_ids)
+        rels_t = torch.as_tensor(rel_ids)
+        cal = self.calibration
+        known_lists = [
+            np.zeros(0, dtype=np.int64)
+            if q.id is None
+            else np.sort(self.links.heads_of(r, q.id) if side == "head" else self.links.tails_of(q.id, r))
+            for q, r in zip(queries, rel_ids, strict=True)
+        ]
+        allowed = np.ones(self.kg.num_entities, dtype=bool)
+        for r in set(rel_ids):
+            mask = cons.mask(r, side)
+            if mask is not None:
+                allowed &= mask
+        allowed[[q.id for q in queries if q.id is not None]] = False
+        blocked = torch.from_numpy(~allowed)
+
+        def combine(raw: torch.Tensor, start: int) -> tuple[torch.Tensor, torch.Tensor]:
+            logp = cal.log_probability(raw.double(), rels_t)
+            model_mean = logp.exp().mean(dim=0)
+            stop = start + raw.shape[1]
+            for row, known in enumerate(known_lists):
+                lo, hi = np.searchsorted(known, [start, stop])
+                if hi > lo:
+                    logp[row, torch.from_numpy(known[lo:hi] - start)] = 0.0
+            return logp, model_mean
+
+        def transform(raw: torch.Tensor, start: int) -> torch.Tensor:
+            logp, model_mean = combine(raw, start)
+            key = logp.sum(dim=0) + 1e-6 * model_mean  # tie-break by the model's own mean probability
+            key.masked_fill_(blocked[start : start + raw.shape[1]], float("-inf"))
+            return key[None]
+
+        values, ids = self.scorer.top(side, anchors, rel_reps, k + _MARGIN, transform=transform, rows=1)
+        cand = ids[0][torch.isfinite(values[0])]
+        if cand.numel() == 0:
+            return []
+        exact = self.scorer.exact(side, anchors, rel_reps, cand[None].expand(m, -1))
+        logp = cal.log_probability(exact.double(), rels_t)
+        model_mean = logp.exp().mean(dim=0)
+        known = torch.zeros_like(logp, dtype=torch.bool)
+        cand_np = cand.numpy()
+        for row, kl in enumerate(known_lists):
+            known[row] = torch.from_numpy(np.isin(cand_np, kl))
+        logp = logp.masked_fill(known, 0.0)
+        total = logp.sum(dim=0)
+        order = torch.argsort(total + 1e-6 * model_mean, descending=True, stable=True).tolist()
+        floor = self.min_score if min_score is None else _check_min_score(min_score)
+        out: list[Prediction] = []
+        for j in order:
+            score = math.exp(float(total[j]) / m)
+            if floor is not None and score < floor:
+                continue
+            i = int(cand_np[j])
+            contributions = [
+                Contribution(
+                    q.text if q.id is None else self.kg.entities[q.id].key,
+                    q.text if q.id is None else self._label(q.id),
+                    self.kg.relations[r],
+                    float(math.exp(float(logp[row, j]))),
+                    bool(known[row, j]),
+                )
+                for row, (q, r) in enumerate(zip(queries, rel_ids, strict=True))
+            ]
+            out.append(
+                Prediction(
+                    self.kg.entities[i].key,
+                    self._label(i),
+                    score,
+                    len(out) + 1,
+                    i,
+                    float(total[j]),
+                    False,
+                    contributions,
+                )
+            )
+            if len(out) == k:
+                break
+        return out
+
+    # ------------------------------------------------------------------ text and explanations
+    @property
+    def text_index(self) -> TextIndex:
+        """The text search index (built on first use)."""
+        if self._text_index is None:
+            from kgemb.reasoning.search import TextIndex
+
+            self._text_index = TextIndex(self.model)
+        return self._text_index
+
+    def search(self, text: str, k: int = 10) -> list[Prediction]:
+        """Entities whose texts (any label or description, any language) are closest to a free text; the
+        score is the cosine similarity of the best-matching text."""
+        k = _check_k(k)
+        return [
+            Prediction(self.kg.entities[i].key, self._label(i), sim, n + 1, i)
+            for n, (i, sim) in enumerate(self.text_index.search(text, k))
+        ]
+
+    def explain(self, head: EntityRef, relation: RelationRef, tail: EntityRef, **options: Any) -> Explanation:
+        """Why ``(head, relation, tail)`` is (or is not) likely: its probability, the strongest supporting paths
+        in the graph and the nearest entities by text; see :func:`kgemb.reasoning.explain.explain`."""
+        from kgemb.reasoning.explain import explain
+
+        return explain(self, head, relation, tail, **options)
+
+
+def _check_k(k: Any) -> int:
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k <= 0:
+        raise InputError(f"k must be a positive whole number of answers; got {k!r}")
+    return int(k)
+
+
+def _check_min_score(value: Any) -> float | None:
+    if value is None:
+        return None
+    if not isinstance(value, int | float) or not 0.0 <= float(value) <= 1.0:
+        raise InputError(f"min_score must be a probability between 0 and 1; got {value!r}")
+    return float(value)
+
+
+def format_predictions(predictions: Sequence[Prediction], title: str = "") -> str:
+    """A readable table of ranked answers (the CLI's output without ``--json``)."""
+    lines = [title] if title else []
+    if not predictions:
+        lines.append("(no answers: every candidate was filtered out)")
+        return "\n".join(lines)
+    with_evidence = any(p.contributions for p in predictions)
+    label_w = min(40, max(5, *(len(p.label) for p in predictions)))
+    head = f"{'rank':>4}  {'score':>6}  {'label':<{label_w}}  key"
+    lines.append(head + ("  evidence (probability, * = in the graph)" if with_evidence else ""))
+    for p in predictions:
+        label = p.label if len(p.label) <= label_w else p.label[: label_w - 1] + "…"
+        mark = " *" if p.known else ""
+        row = f"{p.rank:>4}  {p.score:>6.3f}  {label:<{label_w}}  {p.key}{mark}"
+        if p.contributions:
+            row += "  " + ", ".join(
+                f"{c.label} {c.probability:.2f}{'*' if c.known else ''}" for c in p.contributions
+            )
+        lines.append(row)
+    return "\n".join(lines)
