@@ -224,6 +224,134 @@ def _add_neo4j_parsers(sub: Any) -> None:
     pred.set_defaults(handler=_cmd_neo4j_predict)
 
 
+# ---------------------------------------------------------------------- reasoning: predict, rank, search, explain
+def _predictor(args: argparse.Namespace) -> Any:
+    """The LinkPredictor of the model directory ``args.model``, with the ranking options of the command line."""
+    from kgemb.reasoning import LinkPredictor
+
+    return LinkPredictor.load(
+        args.model,
+        filter_known=not getattr(args, "keep_known", False),
+        constraints=getattr(args, "constraints", "types"),
+        min_score=getattr(args, "min_score", None),
+        allow_new=getattr(args, "allow_new", False),
+    )
+
+
+def _print_ranking(predictions: list[Any], as_json: bool, title: str) -> None:
+    from kgemb.reasoning.predictor import format_predictions
+
+    if as_json:
+        print(json.dumps([p.to_dict() for p in predictions], ensure_ascii=False, indent=2))
+    else:
+        print(format_predictions(predictions, title))
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    """Rank the missing tails of (HEAD, RELATION, ?) or heads of (?, RELATION, TAIL)."""
+    from kgemb.errors import InputError
+
+    if (args.head is None) == (args.tail is None):
+        raise InputError("give exactly one of --head X (to rank tails) or --tail X (to rank heads)")
+    lp = _predictor(args)
+    if args.head is not None:
+        found = lp.tails(args.head, args.relation, k=args.k)
+        title = f"{args.head} -[{args.relation}]-> ?"
+    else:
+        found = lp.heads(args.relation, args.tail, k=args.k)
+        title = f"? -[{args.relation}]-> {args.tail}"
+    _print_ranking(found, args.json, title)
+    return 0
+
+
+def _cmd_rank(args: argparse.Namespace) -> int:
+    """Rank the entities that best explain several pieces of evidence together (e.g. symptoms -> disease)."""
+    lp = _predictor(args)
+    evidence: list[str] = []
+    for value in args.evidence:  # "fever,cough" is split unless the whole string names an entity
+        if "," in value and not lp.kg.lookup(value):
+            evidence.extend(part.strip() for part in value.split(",") if part.strip())
+        else:
+            evidence.append(value)
+    found = lp.rank(evidence, k=args.k, target=args.target, relation=args.relation)
+    arrow = f"? -[{args.relation}]-> each" if args.target == "head" else f"each -[{args.relation}]-> ?"
+    _print_ranking(found, args.json, f"{arrow} of: {', '.join(evidence)}")
+    return 0
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    """Entities whose texts are closest to a free text in any language."""
+    lp = _predictor(args)
+    _print_ranking(lp.search(args.text, k=args.k), args.json, f"closest to {args.text!r} (cosine)")
+    return 0
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    """Why a link is likely: its probability, supporting paths, nearest entities by text."""
+    lp = _predictor(args)
+    found = lp.explain(args.head, args.relation, args.tail, max_length=args.max_length)
+    print(json.dumps(found.to_dict(), ensure_ascii=False, indent=2) if args.json else found.format())
+    return 0
+
+
+def _add_reasoning_parsers(sub: Any) -> None:
+    def common(p: argparse.ArgumentParser, ranking: bool = True) -> None:
+        p.add_argument("model", metavar="DIR", help="a model directory written by `kgemb train`")
+        p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+        if ranking:
+            p.add_argument("--k", type=int, default=10, help="how many answers (default 10)")
+            p.add_argument(
+                "--min-score", type=float, default=None, help="drop answers below this probability"
+            )
+            p.add_argument("--keep-known", action="store_true", help="also list links already in the graph")
+            p.add_argument(
+                "--constraints",
+                choices=("types", "observed", "none"),
+                default="types",
+                help="keep candidates of the right type (default), seen in that role, or all",
+            )
+            p.add_argument(
+                "--allow-new",
+                action="store_true",
+                help="read unknown names as new entities' texts (text/fused)",
+            )
+
+    pred = sub.add_parser("predict", help="rank missing tails (--head) or heads (--tail) of a relation")
+    common(pred)
+    pred.add_argument("--head", help="key, IRI or label of the head (ranks tails)")
+    pred.add_argument("--tail", help="key, IRI or label of the tail (ranks heads)")
+    pred.add_argument("--relation", required=True, help="relation key or label")
+    pred.set_defaults(handler=_cmd_predict)
+
+    rank = sub.add_parser("rank", help="rank entities that explain several pieces of evidence together")
+    common(rank)
+    rank.add_argument("--relation", required=True, help="relation linking each candidate and each evidence")
+    rank.add_argument(
+        "--evidence", action="append", required=True, help="an evidence entity (repeat, or 'a,b,c')"
+    )
+    rank.add_argument(
+        "--target",
+        choices=("head", "tail"),
+        default="head",
+        help="rank heads of (?, R, evidence) (default) or tails of (evidence, R, ?)",
+    )
+    rank.set_defaults(handler=_cmd_rank)
+
+    search = sub.add_parser("search", help="entities whose texts are closest to a free text, any language")
+    common(search, ranking=False)
+    search.add_argument("text", help="free text in any language")
+    search.add_argument("--k", type=int, default=10, help="how many answers (default 10)")
+    search.set_defaults(handler=_cmd_search)
+
+    explain = sub.add_parser("explain", help="why a link is likely: paths in the graph, neighbours by text")
+    common(explain, ranking=False)
+    explain.add_argument("--head", required=True)
+    explain.add_argument("--relation", required=True)
+    explain.add_argument("--tail", required=True)
+    explain.add_argument("--max-length", type=int, default=3, help="longest supporting path, in edges")
+    explain.set_defaults(handler=_cmd_explain)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kgemb",
@@ -237,6 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.set_defaults(handler=_cmd_doctor)
 
     _add_neo4j_parsers(sub)
+    _add_reasoning_parsers(sub)
     return parser
 
 
