@@ -1,0 +1,162 @@
+"""Save and load a trained model directory: JSON, safetensors and the graph's own files; never pickle.
+
+Layout::
+
+    DIR/config.json              mode, interaction, dims, encoder (spec, fingerprint), versions, training settings,
+                                 metrics, and the SHA-256 of every other file
+    DIR/weights.safetensors      the PyKEEN model's state dict
+    DIR/text_features.safetensors  the frozen text features (so loading needs no encoder)
+    DIR/graph/                   the KnowledgeGraph (graph.json + triples_*.npy)
+
+Every file is written under a temporary name and renamed, ``config.json`` last, so a reader never sees a half-written
+model; loading checks each hash and fails with a :class:`~kgemb.errors.KgembError` on a missing or altered file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from kgemb.errors import InputError, KgembError
+from kgemb.features import TextFeatures
+from kgemb.model import TrainedModel, build_model, check_encoder
+
+CONFIG = "config.json"
+WEIGHTS = "weights.safetensors"
+FEATURES = "text_features.safetensors"
+GRAPH = "graph"
+FORMAT = "kgemb-model"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def save(trained: TrainedModel, directory: str | os.PathLike) -> None:
+    """Write ``trained`` to ``directory`` (created if needed; an existing model there is replaced)."""
+    from safetensors.torch import save as to_bytes
+
+    out = Path(directory)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out} exists and is not a folder; pick another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    config_path = out / CONFIG
+    config_path.unlink(missing_ok=True)  # the folder holds no valid model until the new config lands
+    state = {k: v.detach().contiguous() for k, v in trained.pykeen_model.state_dict().items()}
+    _write_atomic(out / WEIGHTS, to_bytes(state))
+    files = [WEIGHTS]
+    if trained.features is not None:
+        _write_atomic(out / FEATURES, to_bytes(trained.features.tensors()))
+        files.append(FEATURES)
+    else:
+        (out / FEATURES).unlink(missing_ok=True)
+    trained.kg.save(out / GRAPH)
+    files += sorted(
+        f"{GRAPH}/{p.name}" for p in (out / GRAPH).iterdir() if p.is_file() and not p.name.startswith(".")
+    )
+    config = dict(trained.config)
+    config["files"] = {name: _sha256(out / name) for name in files}
+    _write_atomic(config_path, json.dumps(config, indent=2, ensure_ascii=False, default=str).encode("utf-8"))
+
+
+def read_config(directory: str | os.PathLike) -> dict[str, Any]:
+    """The model's config.json, checked to be a kgemb model."""
+    src = Path(directory)
+    path = src / CONFIG
+    if not path.is_file():
+        what = "does not exist" if not src.exists() else f"holds no kgemb model ({CONFIG} is missing)"
+        raise InputError(f"{src} {what}; train one with `kgemb train SOURCE --out {src}`")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path} is not valid JSON ({exc}); save or train the model again") from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise InputError(f"{path} is not a kgemb model config; save or train the model again")
+    return config
+
+
+def verify_files(directory: Path, config: dict[str, Any]) -> None:
+    """Every file config.json lists must exist and have the recorded SHA-256."""
+    files = config.get("files")
+    if not isinstance(files, dict) or WEIGHTS not in files:
+        raise InputError(f"{directory / CONFIG} lists no model files; save the model again")
+    for name, digest in files.items():
+        path = directory / name
+        if ".." in Path(name).parts or Path(name).is_absolute():
+            raise InputError(f"{directory / CONFIG} names a file outside the model folder ({name!r})")
+        if not path.is_file():
+            raise InputError(
+                f"the model in {directory} is incomplete: {name} is missing; save the model again"
+            )
+        if _sha256(path) != digest:
+            raise InputError(
+                f"{path} does not match the checksum in {CONFIG}: the file was changed or damaged; "
+                "save or train the model again"
+            )
+
+
+def load(directory: str | os.PathLike, *, encoder: Any = None) -> TrainedModel:
+    """Load a model saved by :meth:`TrainedModel.save`. ``encoder`` (a spec or TextEncoder) is checked against the
+    training encoder's fingerprint; without it the encoder is re-created from its saved spec when first needed."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from kgemb.graph import KnowledgeGraph
+
+    src = Path(directory)
+    config = read_config(src)
+    verify_files(src, config)
+    kg = KnowledgeGraph.load(src / GRAPH)
+    try:
+        features = None
+        if FEATURES in config["files"]:
+            features = TextFeatures.from_tensors(load_file(src / FEATURES), src / FEATURES)
+        state = load_file(src / WEIGHTS)
+    except (SafetensorError, OSError) as exc:
+        raise InputError(f"the model files in {src} cannot be read ({exc}); save the model again") from None
+    enc = None
+    if encoder is not None:
+        from kgemb.encoders import load_encoder
+
+        enc = load_encoder(encoder)
+        check_encoder(enc, (config.get("encoder") or {}).get("fingerprint"))
+    training = config["training"]
+    seen = state.get("entity_representations.0.seen")
+    try:
+        model = build_model(
+            kg.to_triples_factory("train"),
+            mode=config["mode"],
+            interaction=config["interaction"],
+            dim=config["dim"],
+            features=features,
+            pooling=training["pooling"],
+            heads=training["heads"],
+            combination=training["combination"],
+            seen=seen,
+            structure_dropout=training.get("structure_dropout", 0.0),
+            seed=training.get("seed", 0),
+        )
+        model.load_state_dict(state, strict=True)
+    except (KeyError, RuntimeError) as exc:
+        raise KgembError(
+            f"the weights in {src / WEIGHTS} do not fit the model its config describes ({exc}); "
+            "save or train the model again"
+        ) from None
+    model.eval()
+    return TrainedModel(kg, model, config, features, enc)

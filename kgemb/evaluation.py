@@ -1,0 +1,83 @@
+"""Filtered rank-based link-prediction metrics (MRR, Hits@1/3/10, both directions) with PyKEEN's evaluator."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from pykeen.evaluation import RankBasedEvaluator
+from pykeen.models import Model
+
+from kgemb.errors import InputError
+
+if TYPE_CHECKING:
+    from kgemb.model import TrainedModel
+
+METRICS = {
+    "mrr": "both.realistic.inverse_harmonic_mean_rank",
+    "hits@1": "both.realistic.hits_at_1",
+    "hits@3": "both.realistic.hits_at_3",
+    "hits@10": "both.realistic.hits_at_10",
+}
+
+
+def rank_metrics(
+    model: Model,
+    triples: np.ndarray | torch.Tensor,
+    filter_triples: list[np.ndarray | torch.Tensor] = (),  # type: ignore[assignment]
+    *,
+    batch_size: int = 256,
+    show_progress: bool = False,
+) -> dict[str, float]:
+    """MRR and Hits@k of a PyKEEN model on id triples, ranking every entity, other true triples filtered out."""
+    mapped = torch.as_tensor(np.asarray(triples), dtype=torch.long).reshape(-1, 3)
+    if len(mapped) == 0:
+        raise InputError("there are no triples to evaluate on; pick a split that has triples")
+    filters = [torch.as_tensor(np.asarray(f), dtype=torch.long).reshape(-1, 3) for f in filter_triples]
+    filters = [f for f in filters if len(f)]
+    evaluator = RankBasedEvaluator(filtered=True)
+    was_training = model.training
+    model.eval()
+    try:
+        result = evaluator.evaluate(
+            model,
+            mapped,
+            batch_size=batch_size,
+            use_tqdm=show_progress,
+            additional_filter_triples=filters or None,
+            do_time_consuming_checks=False,
+        )
+    finally:
+        model.train(was_training)
+    out = {name: float(result.get_metric(key)) for name, key in METRICS.items()}
+    out["n"] = len(mapped)
+    return out
+
+
+def evaluate(
+    trained: TrainedModel,
+    split: str = "test",
+    *,
+    batch_size: int = 256,
+    max_triples: int | None = None,
+    seed: int = 0,
+    show_progress: bool = False,
+) -> dict[str, float]:
+    """Filtered MRR and Hits@1/3/10 of a trained model on one split of its graph (all other splits filtered).
+
+    ``max_triples`` evaluates a fixed random sample of the split (same ``seed``, same sample), for quick checks.
+    """
+    kg = trained.kg
+    if split not in kg.splits:
+        raise InputError(f"the graph has no split {split!r}; choose one of {', '.join(sorted(kg.splits))}")
+    triples = kg.triples(split)
+    if len(triples) == 0:
+        raise InputError(f"split {split!r} has no triples; evaluate another split (e.g. --split valid)")
+    if max_triples is not None and len(triples) > max_triples:
+        pick = np.sort(np.random.default_rng(seed).choice(len(triples), max_triples, replace=False))
+        triples = triples[pick]
+    filters = [kg.triples(s) for s in kg.splits]  # the whole split too: a sample must not rank its siblings
+    return rank_metrics(
+        trained.pykeen_model, triples, filters, batch_size=batch_size, show_progress=show_progress
+    )

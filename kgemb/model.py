@@ -1,0 +1,574 @@
+"""The text-aware relational model: a PyKEEN ``ERModel`` whose entity representation fuses text and structure.
+
+Three modes share one code path, :class:`TextAwareRepresentation`:
+
+- ``structure``: a learned embedding per entity (a plain PyKEEN model, the baseline);
+- ``text``: a learned projection of the entity's frozen text features (pooled over its views), so an entity never
+  seen in training still gets a vector;
+- ``fused``: the text projection plus a gated learned embedding; an entity unseen in training keeps its text part.
+
+The interaction (TransE, RotatE, …) and the relation representations are PyKEEN's own, looked up by name.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from pykeen.models import ERModel
+from pykeen.nn import Embedding
+from pykeen.nn.init import PretrainedInitializer
+from pykeen.nn.modules import parallel_unsqueeze
+from pykeen.nn.representation import Representation
+from pykeen.triples import KGInfo
+from torch import nn
+
+from kgemb.errors import ConfigError, InputError, KgembError
+from kgemb.features import TextFeatures
+
+if TYPE_CHECKING:
+    from kgemb.graph import KnowledgeGraph
+
+MODES = ("fused", "text", "structure")
+POOLINGS = ("attention", "mean")
+COMBINATIONS = ("gate", "sum")
+
+
+@dataclass(frozen=True)
+class InteractionSpec:
+    """How kgemb builds one PyKEEN interaction: its representations' dtype, count, initialisers and constraints."""
+
+    pykeen_name: str
+    complex: bool = False
+    relation_reps: int = 1
+    normalize_entities: bool = False
+    entity_init: str = "xavier_uniform"
+    relation_init: str = "xavier_uniform"
+    relation_init_kwargs: dict[str, Any] = field(default_factory=dict)
+    relation_constrainer: str | None = None
+    interaction_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+#: interactions by name (PyKEEN's names); ``dim`` is the number of real numbers per entity vector
+INTERACTIONS: dict[str, InteractionSpec] = {
+    "transe": InteractionSpec("transe", normalize_entities=True, interaction_kwargs={"p": 1}),
+    "distmult": InteractionSpec("distmult", relation_init="xavier_normal_norm"),
+    # ComplEx barely trains with PyKEEN's normal_ initialiser here; xavier_normal_ works
+    "complex": InteractionSpec(
+        "complex", complex=True, entity_init="xavier_normal", relation_init="xavier_normal"
+    ),
+    "rotate": InteractionSpec(
+        "rotate", complex=True, relation_init="init_phases", relation_constrainer="complex_normalize"
+    ),
+    "pairre": InteractionSpec(
+        "pairre",
+        relation_reps=2,
+        normalize_entities=True,
+        relation_init="uniform",
+        interaction_kwargs={"p": 1},
+    ),
+}
+
+
+def interaction_spec(name: str) -> InteractionSpec:
+    """The spec of an interaction by (case-insensitive) name; :class:`ConfigError` listing the known ones."""
+    spec = INTERACTIONS.get(name.lower().replace("_", "").replace("-", ""))
+    if spec is None:
+        raise ConfigError(f"unknown interaction {name!r}; choose one of {', '.join(INTERACTIONS)}")
+    return spec
+
+
+def check_dim(interaction: str, dim: int) -> None:
+    """Reject a dimension the interaction cannot take (complex ones need an even number of reals)."""
+    if not isinstance(dim, int) or dim < 2:
+        raise ConfigError(f"dim={dim!r} is too small; pass an integer of at least 2 (e.g. dim=256)")
+    if interaction_spec(interaction).complex and dim % 2:
+        raise ConfigError(
+            f"dim={dim} is odd, but {interaction} uses complex numbers (dim/2 of them): pass an even dim, "
+            f"e.g. {dim + 1}"
+        )
+
+
+class ViewPooling(nn.Module):
+    """Pool the views of each entity into one vector: plain mean, or multi-head attention with learned queries.
+
+    Attention: each head has a learned query; a view's weight is the softmax (over the entity's views) of the query
+    against the view; head ``k`` pools the ``k``-th slice of the view vectors. The queries start at zero, so the
+    pooling starts as the plain mean and learns which views (language, label or description) to trust.
+    """
+
+    def __init__(self, dim: int, heads: int = 4, kind: str = "attention") -> None:
+        super().__init__()
+        if kind not in POOLINGS:
+            raise ConfigError(f"unknown pooling {kind!r}; choose one of {', '.join(POOLINGS)}")
+        while dim % heads:
+            heads -= 1
+        self.kind, self.dim, self.heads = kind, dim, heads
+        self.query = nn.Linear(dim, heads, bias=False) if kind == "attention" else None
+
+    def reset_parameters(self) -> None:
+        if self.query is not None:
+            nn.init.zeros_(self.query.weight)
+
+    def forward(self, views: torch.Tensor, segment: torch.Tensor, n: int) -> torch.Tensor:
+        """``views`` (V, dim) owned by ``segment`` (V,) in ``range(n)`` -> pooled (n, dim)."""
+        if self.query is None:
+            total = views.new_zeros(n, self.dim).index_add_(0, segment, views)
+            counts = torch.bincount(segment, minlength=n).clamp_min(1).to(views.dtype)
+            return total / counts.unsqueeze(1)
+        scores = self.query(views) / math.sqrt(self.dim / self.heads)  # (V, H)
+        seg = segment.unsqueeze(1).expand_as(scores)
+        top = scores.new_full((n, self.heads), -torch.inf).scatter_reduce(0, seg, scores, reduce="amax")
+        weights = (scores - top[segment]).exp()
+        weights = weights / weights.new_zeros(n, self.heads).index_add_(0, segment, weights)[segment]
+        per_head = views.view(-1, self.heads, self.dim // self.heads) * weights.unsqueeze(-1)
+        return (
+            views.new_zeros(n, self.heads, self.dim // self.heads)
+            .index_add_(0, segment, per_head)
+            .view(n, -1)
+        )
+
+
+class TextAwareRepresentation(Representation):
+    """Entity representation of all three modes (see the module docstring), in PyKEEN's Representation API.
+
+    Vectors are ``dim`` reals; complex interactions read them as ``dim / 2`` complex numbers (interleaved real and
+    imaginary parts, as :class:`pykeen.nn.Embedding` stores them). In evaluation (no gradients) the vectors of all
+    entities are computed once and cached until a parameter changes.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_id: int,
+        dim: int,
+        mode: str = "fused",
+        complex_: bool = False,
+        features: TextFeatures | None = None,
+        pooling: str = "attention",
+        heads: int = 4,
+        combination: str = "gate",
+        seen: torch.Tensor | None = None,
+        structure_init: str = "xavier_uniform",
+        structure_dropout: float = 0.0,
+        normalize: bool = False,
+    ) -> None:
+        if mode not in MODES:
+            raise ConfigError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+        if combination not in COMBINATIONS:
+            raise ConfigError(f"unknown combination {combination!r}; choose one of {', '.join(COMBINATIONS)}")
+        super().__init__(
+            max_id=max_id,
+            shape=(dim // 2,) if complex_ else (dim,),
+            normalizer="normalize" if normalize else None,
+            normalizer_kwargs={"dim": -1} if normalize else None,
+            unique=True,
+        )
+        self.mode, self.dim, self.complex, self.combination = mode, dim, complex_, combination
+        self.structure_dropout = structure_dropout
+        self.uses_text = mode in ("text", "fused")
+        self.uses_structure = mode in ("structure", "fused")
+        self.structure = (
+            Embedding(max_id=max_id, shape=(dim,), initializer=structure_init)
+            if self.uses_structure
+            else None
+        )
+        self.gate = nn.Linear(2 * dim, dim) if mode == "fused" and combination == "gate" else None
+        if self.uses_text:
+            if features is None:
+                raise ConfigError(f"mode {mode!r} needs text features; pass an encoder")
+            if features.num_entities != max_id:
+                raise InputError(
+                    f"the text features cover {features.num_entities} entities, the graph has {max_id}; "
+                    "recompute them for this graph"
+                )
+            self.register_buffer("text_vectors", features.vectors, persistent=False)
+            self.register_buffer("text_offsets", features.offsets, persistent=False)
+            self.register_buffer("text_owners", features.owners(), persistent=False)
+            self.register_buffer("text_mean", features.mean_pooled(), persistent=False)
+            self.pooling = ViewPooling(features.dim, heads=heads, kind=pooling)
+            self.project = nn.Linear(features.dim, dim)
+        else:
+            self.pooling = None
+            self.project = None
+        # entities seen in training triples; in fused mode the others fall back to their text part
+        seen = torch.ones(max_id, dtype=torch.bool) if seen is None else seen.bool()
+        self.register_buffer("seen", seen)
+        self._cache: tuple[Any, torch.Tensor] | None = None
+
+    # -- PyKEEN Representation API -------------------------------------------------------------------------------
+    def reset_parameters(self) -> None:
+        if self.gate is not None:
+            nn.init.zeros_(self.gate.weight)
+            nn.init.zeros_(self.gate.bias)
+        self._cache = None
+
+    def train(self, mode: bool = True) -> TextAwareRepresentation:
+        self._cache = None
+        return super().train(mode)
+
+    def _plain_forward(self, indices: torch.Tensor | None = None) -> torch.Tensor:
+        if not self.training and not torch.is_grad_enabled():
+            full = self._cached()
+            return full if indices is None else full[indices.to(full.device)]
+        return self._as_interaction_layout(self.real_vectors(indices))
+
+    # -- kgemb ---------------------------------------------------------------------------------------------------
+    def real_vectors(self, indices: torch.Tensor | None = None) -> torch.Tensor:
+        """Entity vectors as reals, shape ``(*indices.shape, dim)`` (before the PyKEEN normalizer)."""
+        shape = (self.max_id,) if indices is None else tuple(indices.shape)
+        flat = None if indices is None else indices.reshape(-1)
+        parts = []
+        if self.uses_text:
+            parts.append(self.project(self._pooled_text(flat)))
+        if self.uses_structure:
+            s = self.structure(indices=flat)
+            if self.mode == "fused":
+                keep = self.seen if flat is None else self.seen[flat]
+                if self.training and self.structure_dropout > 0:
+                    keep = keep & (torch.rand(keep.shape, device=keep.device) >= self.structure_dropout)
+                s = s * keep.unsqueeze(1).to(s.dtype)
+            parts.append(s)
+        x = parts[0] if len(parts) == 1 else self._combine(*parts)
+        return x.reshape(*shape, self.dim)
+
+    def text_only(self, standardised: torch.Tensor) -> torch.Tensor:
+        """Vectors (reals, normalised like the model's) of new entities from their standardised text features."""
+        if not self.uses_text:
+            raise ConfigError(
+                "this model was trained in 'structure' mode and has no text part; train 'text' or 'fused'"
+            )
+        x = self.project(standardised.to(self.project.weight.device))
+        return self._normalized_real(x)
+
+    def _normalized_real(self, x: torch.Tensor) -> torch.Tensor:
+        if self.normalizer is None:
+            return x
+        return self.normalizer(x)
+
+    def _combine(self, t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        if self.gate is None:
+            return t + s
+        return t + torch.sigmoid(self.gate(torch.cat([t, s], dim=-1))) * s
+
+    def _pooled_text(self, flat: torch.Tensor | None) -> torch.Tensor:
+        assert self.pooling is not None
+        if self.pooling.kind == "mean":
+            return self.text_mean if flat is None else self.text_mean[flat]
+        if flat is None:
+            return self.pooling(self.text_vectors, self.text_owners, self.max_id)
+        starts = self.text_offsets[flat]
+        counts = self.text_offsets[flat + 1] - starts
+        segment = torch.repeat_interleave(torch.arange(flat.numel(), device=flat.device), counts)
+        first = torch.cumsum(counts, 0) - counts
+        view_ids = starts[segment] + torch.arange(segment.numel(), device=flat.device) - first[segment]
+        return self.pooling(self.text_vectors[view_ids], segment, flat.numel())
+
+    def _as_interaction_layout(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.complex:
+            return x
+        return torch.view_as_complex(x.reshape(*x.shape[:-1], self.dim // 2, 2).contiguous())
+
+    def _cached(self) -> torch.Tensor:
+        key = tuple((p.data_ptr(), p._version) for p in self.parameters())
+        if self._cache is None or self._cache[0] != key:
+            self._cache = (key, self._as_interaction_layout(self.real_vectors(None)))
+        return self._cache[1]
+
+
+def to_interaction_layout(vectors: torch.Tensor, complex_: bool) -> torch.Tensor:
+    """Real ``(…, dim)`` vectors -> what the interaction takes (complex ``(…, dim/2)`` where needed)."""
+    if not complex_:
+        return vectors
+    return torch.view_as_complex(vectors.reshape(*vectors.shape[:-1], -1, 2).contiguous())
+
+
+def to_real_layout(x: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`to_interaction_layout`: complex ``(…, d)`` -> real ``(…, 2d)`` interleaved."""
+    if not torch.is_complex(x):
+        return x
+    return torch.view_as_real(x).reshape(*x.shape[:-1], -1)
+
+
+def relation_text_initializer(
+    raw: np.ndarray, spec: InteractionSpec, dim: int, seed: int
+) -> list[PretrainedInitializer]:
+    """Initial relation vectors from relation texts: a fixed random projection of the centred text vectors.
+
+    Relations with similar names start close together; the scale matches a Xavier initialisation.
+    """
+    x = torch.as_tensor(raw, dtype=torch.float32)
+    x = x - x.mean(dim=0, keepdim=True)
+    x = x / x.norm(dim=1, keepdim=True).clamp_min(1e-6)
+    generator = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(spec.relation_reps):
+        projection = torch.randn(x.shape[1], dim, generator=generator) / math.sqrt(x.shape[1])
+        y = x @ projection
+        y = y * (math.sqrt(2.0 / (x.shape[0] + dim)) / y.std().clamp_min(1e-6))
+        if spec.complex:
+            y = torch.view_as_complex(y.view(x.shape[0], dim // 2, 2).contiguous())
+            if spec.relation_constrainer == "complex_normalize":
+                y = y / y.abs().clamp_min(1e-6)
+        out.append(PretrainedInitializer(y))
+    return out
+
+
+def build_model(
+    info: KGInfo,
+    *,
+    mode: str,
+    interaction: str,
+    dim: int,
+    features: TextFeatures | None,
+    pooling: str = "attention",
+    heads: int = 4,
+    combination: str = "gate",
+    seen: torch.Tensor | None = None,
+    structure_dropout: float = 0.0,
+    relation_init: list[PretrainedInitializer] | None = None,
+    loss: str | None = None,
+    loss_kwargs: dict[str, Any] | None = None,
+    seed: int = 0,
+) -> ERModel:
+    """Compose a PyKEEN ``ERModel``: the text-aware entity representation, PyKEEN relation embeddings, interaction."""
+    spec = interaction_spec(interaction)
+    check_dim(interaction, dim)
+    torch.manual_seed(seed)
+    entity = TextAwareRepresentation(
+        max_id=info.num_entities,
+        dim=dim,
+        mode=mode,
+        complex_=spec.complex,
+        features=features,
+        pooling=pooling,
+        heads=heads,
+        combination=combination,
+        seen=seen,
+        structure_init=spec.entity_init,
+        structure_dropout=structure_dropout,
+        normalize=spec.normalize_entities,
+    )
+    rel_dim = dim // 2 if spec.complex else dim
+    relation_kwargs = []
+    for k in range(spec.relation_reps):
+        kwargs: dict[str, Any] = {"shape": rel_dim}
+        if relation_init is not None:
+            kwargs["initializer"] = relation_init[k]
+        else:
+            kwargs["initializer"] = spec.relation_init
+            init_kwargs = dict(spec.relation_init_kwargs)
+            if spec.relation_init == "uniform":  # PairRE's range, cf. pykeen.models.PairRE
+                init_kwargs = {"a": -14 / dim, "b": 14 / dim, **init_kwargs}
+            kwargs["initializer_kwargs"] = init_kwargs or None
+        if spec.complex:
+            kwargs["dtype"] = torch.cfloat
+        if spec.relation_constrainer:
+            kwargs["constrainer"] = spec.relation_constrainer
+        relation_kwargs.append(kwargs)
+    return ERModel(
+        triples_factory=info,
+        interaction=spec.pykeen_name,
+        interaction_kwargs=spec.interaction_kwargs or None,
+        entity_representations=entity,
+        relation_representations=[Embedding] * spec.relation_reps,
+        relation_representations_kwargs=relation_kwargs,
+        loss=loss,
+        loss_kwargs=loss_kwargs,
+        random_seed=seed,
+    )
+
+
+def _index(values: Any, upper: int, what: str) -> torch.Tensor:
+    """Ids as a 1-d LongTensor, checked to lie in ``range(upper)``."""
+    t = (
+        torch.as_tensor(np.asarray(values) if not isinstance(values, torch.Tensor) else values)
+        .long()
+        .reshape(-1)
+    )
+    if t.numel() and (int(t.min()) < 0 or int(t.max()) >= upper):
+        raise InputError(f"{what} ids must lie in 0..{upper - 1}; got {int(t.min())}..{int(t.max())}")
+    return t
+
+
+class TrainedModel:
+    """A trained text-aware model with its graph: scoring, vectors, inductive text queries, evaluation, save."""
+
+    def __init__(
+        self,
+        kg: KnowledgeGraph,
+        model: ERModel,
+        config: dict[str, Any],
+        features: TextFeatures | None = None,
+        encoder: Any = None,
+    ) -> None:
+        self.kg = kg
+        self.pykeen_model = model.eval()
+        self.config = config
+        self.features = features
+        self._encoder = encoder
+
+    # -- identity --------------------------------------------------------------------------------------------------
+    @property
+    def encoder_fingerprint(self) -> str | None:
+        return (self.config.get("encoder") or {}).get("fingerprint")
+
+    @property
+    def mode(self) -> str:
+        return self.config["mode"]
+
+    @property
+    def representation(self) -> TextAwareRepresentation:
+        return self.pykeen_model.entity_representations[0]  # type: ignore[return-value]
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (
+            f"TrainedModel(mode={c['mode']!r}, interaction={c['interaction']!r}, dim={c['dim']}, "
+            f"entities={self.kg.num_entities}, relations={self.kg.num_relations})"
+        )
+
+    # -- scoring ---------------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def score_hrt(self, hrt: Any) -> np.ndarray:
+        """Raw interaction scores of (head, relation, tail) id triples, shape ``(n,)``; higher = more plausible."""
+        t = (
+            torch.as_tensor(np.asarray(hrt) if not isinstance(hrt, torch.Tensor) else hrt)
+            .long()
+            .reshape(-1, 3)
+        )
+        _index(t[:, [0, 2]], self.kg.num_entities, "entity")
+        _index(t[:, 1], self.kg.num_relations, "relation")
+        self.pykeen_model.eval()
+        return self.pykeen_model.score_hrt(t).reshape(-1).float().numpy()
+
+    @torch.no_grad()
+    def score_tails(self, heads: Any, relations: Any) -> torch.Tensor:
+        """Scores of every entity as tail of each (head, relation), shape ``(batch, num_entities)`` in id order."""
+        h = _index(heads, self.kg.num_entities, "head")
+        r = _index(relations, self.kg.num_relations, "relation")
+        self.pykeen_model.eval()
+        return self.pykeen_model.score_t(torch.stack([h, r], dim=1)).float()
+
+    @torch.no_grad()
+    def score_heads(self, relations: Any, tails: Any) -> torch.Tensor:
+        """Scores of every entity as head of each (relation, tail), shape ``(batch, num_entities)`` in id order."""
+        r = _index(relations, self.kg.num_relations, "relation")
+        t = _index(tails, self.kg.num_entities, "tail")
+        self.pykeen_model.eval()
+        return self.pykeen_model.score_h(torch.stack([r, t], dim=1)).float()
+
+    # -- vectors ---------------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def entity_vectors(self) -> np.ndarray:
+        """The final entity vectors (reals; complex ones interleaved), shape ``(num_entities, dim)``."""
+        self.pykeen_model.eval()
+        return to_real_layout(self.representation(indices=None)).float().numpy().copy()
+
+    @torch.no_grad()
+    def relation_vectors(self) -> np.ndarray:
+        """The relation vectors (all of an interaction's relation representations side by side, as reals)."""
+        self.pykeen_model.eval()
+        reps = [to_real_layout(rep(indices=None)) for rep in self.pykeen_model.relation_representations]
+        return torch.cat([r.reshape(r.shape[0], -1) for r in reps], dim=1).float().numpy().copy()
+
+    # -- inductive -------------------------------------------------------------------------------------------------
+    @property
+    def encoder(self) -> Any:
+        """The text encoder, re-created from the saved spec on first use; its fingerprint must match training."""
+        if self._encoder is None:
+            spec = (self.config.get("encoder") or {}).get("spec")
+            if not spec:
+                raise KgembError(
+                    "this model was trained with an encoder object whose spec was not saved; "
+                    "pass it again: kgemb.load(directory, encoder=your_encoder)"
+                )
+            from kgemb.encoders import load_encoder
+
+            self._encoder = load_encoder(spec, **(self.config["encoder"].get("options") or {}))
+        check_encoder(self._encoder, self.encoder_fingerprint)
+        return self._encoder
+
+    @torch.no_grad()
+    def embed_texts(self, texts: Sequence[str]) -> torch.Tensor:
+        """Vectors for NEW entities from text alone (their text part), shape ``(len(texts), dim)``, reals."""
+        if isinstance(texts, str):
+            raise InputError("embed_texts takes a list of texts, not one string; wrap it: [text]")
+        if self.features is None:
+            raise ConfigError(
+                f"a model trained in {self.mode!r} mode has no text part; train 'text' or 'fused'"
+            )
+        from kgemb.features import encode_texts
+
+        raw = encode_texts(self.encoder, texts, "query texts")
+        self.pykeen_model.eval()
+        return self.representation.text_only(self.features.standardise(raw)).float()
+
+    def _all_entities(self) -> Any:
+        return self.pykeen_model.entity_representations[0](indices=None)
+
+    def _relations(self, r: torch.Tensor) -> Any:
+        reps = [rep(indices=r) for rep in self.pykeen_model.relation_representations]
+        return reps[0] if len(reps) == 1 else reps
+
+    @torch.no_grad()
+    def score_tails_from_vectors(self, head_vectors: Any, relations: Any) -> torch.Tensor:
+        """Like :meth:`score_tails` for heads given as vectors (e.g. from :meth:`embed_texts`)."""
+        h, r = self._vectors_and_relations(head_vectors, relations)
+        t = parallel_unsqueeze(self._all_entities(), dim=0)
+        return self.pykeen_model.interaction(h=h.unsqueeze(1), r=parallel_unsqueeze(r, dim=1), t=t).float()
+
+    @torch.no_grad()
+    def score_heads_from_vectors(self, relations: Any, tail_vectors: Any) -> torch.Tensor:
+        """Like :meth:`score_heads` for tails given as vectors (e.g. from :meth:`embed_texts`)."""
+        t, r = self._vectors_and_relations(tail_vectors, relations)
+        h = parallel_unsqueeze(self._all_entities(), dim=0)
+        return self.pykeen_model.interaction(h=h, r=parallel_unsqueeze(r, dim=1), t=t.unsqueeze(1)).float()
+
+    def _vectors_and_relations(self, vectors: Any, relations: Any) -> tuple[torch.Tensor, Any]:
+        v = torch.as_tensor(vectors, dtype=torch.float32)
+        if v.ndim == 1:
+            v = v.unsqueeze(0)
+        if v.ndim != 2 or v.shape[1] != self.config["dim"]:
+            raise InputError(f"vectors must have shape (n, {self.config['dim']}); got {tuple(v.shape)}")
+        r = _index(relations, self.kg.num_relations, "relation")
+        if r.numel() == 1 and v.shape[0] > 1:
+            r = r.expand(v.shape[0])
+        if r.numel() != v.shape[0]:
+            raise InputError(
+                f"got {v.shape[0]} vectors but {r.numel()} relations; pass one relation or one each"
+            )
+        self.pykeen_model.eval()
+        return to_interaction_layout(v, self.representation.complex), self._relations(r)
+
+    # -- evaluation, persistence, continued training ---------------------------------------------------------------
+    def evaluate(self, split: str = "test", **options: Any) -> dict[str, float]:
+        """Filtered MRR and Hits@1/3/10 over both directions on a split of the graph."""
+        from kgemb.evaluation import evaluate
+
+        return evaluate(self, split=split, **options)
+
+    def save(self, directory: Any) -> None:
+        """Write the model directory (config.json, safetensors weights and features, the graph); see kgemb.load."""
+        from kgemb.artifact import save
+
+        save(self, directory)
+
+    def update(self, new_kg_or_triples: Any, epochs: int | None = None, **options: Any) -> TrainedModel:
+        """Add new entities and triples and keep training, replaying old triples so it does not forget."""
+        from kgemb.training import update
+
+        return update(self, new_kg_or_triples, epochs=epochs, **options)
+
+
+def check_encoder(encoder: Any, fingerprint: str | None) -> None:
+    """Raise if ``encoder`` is not the one the model was trained with (its fingerprint differs)."""
+    if fingerprint and getattr(encoder, "fingerprint", None) != fingerprint:
+        raise KgembError(
+            f"the encoder's fingerprint {getattr(encoder, 'fingerprint', None)!r} differs from the one the model was "
+            f"trained with ({fingerprint!r}); use the same encoder model, revision, pooling and dimension"
+        )

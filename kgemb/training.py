@@ -1,0 +1,796 @@
+"""Training: ``kgemb.train(kg, ...)`` builds the text-aware model and trains it with PyKEEN's training loops.
+
+Text features are computed once (the encoder caches them) before training. Early stopping on validation MRR keeps
+the best weights in memory; checkpoints (safetensors + JSON, never pickle) let an interrupted run resume with
+``resume=True`` and end where an uninterrupted run would. ``update`` continues training a trained model on new
+triples and entities, replaying old triples so it does not forget.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from pykeen.training import LCWATrainingLoop, SLCWATrainingLoop, TrainingCallback
+
+from kgemb.errors import ConfigError, InputError
+from kgemb.evaluation import rank_metrics
+from kgemb.features import TextFeatures, compute_text_features, encode_texts
+from kgemb.model import (
+    COMBINATIONS,
+    MODES,
+    POOLINGS,
+    TrainedModel,
+    build_model,
+    check_dim,
+    interaction_spec,
+    relation_text_initializer,
+)
+
+if TYPE_CHECKING:
+    from kgemb.graph import KnowledgeGraph
+
+log = logging.getLogger(__name__)
+
+#: kgemb loss name -> (PyKEEN loss name, default kwargs)
+LOSSES: dict[str, tuple[str, dict[str, Any]]] = {
+    "nssa": ("nssa", {"margin": 9.0, "adversarial_temperature": 1.0}),
+    "margin": ("marginranking", {"margin": 1.0}),
+    "softplus": ("softplus", {}),
+    "bce": ("bcewithlogits", {}),
+    "crossentropy": ("crossentropy", {}),  # with the LCWA loop: every entity is scored for each (h, r)
+    "infonce": ("infonce", {"margin": 0.0}),
+}
+SAMPLERS = ("basic", "hard")
+CHECKPOINT_JSON = "checkpoint.json"
+CHECKPOINT_TENSORS = "checkpoint.safetensors"
+
+
+@dataclass
+class TrainingConfig:
+    """Every setting of a training run (stored in the model's config.json). ``None`` means "chosen for the graph"."""
+
+    mode: str = "fused"
+    interaction: str = "rotate"
+    dim: int = 256  # real numbers per entity vector (complex interactions use dim/2 complex numbers)
+    epochs: int | None = None  # None: about 1.5M training triples seen, between 20 and 200 epochs
+    batch_size: int | None = None  # None: 256 for small graphs, 1024 from 20,000 training triples
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    loss: str = "nssa"
+    margin: float | None = None  # loss margin (nssa, margin, infonce); None: the loss's default
+    temperature: float | None = None  # InfoNCE softmax temperature / NSSA adversarial temperature
+    negatives: int = 32  # negatives per positive (sLCWA losses)
+    sampler: str | None = (
+        None  # "basic" (uniform) or "hard" (text neighbours + in-batch); None: hard for infonce
+    )
+    hard_negatives: float = 0.25  # fraction of negatives from text neighbours (hard sampler)
+    in_batch_negatives: float = 0.25  # fraction of negatives from the batch (hard sampler)
+    pooling: str = "attention"  # over an entity's views: "attention" or "mean"
+    heads: int = 4
+    combination: str = "gate"  # fused: "gate" or "sum"
+    structure_dropout: float = 0.0  # fused: chance an entity's structural part is dropped in a training step
+    relation_text_init: bool = False
+    languages: list[str] | None = None
+    early_stopping: bool = True
+    eval_every: int = 10
+    patience: int = 3
+    valid_max_triples: int | None = 2000
+    checkpoint_dir: str | None = None
+    checkpoint_every: int = 0  # epochs between checkpoints (0: none)
+    resume: bool = False
+    threads: int | None = None
+    seed: int = 0
+    show_progress: bool = True
+
+    #: settings that do not change what is trained (excluded from the resume check)
+    RUNTIME = ("epochs", "checkpoint_dir", "checkpoint_every", "resume", "threads", "show_progress")
+
+    def __post_init__(self) -> None:
+        self.mode = _choice("mode", self.mode, MODES)
+        interaction_spec(self.interaction)
+        self.interaction = self.interaction.lower()
+        self.loss = _choice("loss", self.loss, tuple(LOSSES))
+        self.pooling = _choice("pooling", self.pooling, POOLINGS)
+        self.combination = _choice("combination", self.combination, COMBINATIONS)
+        if self.sampler is not None:
+            self.sampler = _choice("sampler", self.sampler, SAMPLERS)
+        check_dim(self.interaction, self.dim)
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ConfigError(f"{name}={value!r} must be a whole number of at least 1")
+        for name in ("negatives", "eval_every", "patience", "heads"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name}={value!r} must be a whole number of at least 1")
+        if not self.lr > 0:
+            raise ConfigError(f"lr={self.lr!r} must be positive (e.g. 1e-3)")
+        for name in ("hard_negatives", "in_batch_negatives", "structure_dropout"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"{name}={getattr(self, name)!r} must lie between 0 and 1")
+        if self.margin is not None and "margin" not in LOSSES[self.loss][1]:
+            raise ConfigError(
+                f"loss {self.loss!r} has no margin; drop margin= or use nssa, margin or infonce"
+            )
+        if self.temperature is not None and not self.temperature > 0:
+            raise ConfigError(f"temperature={self.temperature!r} must be positive")
+        if self.checkpoint_every < 0:
+            raise ConfigError(f"checkpoint_every={self.checkpoint_every!r} must be 0 (off) or positive")
+        if (self.checkpoint_every or self.resume) and not self.checkpoint_dir:
+            raise ConfigError("checkpoints and resume need checkpoint_dir (the CLI uses OUT/checkpoint)")
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> TrainingConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown training option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
+        return cls(**options)
+
+    def resolved(self, num_train: int) -> TrainingConfig:
+        """A copy with the graph-dependent defaults (epochs, batch size, sampler) filled in."""
+        out = TrainingConfig(**asdict(self))
+        if out.epochs is None:
+            out.epochs = int(min(200, max(20, math.ceil(1_500_000 / max(num_train, 1)))))
+        if out.batch_size is None:
+            out.batch_size = 256 if num_train < 20_000 else 1024
+        if out.sampler is None:
+            out.sampler = "hard" if out.loss == "infonce" and out.mode != "structure" else "basic"
+        return out
+
+    def loss_kwargs(self) -> dict[str, Any]:
+        kwargs = dict(LOSSES[self.loss][1])
+        if self.margin is not None:
+            kwargs["margin"] = self.margin
+        if self.loss == "infonce":
+            kwargs["log_adversarial_temperature"] = math.log(self.temperature or 1.0)
+        elif self.loss == "nssa" and self.temperature is not None:
+            kwargs["adversarial_temperature"] = self.temperature
+        return kwargs
+
+    def trained_settings(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if k not in self.RUNTIME}
+
+
+def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
+    text = str(value).lower()
+    if text not in allowed:
+        raise ConfigError(f"unknown {name} {value!r}; choose one of {', '.join(allowed)}")
+    return text
+
+
+# ---------------------------------------------------------------------------------------------------- input checks
+def check_graph(kg: KnowledgeGraph) -> None:
+    """Reject graphs the model cannot learn from: no training triples, relations never seen in training."""
+    train = kg.triples("train")
+    if len(train) == 0:
+        total = sum(len(a) for a in kg.splits.values())
+        hint = "; split it first: kg = kg.split()" if total else "; load a graph with triples"
+        raise InputError(f"the graph has no training triples{hint}")
+    trained = set(np.unique(train[:, 1]).tolist())
+    missing = sorted(
+        {int(r) for s, a in kg.splits.items() if s != "train" for r in np.unique(a[:, 1]).tolist()} - trained
+    )
+    if missing:
+        names = ", ".join(repr(kg.relations[r]) for r in missing[:5])
+        raise InputError(
+            f"relation(s) {names} occur only in valid/test triples, so the model cannot learn them; "
+            "move some of their triples to train or re-split with kg.split()"
+        )
+
+
+def seen_entities(kg: KnowledgeGraph, triples: np.ndarray | None = None) -> torch.Tensor:
+    """Boolean mask of entities that occur in training triples (the others fall back to text in fused mode)."""
+    train = kg.triples("train") if triples is None else triples
+    seen = torch.zeros(kg.num_entities, dtype=torch.bool)
+    seen[torch.as_tensor(train[:, 0])] = True
+    seen[torch.as_tensor(train[:, 2])] = True
+    return seen
+
+
+# ---------------------------------------------------------------------------------------------------- encoder
+def encoder_info(encoder: Any, spec: Any) -> dict[str, Any]:
+    """What config.json records about the encoder: spec to re-create it, fingerprint to check it, dim."""
+    saved_spec = spec if isinstance(spec, str) else None
+    if saved_spec is None:
+        saved_spec = (
+            "default" if type(encoder).__name__ == "DefaultEncoder" else getattr(encoder, "name", None)
+        )
+    return {"spec": saved_spec, "fingerprint": encoder.fingerprint, "dim": int(encoder.dim), "options": {}}
+
+
+def resolve_encoder(encoder: Any) -> Any:
+    from kgemb.encoders import load_encoder
+
+    if encoder is None:
+        raise ConfigError("modes 'text' and 'fused' need an encoder: pass encoder='default' or a model id")
+    return load_encoder(encoder)
+
+
+# ---------------------------------------------------------------------------------------------------- callbacks
+@contextmanager
+def _no_epoch_gc() -> Iterator[None]:
+    """PyKEEN runs the garbage collector after every epoch (~130 ms, most of an epoch on small graphs); skip it."""
+    from pykeen.training import training_loop
+
+    original = training_loop.gc
+    training_loop.gc = SimpleNamespace(collect=lambda *args, **kwargs: 0)  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        training_loop.gc = original  # type: ignore[assignment]
+
+
+@contextmanager
+def _threads(threads: int | None) -> Iterator[None]:
+    if threads is None:
+        yield
+        return
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ConfigError(f"threads={threads!r} must be a whole number of at least 1")
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+class EarlyStopping(TrainingCallback):
+    """Every ``every`` epochs: validation MRR; keep the best weights in memory; stop after ``patience`` misses."""
+
+    def __init__(self, triples: np.ndarray, filters: list[np.ndarray], every: int, patience: int) -> None:
+        super().__init__()
+        self.triples, self.filters, self.every, self.patience = triples, filters, every, patience
+        self.best_mrr = -1.0
+        self.best_epoch = 0
+        self.best_metrics: dict[str, float] = {}
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.history: list[tuple[int, float]] = []
+        self.misses = 0
+
+    def post_epoch(self, epoch: int, epoch_loss: float, **kwargs: Any) -> None:
+        if epoch % self.every:
+            return
+        metrics = rank_metrics(self.model, self.triples, self.filters)
+        self.history.append((epoch, metrics["mrr"]))
+        log.info("epoch %d: validation MRR %.4f", epoch, metrics["mrr"])
+        if metrics["mrr"] > self.best_mrr:
+            self.best_mrr, self.best_epoch, self.best_metrics, self.misses = metrics["mrr"], epoch, metrics, 0
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        else:
+            self.misses += 1
+            if self.misses >= self.patience:
+                log.info("early stop at epoch %d (best %d)", epoch, self.best_epoch)
+                self.training_loop._should_stop = True
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "best_mrr": self.best_mrr,
+            "best_epoch": self.best_epoch,
+            "best_metrics": self.best_metrics,
+            "history": self.history,
+            "misses": self.misses,
+        }
+
+    def restore(self, state: dict[str, Any], best: dict[str, torch.Tensor] | None) -> None:
+        self.best_mrr, self.best_epoch = state["best_mrr"], state["best_epoch"]
+        self.best_metrics, self.misses = state["best_metrics"], state["misses"]
+        self.history = [tuple(h) for h in state["history"]]  # type: ignore[misc]
+        self.best_state = best
+
+
+class Checkpoint(TrainingCallback):
+    """Every ``every`` epochs write weights, optimizer state, RNG state and early-stopping state (no pickle)."""
+
+    def __init__(self, directory: Path, every: int, run_key: str, stopper: EarlyStopping | None) -> None:
+        super().__init__()
+        self.directory, self.every, self.run_key, self.stopper = directory, every, run_key, stopper
+
+    def post_epoch(self, epoch: int, epoch_loss: float, **kwargs: Any) -> None:
+        if epoch % self.every == 0 or self.training_loop._should_stop:
+            write_checkpoint(self.directory, self.training_loop, epoch, self.run_key, self.stopper)
+
+
+# ---------------------------------------------------------------------------------------------------- checkpoints
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _atomic_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def write_checkpoint(
+    directory: Path, loop: Any, epoch: int, run_key: str, stopper: EarlyStopping | None
+) -> None:
+    """Write ``checkpoint.safetensors`` then ``checkpoint.json`` (which holds its hash), each atomically."""
+    from safetensors.torch import save
+
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {f"model.{k}": v.detach().contiguous() for k, v in loop.model.state_dict().items()}
+    optim = loop.optimizer.state_dict()
+    scalars: dict[str, dict[str, Any]] = {}
+    for idx, state in optim["state"].items():
+        for name, value in state.items():
+            if torch.is_tensor(value):
+                tensors[f"optim.{idx}.{name}"] = value.detach().contiguous()
+            else:
+                scalars.setdefault(str(idx), {})[name] = value
+    if stopper is not None and stopper.best_state is not None:
+        tensors.update({f"best.{k}": v.contiguous() for k, v in stopper.best_state.items()})
+    tensors["rng.torch"] = torch.get_rng_state()
+    payload = save(tensors)
+    _atomic_bytes(directory / CHECKPOINT_TENSORS, payload)
+    doc = {
+        "format": "kgemb-checkpoint",
+        "epoch": epoch,
+        "run": run_key,
+        "losses": list(loop.losses_per_epochs),
+        "param_groups": optim["param_groups"],
+        "optimizer_scalars": scalars,
+        "stopper": stopper.state() if stopper is not None else None,
+        "sha256": hashlib.sha256(payload).hexdigest(),
+    }
+    _atomic_bytes(directory / CHECKPOINT_JSON, json.dumps(doc).encode())
+
+
+def read_checkpoint(directory: Path, run_key: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]] | None:
+    """The checkpoint in ``directory`` (None if there is none); InputError if it is damaged or from another run."""
+    from safetensors.torch import load
+
+    doc_path, tensor_path = directory / CHECKPOINT_JSON, directory / CHECKPOINT_TENSORS
+    if not doc_path.exists():
+        return None
+    try:
+        doc = json.loads(doc_path.read_text())
+        payload = tensor_path.read_bytes()
+    except (OSError, ValueError) as exc:
+        raise InputError(
+            f"the checkpoint in {directory} cannot be read ({exc}); delete it to start over"
+        ) from None
+    if doc.get("format") != "kgemb-checkpoint" or hashlib.sha256(payload).hexdigest() != doc.get("sha256"):
+        raise InputError(f"the checkpoint in {directory} is damaged or incomplete; delete it to start over")
+    if doc.get("run") != run_key:
+        raise InputError(
+            f"the checkpoint in {directory} was made by a run with other settings or another graph; "
+            "pass the same options as that run, or delete the checkpoint to start over"
+        )
+    return doc, load(payload)
+
+
+def restore_checkpoint(
+    loop: Any, doc: dict[str, Any], tensors: dict[str, torch.Tensor], stopper: EarlyStopping | None
+) -> None:
+    """Put a training loop back where a checkpoint left it (weights, optimizer, RNG, epoch, stopper)."""
+    model_state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+    loop.model.load_state_dict(model_state)
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, idx, name = key.split(".", 2)
+            state.setdefault(int(idx), {})[name] = value
+    for idx, values in doc["optimizer_scalars"].items():
+        state.setdefault(int(idx), {}).update(values)
+    loop.optimizer.load_state_dict({"state": state, "param_groups": doc["param_groups"]})
+    loop._epoch = int(doc["epoch"])
+    loop.losses_per_epochs = list(doc["losses"])
+    torch.set_rng_state(tensors["rng.torch"])
+    if stopper is not None and doc.get("stopper"):
+        best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")} or None
+        stopper.restore(doc["stopper"], best)
+
+
+def _prime_optimizer(loop: Any) -> None:
+    """Give the optimizer state without moving any weight, so PyKEEN continues instead of re-initialising."""
+    decay = [group.get("weight_decay", 0.0) for group in loop.optimizer.param_groups]
+    for group in loop.optimizer.param_groups:
+        group["weight_decay"] = 0.0
+        for p in group["params"]:
+            p.grad = torch.zeros_like(p)
+    loop.optimizer.step()
+    loop.optimizer.zero_grad(set_to_none=True)
+    for group, value in zip(loop.optimizer.param_groups, decay, strict=True):
+        group["weight_decay"] = value
+
+
+# ---------------------------------------------------------------------------------------------------- training
+def _run_key(kg: KnowledgeGraph, settings: dict[str, Any], fingerprint: str | None) -> str:
+    doc = {
+        "settings": settings,
+        "entities": kg.num_entities,
+        "relations": kg.num_relations,
+        "train": len(kg.triples("train")),
+        "encoder": fingerprint,
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _make_loop(model: Any, factory: Any, cfg: TrainingConfig, features: TextFeatures | None) -> Any:
+    optimizer_kwargs = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
+    common = dict(
+        model=model,
+        triples_factory=factory,
+        optimizer="adam",
+        optimizer_kwargs=optimizer_kwargs,
+        automatic_memory_optimization=False,
+    )
+    if cfg.loss == "crossentropy":
+        return LCWATrainingLoop(**common)
+    sampler_kwargs: dict[str, Any] = {"num_negs_per_pos": cfg.negatives}
+    if cfg.sampler == "hard":
+        from kgemb.sampling import TextHardNegativeSampler, text_neighbours
+
+        neighbours = text_neighbours(features.mean_pooled()) if features is not None else None
+        sampler = TextHardNegativeSampler(
+            mapped_triples=factory.mapped_triples,
+            num_entities=factory.num_entities,
+            num_relations=factory.num_relations,
+            neighbours=neighbours,
+            hard=cfg.hard_negatives,
+            in_batch=cfg.in_batch_negatives,
+            **sampler_kwargs,
+        )
+        return SLCWATrainingLoop(negative_sampler=sampler, **common)
+    return SLCWATrainingLoop(negative_sampler="basic", negative_sampler_kwargs=sampler_kwargs, **common)
+
+
+def _relation_init(kg: KnowledgeGraph, encoder: Any, cfg: TrainingConfig) -> list[Any] | None:
+    if not cfg.relation_text_init:
+        return None
+    texts = [kg.relation_text(r, cfg.languages) for r in range(kg.num_relations)]
+    raw = encode_texts(encoder, texts, "relation texts")
+    return relation_text_initializer(raw, interaction_spec(cfg.interaction), cfg.dim, cfg.seed)
+
+
+def _versions() -> dict[str, str]:
+    import pykeen
+
+    from kgemb._version import __version__
+
+    return {"kgemb": __version__, "pykeen": pykeen.get_version(), "torch": torch.__version__}
+
+
+def train(kg: KnowledgeGraph, *, encoder: Any = "default", **options: Any) -> TrainedModel:
+    """Train a text-aware link-prediction model on ``kg``'s train split; see :class:`TrainingConfig` for options.
+
+    ``mode`` is "fused" (default), "text" or "structure"; ``interaction`` a PyKEEN interaction name ("rotate",
+    "transe", "distmult", "complex", "pairre"); ``encoder`` "default" (USE multilingual v3), a Hugging Face id, a
+    model folder, or a TextEncoder. The same ``seed`` gives the same model.
+    """
+    cfg = TrainingConfig.from_options(options)
+    check_graph(kg)
+    train_triples = kg.triples("train")
+    cfg = cfg.resolved(len(train_triples))
+    started = time.perf_counter()
+    with _threads(cfg.threads):
+        needs_encoder = cfg.mode != "structure" or cfg.relation_text_init
+        enc = resolve_encoder(encoder) if needs_encoder else None
+        features = None
+        if cfg.mode != "structure":
+            features = compute_text_features(
+                kg, enc, languages=cfg.languages, show_progress=cfg.show_progress
+            )
+        relation_init = _relation_init(kg, enc, cfg)
+        model = build_model(
+            kg.to_triples_factory("train"),
+            mode=cfg.mode,
+            interaction=cfg.interaction,
+            dim=cfg.dim,
+            features=features,
+            pooling=cfg.pooling,
+            heads=cfg.heads,
+            combination=cfg.combination,
+            seen=seen_entities(kg),
+            structure_dropout=cfg.structure_dropout,
+            relation_init=relation_init,
+            loss=LOSSES[cfg.loss][0],
+            loss_kwargs=cfg.loss_kwargs(),
+            seed=cfg.seed,
+        )
+        info = encoder_info(enc, encoder) if enc is not None else None
+        summary = _fit(kg, model, cfg, features, info)
+    valid_metrics = summary.pop("valid_metrics", None)
+    config = {
+        "format": "kgemb-model",
+        "format_version": 1,
+        "mode": cfg.mode,
+        "interaction": cfg.interaction,
+        "dim": cfg.dim,
+        "text_dim": features.dim if features is not None else None,
+        "encoder": info,
+        "training": {**cfg.trained_settings(), "epochs": cfg.epochs, **summary},
+        "metrics": {"valid": valid_metrics} if valid_metrics else {},
+        "versions": _versions(),
+        "graph": {"entities": kg.num_entities, "relations": kg.num_relations, "train": len(train_triples)},
+        "no_text_entities": kg.no_text_count,
+        "training_seconds": round(time.perf_counter() - started, 1),
+    }
+    return TrainedModel(kg, model, config, features, enc)
+
+
+def _fit(
+    kg: KnowledgeGraph,
+    model: Any,
+    cfg: TrainingConfig,
+    features: TextFeatures | None,
+    encoder: dict[str, Any] | None,
+    factory: Any = None,
+    continue_from_weights: bool = False,
+) -> dict[str, Any]:
+    """Run PyKEEN's training loop with early stopping and checkpoints; leave the best weights in ``model``."""
+    factory = factory if factory is not None else kg.to_triples_factory("train")
+    loop = _make_loop(model, factory, cfg, features)
+    callbacks: list[TrainingCallback] = []
+    stopper = None
+    valid = kg.triples("valid") if "valid" in kg.splits else np.empty((0, 3), dtype=np.int64)
+    if cfg.early_stopping and len(valid):
+        if cfg.valid_max_triples and len(valid) > cfg.valid_max_triples:
+            pick = np.random.default_rng(cfg.seed).choice(len(valid), cfg.valid_max_triples, replace=False)
+            valid_sample = valid[np.sort(pick)]
+        else:
+            valid_sample = valid
+        stopper = EarlyStopping(
+            valid_sample, [kg.triples(s) for s in kg.splits], every=cfg.eval_every, patience=cfg.patience
+        )
+        callbacks.append(stopper)
+    run_key = _run_key(kg, cfg.trained_settings(), encoder["fingerprint"] if encoder else None)
+    continue_training = continue_from_weights
+    if cfg.checkpoint_dir:
+        directory = Path(cfg.checkpoint_dir)
+        if cfg.checkpoint_every:
+            callbacks.append(Checkpoint(directory, cfg.checkpoint_every, run_key, stopper))
+        if cfg.resume:
+            found = read_checkpoint(directory, run_key)
+            if found is not None:
+                restore_checkpoint(loop, *found, stopper)
+                continue_training = True
+                log.info("resuming from epoch %d", loop._epoch)
+    if continue_training and not loop.optimizer.state:
+        _prime_optimizer(loop)
+    if not continue_training:
+        torch.manual_seed(cfg.seed)
+    started = time.perf_counter()
+    with _no_epoch_gc():
+        loop.train(
+            triples_factory=factory,
+            num_epochs=cfg.epochs,
+            batch_size=cfg.batch_size,
+            use_tqdm=cfg.show_progress,
+            use_tqdm_batch=False,
+            tqdm_kwargs={"desc": f"training {cfg.mode} {cfg.interaction}"},
+            callbacks=callbacks or None,
+            continue_training=continue_training,
+            pin_memory=False,
+        )
+    epochs_run = loop._epoch
+    summary: dict[str, Any] = {
+        "epochs_run": epochs_run,
+        "final_loss": loop.losses_per_epochs[-1] if loop.losses_per_epochs else None,
+        "fit_seconds": round(time.perf_counter() - started, 1),
+    }
+    if stopper is not None:
+        if not loop._should_stop and epochs_run % cfg.eval_every:
+            stopper.post_epoch(epochs_run, 0.0)  # the last epoch competes too when it was off the schedule
+        if stopper.best_state is not None:
+            model.load_state_dict(stopper.best_state)
+            summary.update(best_epoch=stopper.best_epoch, valid_history=stopper.history)
+            summary["valid_metrics"] = stopper.best_metrics
+    model.eval()
+    return summary
+
+
+# ---------------------------------------------------------------------------------------------------- update
+def update(
+    trained: TrainedModel,
+    new: Any,
+    *,
+    epochs: int | None = None,
+    replay: float = 1.0,
+    lr: float | None = None,
+    show_progress: bool | None = None,
+    seed: int | None = None,
+) -> TrainedModel:
+    """Add new entities and triples to a trained model and keep training on new + replayed old triples.
+
+    ``new`` is a KnowledgeGraph that holds the old graph's entities and relations (same keys) plus new ones, or an
+    iterable of ``(head_key, relation_key, tail_key)`` training triples. Old entities keep their weights; a new
+    entity starts from its text (fused and text modes) or a fresh embedding. Each run trains on all new triples and
+    ``replay`` times as many old training triples (a fixed random sample), so the model does not forget.
+    """
+    from kgemb.graph import KnowledgeGraph
+
+    old_kg = trained.kg
+    new_kg = new if isinstance(new, KnowledgeGraph) else extend_graph(old_kg, new)
+    entity_map = _key_map([e.key for e in old_kg.entities], [e.key for e in new_kg.entities], "entity")
+    relation_map = _key_map(old_kg.relations, new_kg.relations, "relation")
+    check_graph(new_kg)
+    old_cfg = TrainingConfig.from_options(
+        {k: v for k, v in trained.config["training"].items() if k in {f.name for f in fields(TrainingConfig)}}
+    )
+    settings = asdict(old_cfg)
+    old_train_new_ids = _remap(old_kg.triples("train"), entity_map, relation_map)
+    new_train = new_kg.triples("train")
+    fresh = _difference(new_train, old_train_new_ids)
+    if len(fresh) == 0:
+        raise InputError("the update holds no new training triples; add triples the model has not seen")
+    epochs = epochs if epochs is not None else max(5, (old_cfg.epochs or 20) // 4)
+    settings.update(
+        epochs=epochs,
+        early_stopping=False,
+        checkpoint_every=0,
+        checkpoint_dir=None,
+        resume=False,
+        seed=old_cfg.seed if seed is None else seed,
+        lr=lr if lr is not None else old_cfg.lr,
+        show_progress=old_cfg.show_progress if show_progress is None else show_progress,
+    )
+    cfg = TrainingConfig(**settings)
+    rng = np.random.default_rng(cfg.seed)
+    n_replay = min(len(old_train_new_ids), round(replay * len(fresh)))
+    replayed = old_train_new_ids[rng.choice(len(old_train_new_ids), n_replay, replace=False)]
+    schedule = np.concatenate([fresh, replayed], axis=0)
+
+    features = None
+    if trained.features is not None:
+        features = _extended_features(trained, new_kg, entity_map, cfg)
+    model = build_model(
+        new_kg.to_triples_factory("train"),
+        mode=cfg.mode,
+        interaction=cfg.interaction,
+        dim=cfg.dim,
+        features=features,
+        pooling=cfg.pooling,
+        heads=cfg.heads,
+        combination=cfg.combination,
+        seen=seen_entities(new_kg),
+        structure_dropout=cfg.structure_dropout,
+        loss=LOSSES[cfg.loss][0],
+        loss_kwargs=cfg.loss_kwargs(),
+        seed=cfg.seed,
+    )
+    _transfer_weights(trained.pykeen_model, model, entity_map, relation_map)
+    factory = new_kg.to_triples_factory("train").clone_and_exchange_triples(torch.as_tensor(schedule))
+    summary = _fit(
+        new_kg, model, cfg, features, trained.config.get("encoder"), factory, continue_from_weights=True
+    )
+    config = json.loads(json.dumps(trained.config))
+    config["graph"] = {
+        "entities": new_kg.num_entities,
+        "relations": new_kg.num_relations,
+        "train": len(new_train),
+    }
+    config.setdefault("updates", []).append(
+        {
+            "new_entities": new_kg.num_entities - old_kg.num_entities,
+            "new_triples": len(fresh),
+            "replayed_triples": n_replay,
+            "epochs": epochs,
+            "lr": cfg.lr,
+            **{k: v for k, v in summary.items() if k in ("epochs_run", "final_loss", "fit_seconds")},
+        }
+    )
+    return TrainedModel(new_kg, model, config, features, trained._encoder)
+
+
+def extend_graph(kg: KnowledgeGraph, triples: Any) -> KnowledgeGraph:
+    """A copy of ``kg`` with extra training triples given by keys (new entities and relations are added)."""
+    from kgemb.graph import GraphBuilder
+
+    builder = GraphBuilder()
+    for e in kg.entities:
+        builder.add_entity(e.key)
+        target = builder.entity(e.key)
+        target.labels.update({k: list(v) for k, v in e.labels.items()})
+        target.aliases.update({k: list(v) for k, v in e.aliases.items()})
+        target.descriptions.update({k: list(v) for k, v in e.descriptions.items()})
+        target.types.extend(e.types)
+        target.attributes.update({k: list(v) for k, v in e.attributes.items()})
+    for r, key in enumerate(kg.relations):
+        builder.add_relation(key, kg.relation_labels[r])
+    for split, arr in kg.splits.items():
+        for h, r, t in arr.tolist():
+            builder.add_triple_ids(h, r, t, split)
+    count = 0
+    for row in triples:
+        try:
+            h, r, t = (str(x) for x in row)
+        except (TypeError, ValueError):
+            raise InputError(f"update triples must be (head, relation, tail) keys; got {row!r}") from None
+        builder.add_triple(h, r, t, "train")
+        count += 1
+    if count == 0:
+        raise InputError("no triples given to update the model with")
+    return builder.build({**kg.metadata, "updated_with": count})
+
+
+def _key_map(old: list[str], new: list[str], what: str) -> np.ndarray:
+    index = {k: i for i, k in enumerate(new)}
+    missing = [k for k in old if k not in index]
+    if missing:
+        raise InputError(
+            f"the new graph lacks {len(missing)} {what}(s) of the trained model (e.g. {missing[0]!r}); "
+            f"an update must keep every old {what} (same keys)"
+        )
+    return np.array([index[k] for k in old], dtype=np.int64)
+
+
+def _remap(triples: np.ndarray, entity_map: np.ndarray, relation_map: np.ndarray) -> np.ndarray:
+    return np.stack(
+        [entity_map[triples[:, 0]], relation_map[triples[:, 1]], entity_map[triples[:, 2]]], axis=1
+    )
+
+
+def _difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Rows of ``a`` not in ``b``."""
+    if len(b) == 0:
+        return a
+    known = {tuple(row) for row in b.tolist()}
+    return a[np.array([tuple(row) not in known for row in a.tolist()], dtype=bool)]
+
+
+def _extended_features(
+    trained: TrainedModel, new_kg: KnowledgeGraph, entity_map: np.ndarray, cfg: TrainingConfig
+) -> TextFeatures:
+    """Old entities keep their stored features; new ones are encoded and standardised the same way."""
+    old = trained.features
+    assert old is not None
+    new_ids = np.setdiff1d(np.arange(new_kg.num_entities), entity_map)
+    per_entity: list[torch.Tensor | None] = [None] * new_kg.num_entities
+    for old_id, new_id in enumerate(entity_map.tolist()):
+        per_entity[new_id] = old.vectors[old.offsets[old_id] : old.offsets[old_id + 1]]
+    if len(new_ids):
+        from kgemb.features import entity_view_texts
+
+        views = entity_view_texts(new_kg, cfg.languages)
+        texts = [t for i in new_ids for t in views[i]]
+        raw = encode_texts(trained.encoder, texts, "entity texts")
+        vectors = old.standardise(raw)
+        start = 0
+        for i in new_ids.tolist():
+            per_entity[i] = vectors[start : start + len(views[i])]
+            start += len(views[i])
+    counts = [len(v) for v in per_entity]  # type: ignore[arg-type]
+    offsets = torch.zeros(len(counts) + 1, dtype=torch.long)
+    offsets[1:] = torch.cumsum(torch.tensor(counts), 0)
+    return TextFeatures(torch.cat(per_entity), offsets, old.center, old.scale)  # type: ignore[arg-type]
+
+
+def _transfer_weights(old: Any, new: Any, entity_map: np.ndarray, relation_map: np.ndarray) -> None:
+    """Copy every weight of the old model into the new one; entity and relation rows go to their new ids."""
+    old_state, new_state = old.state_dict(), new.state_dict()
+    emap, rmap = torch.as_tensor(entity_map), torch.as_tensor(relation_map)
+    fused = new.entity_representations[0].mode == "fused"
+    for name, value in old_state.items():
+        target = new_state.get(name)
+        if target is None or name.endswith(".seen"):  # which entities are seen comes from the new graph
+            continue
+        if not name.endswith("_embeddings.weight"):
+            target.copy_(value)
+            continue
+        rows = emap if name.startswith("entity_representations") else rmap
+        if fused and name.startswith("entity_representations"):
+            target.zero_()  # a new entity starts from its text part alone
+        target[rows] = value
+    new.load_state_dict(new_state)
