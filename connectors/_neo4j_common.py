@@ -139,8 +139,8 @@ def open_driver(
             f"expected a Neo4j URI or a neo4j.Driver, got {type(uri_or_driver).__name__}; pass e.g. "
             "'bolt://localhost:7687'"
         )
-    address = getattr(uri_or_driver, "_initial_addresses", None) or ["?"]
-    yield uri_or_driver, f"neo4j driver ({address[0]})"
+    address = getattr(uri_or_driver, "_address", None)  # the driver keeps no URI; its address is enough
+    yield uri_or_driver, f"{address}" if address else "the given neo4j driver"
 
 
 def write(driver: Any, database: str | None, query: str, **params: Any) -> Any:
@@ -151,7 +151,7 @@ def write(driver: Any, database: str | None, query: str, **params: Any) -> Any:
     def work(tx: Any) -> Any:
         return tx.run(query, **params).consume()
 
-    with driver.session(database=database) as session:
+    with driver.session(database=database, notifications_min_severity="OFF") as session:
         return session.execute_write(work)
 
 
@@ -163,7 +163,7 @@ def read(driver: Any, database: str | None, query: str, **params: Any) -> list[A
     def work(tx: Any) -> list[Any]:
         return list(tx.run(query, **params))
 
-    with driver.session(database=database) as session:
+    with driver.session(database=database, notifications_min_severity="OFF") as session:
         return session.execute_read(work)
 
 
@@ -187,7 +187,7 @@ def write_batches(
         return list(tx.run(query, rows=rows, **params))
 
     done = 0
-    with driver.session(database=database) as session:
+    with driver.session(database=database, notifications_min_severity="OFF") as session:
         for rows in batches:
             batch = QuietRows(rows)
             records = session.execute_write(work, batch)

@@ -9,10 +9,11 @@ always travel as parameters. The README's "Neo4j" section shows the Cypher that 
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -124,9 +125,17 @@ def pull(
         wanted = sorted({p for spec in specs.values() for p in spec} | set(attributes))
         projection = ", ".join(f".{quote(p, 'text property')}" for p in wanted)
         triples: list[tuple[str, Any, str]] = []
-        with driver.session(database=database, fetch_size=page_size) as session:
+        with driver.session(
+            database=database, fetch_size=page_size, notifications_min_severity="OFF"
+        ) as session:
             if query is None:
-                ids = [r[0] for r in session.run(f"MATCH (n{node_labels}) RETURN elementId(n)")]
+                ids = [
+                    r[0]
+                    for r in session.run(
+                        f"MATCH (n{node_labels}) WHERE NOT n:{MODEL_LABEL} AND NOT n:{RELATION_LABEL} "
+                        "RETURN elementId(n)"
+                    )
+                ]
             else:
                 ids, triples = _query_rows(session, query, dict(parameters or {}))
         builder = GraphBuilder()
@@ -134,15 +143,12 @@ def pull(
         key_types: set[str] = set()
         node_query = (
             "UNWIND $ids AS id MATCH (n) WHERE elementId(n) = id "
-            f"RETURN collect(id) AS ids, collect(labels(n)) AS labels, collect({key_expr}) AS keys, "
-            f"collect(n {{{projection}}}) AS props"
+            f"RETURN collect([id, labels(n), {key_expr}, n {{{projection}}}]) AS nodes"
         )
         bar = tqdm(total=len(ids), unit="node", desc="neo4j pull nodes", disable=not progress)
         for start, stop in chunks(len(ids), page_size):
             rec = read(driver, database, node_query, ids=ids[start:stop])[0]
-            for eid, node_labels_, key_value, props in zip(
-                rec["ids"], rec["labels"], rec["keys"], rec["props"], strict=True
-            ):
+            for eid, node_labels_, key_value, props in rec["nodes"]:
                 entity_key = _entity_key(eid, key, key_value, key_types)
                 position[eid] = builder.add_entity(entity_key)
                 _add_node(builder, entity_key, node_labels_, props, specs, labels, attributes)
@@ -166,17 +172,20 @@ def pull(
             return r
 
         if query is None:
-            tail_filter = f"WHERE b{node_labels} " if labels else ""
+            tail_filter = f"AND b{node_labels} " if labels else ""
             rel_query = (
                 "UNWIND $ids AS id MATCH (a) WHERE elementId(a) = id "
-                f"MATCH (a)-[r{rel_types}]->(b) {tail_filter}"
+                f"MATCH (a)-[r{rel_types}]->(b) WHERE NOT type(r) IN $skip {tail_filter}"
                 "RETURN collect(id) AS h, collect(type(r)) AS r, collect(elementId(b)) AS t"
             )
+            skip = _predicted_types(driver, database)
             bar = tqdm(total=len(ids), unit="node", desc="neo4j pull relationships", disable=not progress)
             for start, stop in chunks(len(ids), page_size):
-                rec = read(driver, database, rel_query, ids=ids[start:stop])[0]
+                rec = read(driver, database, rel_query, ids=ids[start:stop], skip=skip)[0]
                 for h, r, t in zip(rec["h"], rec["r"], rec["t"], strict=True):
-                    builder.add_triple_ids(position[h], relation_id(r), position[t])
+                    tail = position.get(t)
+                    if tail is not None:  # a tail outside the pulled nodes (a kgemb model node)
+                        builder.add_triple_ids(position[h], relation_id(r), tail)
                 bar.update(stop - start)
             bar.close()
         else:
@@ -197,6 +206,16 @@ def pull(
         "pull": {"nodes": len(ids), "relationships": builder.num_triples, "seconds": round(seconds, 3)},
     }
     return builder.build(metadata)
+
+
+def _predicted_types(driver: Any, database: str | None) -> list[str]:
+    """Relationship types kgemb wrote predicted links as (kept on the model nodes); a pull leaves them out."""
+    rows = read(
+        driver,
+        database,
+        f"MATCH (m:{MODEL_LABEL}) UNWIND coalesce(m.predicted_types, []) AS t RETURN collect(DISTINCT t) AS types",
+    )
+    return list(rows[0]["types"]) if rows else []
 
 
 def _property_keys(driver: Any, database: str | None) -> list[str]:
@@ -427,6 +446,7 @@ def push(
     password: str | None = None,
     wait_seconds: float = 600.0,
     progress: bool = True,
+    on_batch: Callable[[int, int], None] | None = None,
 ) -> PushReport:
     """Write each entity's vector onto its node, create (or replace) a vector index over them and wait until it is
     ONLINE, and store the relation vectors and the model's metadata on a ``(:KgembModel {name})`` node.
@@ -434,6 +454,7 @@ def push(
     Nodes are found by the key the graph was pulled with; a graph from elsewhere (RDF, TSV) gets its nodes
     ``MERGE``d as ``(:KgembEntity {key, name})``. Every node written also gets ``entity_label`` (the index's label).
     Vectors go ``batch_size`` nodes per managed transaction; rerunning after a failure completes the job.
+    ``on_batch(written, total)`` is called after each committed batch.
     """
     from kgemb.reasoning.calibration import model_signature
     from tqdm import tqdm
@@ -441,7 +462,7 @@ def push(
     quote(name, "model name")
     quote(entity_label, "entity label")
     quote(vector_property, "vector property")
-    index = index or f"{name}_{vector_property}"
+    index = f"{name}_{vector_property}" if index is None else index
     quote(index, "index name")
     interaction = str(model.config.get("interaction", "")).lower()
     similarity = (similarity or _default_similarity(interaction)).lower()
@@ -481,9 +502,16 @@ def push(
                 ids = present[start:stop]
                 yield [[element_ids[i], v] for i, v in zip(ids, vectors[ids].tolist(), strict=True)]
 
-        written = write_batches(
-            driver, database, query, batches(), on_batch=lambda n, _: bar.update(n), property=vector_property
-        )
+        written = 0
+
+        def committed(n: int, _: list[Any]) -> None:
+            nonlocal written
+            written += n
+            bar.update(n)
+            if on_batch is not None:
+                on_batch(written, len(present))
+
+        write_batches(driver, database, query, batches(), on_batch=committed, property=vector_property)
         bar.close()
         _ensure_vector_index(
             driver, database, index, entity_label, vector_property, dim, similarity, wait_seconds
@@ -669,7 +697,7 @@ def _write_model_node(
 # ------------------------------------------------------------------------------------------------ predicted links
 @dataclass(frozen=True)
 class Link:
-    """One predicted link: entity keys, the relation key, the raw model score and its rank for the head."""
+    """One predicted link: entity keys, the relation key, its calibrated probability and rank for the head."""
 
     head: str
     relation: str
@@ -685,57 +713,39 @@ def predict_links(
     relation: str,
     *,
     head_label: str | None = None,
-    tail_label: str | None = None,
     k: int = 5,
     min_score: float | None = None,
-    batch_size: int = 256,
+    directory: str | os.PathLike | None = None,
+    batch_size: int = 1024,
 ) -> list[Link]:
-    """The ``k`` best new tails of ``relation`` for every node of the head label, known links left out.
+    """The ``k`` most probable new tails of ``relation`` for every node of the head label, through
+    :class:`~kgemb.reasoning.LinkPredictor`: known links and self-links left out, tails limited to the types the
+    relation's tails have. ``score`` is the calibrated probability (the calibration saved in the model
+    ``directory`` when given); ``min_score`` drops weaker links."""
+    from kgemb.reasoning import LinkPredictor
 
-    The head label defaults to the label most heads of the relation carry; tails are limited to ``tail_label``
-    when given, else to the types the relation's tails have (``reasoning.constraints``). Scores are the model's
-    raw scores (higher = more plausible); ``min_score`` drops weaker links.
-    """
-    import torch
-    from kgemb.reasoning.constraints import TypeConstraints
-    from kgemb.reasoning.links import LinkIndex
-
-    if k < 1:
-        raise ConfigError(f"k={k} must be at least 1")
+    if min_score is not None and not 0.0 <= min_score <= 1.0:
+        raise ConfigError(f"min_score is a calibrated probability between 0 and 1, not {min_score!r}")
     kg = model.kg
-    r = kg.relation_id(relation)
+    predictor = LinkPredictor(model, directory=directory)
+    r = predictor.relation(relation)
     heads = heads_for(model, relation, head_label)
-    if tail_label is not None:
-        tail_mask = np.array([tail_label in e.types for e in kg.entities], dtype=bool)
-        if not tail_mask.any():
-            raise InputError(
-                f"no entity has the tail label {tail_label!r}; labels in the graph: {_labels(kg)}"
-            )
-    else:
-        tail_mask = TypeConstraints(kg).mask(r, "tail")
-    known = LinkIndex(kg.all_triples(), kg.num_entities)
-    blocked = torch.as_tensor(~tail_mask) if tail_mask is not None else None
     links: list[Link] = []
     for start, stop in chunks(len(heads), batch_size):
         batch = heads[start:stop]
-        scores = model.score_tails(torch.as_tensor(batch), torch.full((len(batch),), r)).clone()
-        if blocked is not None:
-            scores[:, blocked] = -torch.inf
-        for row, h in enumerate(batch.tolist()):
-            scores[row, h] = -torch.inf
-            scores[row, torch.as_tensor(known.tails_of(h, r))] = -torch.inf
-        top = torch.topk(scores, min(k, kg.num_entities), dim=1)
-        for row, h in enumerate(batch.tolist()):
-            pairs = zip(top.values[row].tolist(), top.indices[row].tolist(), strict=True)
-            for rank, (score, t) in enumerate(pairs, start=1):
-                if score == -np.inf or (min_score is not None and score < min_score):
-                    break
+        ids, probs = predictor.top_tails(batch, r, k + 1)
+        for h, row_ids, row_probs in zip(batch.tolist(), ids.tolist(), probs.tolist(), strict=True):
+            rank = 0
+            for t, p in zip(row_ids, row_probs, strict=True):
+                if t < 0 or t == h or rank == k or (min_score is not None and p < min_score):
+                    continue
+                rank += 1
                 links.append(
                     Link(
                         kg.entities[h].key,
                         kg.relations[r],
                         kg.entities[t].key,
-                        score,
+                        p,
                         rank,
                         kg.label(h),
                         kg.label(t),
@@ -811,7 +821,8 @@ def write_links(
     relations = {link.relation for link in links}
     if len(relations) > 1:
         raise InputError(f"write_links takes the links of one relation at a time; got {sorted(relations)}")
-    rel_type = quote(relationship_type or predicted_type(next(iter(relations))), "relationship type")
+    type_name = predicted_type(next(iter(relations))) if relationship_type is None else relationship_type
+    rel_type = quote(type_name, "relationship type")
     quote(name, "model name")
     kg = model.kg
     by_head: dict[str, list[Link]] = {h: [] for h in heads or ()}
@@ -856,6 +867,14 @@ def write_links(
                 report.updated += rec["updated"] or 0
                 report.deleted += rec["deleted"] or 0
 
+        write(
+            driver,
+            database,
+            f"MERGE (m:{MODEL_LABEL} {{name: $name}}) WITH m WHERE NOT $type IN coalesce(m.predicted_types, []) "
+            "SET m.predicted_types = coalesce(m.predicted_types, []) + $type",
+            name=name,
+            type=type_name,
+        )
         write_batches(
             driver,
             database,
@@ -939,6 +958,7 @@ def predict_via_index(
     k: int = 10,
     candidates: int | None = None,
     exclude_known: bool = True,
+    constraints: bool = True,
     name: str = "kgemb",
     database: str | None = None,
     username: str | None = None,
@@ -948,8 +968,11 @@ def predict_via_index(
     for candidates, then exact re-scoring with the model. Give ``head`` (find tails), ``tail`` (find heads) —
     by key or label — or ``text``: a new entity described in words, as head.
 
-    Returns ``[{"key", "label", "score", "rank", "index_score"}]``, best first.
+    Known links are left out (``exclude_known``), and so are candidates whose labels that side of the relation
+    does not take (``constraints``, see ``reasoning.constraints``). Returns ``[{"key", "label", "score", "rank",
+    "index_score"}]``, best first.
     """
+    from kgemb.reasoning.constraints import TypeConstraints
 
     if sum(x is not None for x in (head, tail, text)) != 1:
         raise InputError("give exactly one of head, tail or text")
@@ -998,6 +1021,11 @@ def predict_via_index(
             f"relation {kg.relations[r]!r} has no vector in model {name!r}; push the model again"
         )
     ids, index_scores = _entity_ids(kg, meta, rows)
+    if constraints:
+        mask = TypeConstraints(kg).mask(r, direction)
+        if mask is not None:
+            keep = [j for j, i in enumerate(ids) if mask[i]]
+            ids, index_scores = [ids[j] for j in keep], [index_scores[j] for j in keep]
     if exclude_known:
         from kgemb.reasoning.links import LinkIndex
 

@@ -136,9 +136,9 @@ def _cmd_neo4j_predict(args: argparse.Namespace) -> int:
         model,
         args.relation,
         head_label=args.head_label,
-        tail_label=args.tail_label,
         k=args.k,
         min_score=args.min_score,
+        directory=args.model,
     )
     if args.write:
         heads = [model.kg.entities[i].key for i in neo4j.heads_for(model, args.relation, args.head_label)]
@@ -214,9 +214,8 @@ def _add_neo4j_parsers(sub: Any) -> None:
     common(pred)
     pred.add_argument("--relation", required=True, help="relation key or label")
     pred.add_argument("--k", type=int, default=5, help="links per head (default 5)")
-    pred.add_argument("--min-score", type=float, help="leave out links scoring below this raw score")
+    pred.add_argument("--min-score", type=float, help="leave out links below this calibrated probability")
     pred.add_argument("--head-label", help="predict for nodes with this label (default: inferred)")
-    pred.add_argument("--tail-label", help="only tails with this label (default: the relation's tail types)")
     pred.add_argument("--write", action="store_true", help="MERGE the links into Neo4j")
     pred.add_argument("--rel-type", help="relationship type to write (default PREDICTED_<RELATION>)")
     pred.add_argument("--name", default="kgemb", help="model name stored on each link")
