@@ -351,6 +351,171 @@ def _add_reasoning_parsers(sub: Any) -> None:
     explain.set_defaults(handler=_cmd_explain)
 
 
+# ---------------------------------------------------------------------- model: train, evaluate
+_NEO4J_SCHEMES = ("bolt://", "bolt+s://", "bolt+ssc://", "neo4j://", "neo4j+s://", "neo4j+ssc://")
+_TABLE_SUFFIXES = (".txt", ".tsv", ".csv")
+# training options the command line passes through when given (their defaults live in kgemb.training)
+_TRAIN_OPTIONS = (
+    "mode",
+    "interaction",
+    "dim",
+    "epochs",
+    "batch_size",
+    "lr",
+    "loss",
+    "negatives",
+    "pooling",
+    "seed",
+    "threads",
+    "eval_every",
+    "patience",
+)
+
+
+def load_source(source: str, *, label_separator: str | None = None, progress: bool = True) -> Any:
+    """A KnowledgeGraph from SOURCE: a Neo4j URI, ``pykeen:NAME``, a saved graph folder, a triple-table folder
+    or file (train.txt, ...), or an RDF file or folder."""
+    from pathlib import Path
+
+    from kgemb.graph import KnowledgeGraph
+
+    if source.lower().startswith(_NEO4J_SCHEMES):
+        from kgemb.connectors import neo4j
+
+        return neo4j.pull(source, progress=progress)
+    path = Path(source)
+    if source.lower().startswith("pykeen:") or (
+        path.is_file() and path.name.lower().endswith(_TABLE_SUFFIXES)
+    ):
+        from kgemb.connectors import tabular
+
+        return tabular.load(source, label_separator=label_separator)
+    if path.is_dir() and (path / "graph.json").is_file():
+        return KnowledgeGraph.load(path)
+    if path.is_dir() and any((path / f"train{suffix}").is_file() for suffix in _TABLE_SUFFIXES):
+        from kgemb.connectors import tabular
+
+        return tabular.load(path, label_separator=label_separator)
+    if not path.exists():
+        raise KgembError(
+            f"{source} does not exist; SOURCE is an RDF file or folder, a triple-table folder (train.txt), "
+            "a saved graph folder, pykeen:NAME or a Neo4j URI (bolt://...)"
+        )
+    from kgemb.connectors import rdf
+
+    return rdf.load(path)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    """Train a model on SOURCE and save it to --out (with test metrics when the graph has a test split)."""
+    from pathlib import Path
+
+    import kgemb
+
+    kg = load_source(args.source, label_separator=args.label_separator, progress=not args.quiet)
+    if args.split is not None:
+        kg = kg.split(valid=args.split[0], test=args.split[1], seed=args.seed, inductive=args.inductive)
+    elif args.inductive:
+        raise KgembError(
+            "--inductive re-splits the graph: pass --split VALID TEST too (e.g. --split 0.1 0.1)"
+        )
+    out = Path(args.out)
+    given = {name: getattr(args, name) for name in _TRAIN_OPTIONS if getattr(args, name) is not None}
+    options: dict[str, Any] = {
+        **given,
+        "early_stopping": not args.no_early_stopping,
+        "relation_text_init": args.relation_text_init,
+        "languages": args.languages.split(",") if args.languages else None,
+        "checkpoint_dir": str(out / "checkpoint"),
+        "checkpoint_every": args.checkpoint_every,
+        "resume": args.resume,
+        "show_progress": not args.quiet,
+    }
+    model = kgemb.train(kg, encoder=args.encoder, **options)
+    if len(kg.triples("test")) if "test" in kg.splits else 0:
+        model.config.setdefault("metrics", {})["test"] = model.evaluate("test")
+    model.save(out)
+    metrics = model.config.get("metrics", {})
+    if args.json:
+        print(json.dumps({"out": str(out), **metrics}, indent=2))
+    else:
+        print(f"{model!r} -> {out}")
+        for split, values in metrics.items():
+            print(
+                f"{split}: " + "  ".join(f"{k} {v:.4f}" if k != "n" else f"n {v}" for k, v in values.items())
+            )
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    """Filtered MRR and Hits@1/3/10 of a saved model on one split of its graph."""
+    import kgemb
+
+    model = kgemb.load(args.model)
+    metrics = model.evaluate(args.split, batch_size=args.batch_size, max_triples=args.max_triples)
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        print("  ".join(f"{k} {v:.4f}" if k != "n" else f"n {v}" for k, v in metrics.items()))
+    return 0
+
+
+def _add_model_parsers(sub: Any) -> None:
+    train = sub.add_parser(
+        "train",
+        help="train a text-aware link-prediction model",
+        description="Train a model on SOURCE: an RDF file or folder, a triple-table folder (train.txt, valid.txt, "
+        "test.txt, entity2text.tsv), a saved graph folder, pykeen:NAME (UMLS, Nations, Kinships) or a Neo4j URI.",
+    )
+    train.add_argument("source", metavar="SOURCE")
+    train.add_argument("--out", required=True, help="model folder to write")
+    train.add_argument("--mode", choices=["fused", "text", "structure"], help="default: fused")
+    train.add_argument("--interaction", help="rotate (default), transe, distmult, complex, pairre")
+    train.add_argument(
+        "--encoder", default="default", help="'default' (USE multilingual), a HF id or a folder"
+    )
+    train.add_argument(
+        "--dim", type=int, help="reals per entity vector, even for rotate/complex (default 256)"
+    )
+    train.add_argument("--epochs", type=int, help="default: chosen from the graph's size")
+    train.add_argument("--batch-size", type=int, help="default: chosen from the graph's size")
+    train.add_argument("--lr", type=float, help="Adam learning rate")
+    train.add_argument("--loss", help="nssa (default), margin, softplus, bce, crossentropy, infonce")
+    train.add_argument("--negatives", type=int, help="negatives per positive triple")
+    train.add_argument("--pooling", choices=["attention", "mean"], help="over an entity's texts")
+    train.add_argument(
+        "--relation-text-init", action="store_true", help="start relation vectors from their names"
+    )
+    train.add_argument("--languages", help="preferred text languages, e.g. en,zh")
+    train.add_argument("--split", type=float, nargs=2, metavar=("VALID", "TEST"), help="re-split the triples")
+    train.add_argument("--inductive", action="store_true", help="with --split: hold out whole entities")
+    train.add_argument(
+        "--label-separator", help="split entity2text texts into label and description, e.g. ', '"
+    )
+    train.add_argument("--no-early-stopping", action="store_true")
+    train.add_argument("--eval-every", type=int, help="epochs between validation MRR checks")
+    train.add_argument("--patience", type=int, help="checks without improvement before stopping")
+    train.add_argument(
+        "--checkpoint-every", type=int, default=10, help="epochs between checkpoints (0: none)"
+    )
+    train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+    train.add_argument("--threads", type=int, help="CPU threads (default: all)")
+    train.add_argument("--seed", type=int, default=0, help="same seed, same model")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    train.set_defaults(handler=_cmd_train)
+
+    evaluate = sub.add_parser("evaluate", help="filtered MRR and Hits@1/3/10 of a saved model")
+    evaluate.add_argument("model", metavar="DIR")
+    evaluate.add_argument("--split", default="test")
+    evaluate.add_argument("--batch-size", type=int, default=256)
+    evaluate.add_argument("--max-triples", type=int, default=None, help="evaluate a fixed random sample")
+    evaluate.add_argument(
+        "--json", action="store_true", help='print {"mrr", "hits@1", "hits@3", "hits@10", "n"}'
+    )
+    evaluate.set_defaults(handler=_cmd_evaluate)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kgemb",
@@ -363,6 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--json", action="store_true", help="print a JSON object")
     doctor.set_defaults(handler=_cmd_doctor)
 
+    _add_model_parsers(sub)
     _add_neo4j_parsers(sub)
     _add_reasoning_parsers(sub)
     return parser

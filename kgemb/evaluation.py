@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -22,6 +25,18 @@ METRICS = {
 }
 
 
+@contextmanager
+def _quiet_cpu_warning() -> Iterator[None]:
+    """torch_max_mem warns on every CPU evaluation that only CUDA is 'safe' for its batch-size search; hush it."""
+    logger = logging.getLogger("torch_max_mem")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def rank_metrics(
     model: Model,
     triples: np.ndarray | torch.Tensor,
@@ -40,14 +55,15 @@ def rank_metrics(
     was_training = model.training
     model.eval()
     try:
-        result = evaluator.evaluate(
-            model,
-            mapped,
-            batch_size=batch_size,
-            use_tqdm=show_progress,
-            additional_filter_triples=filters or None,
-            do_time_consuming_checks=False,
-        )
+        with _quiet_cpu_warning():
+            result = evaluator.evaluate(
+                model,
+                mapped,
+                batch_size=batch_size,
+                use_tqdm=show_progress,
+                additional_filter_triples=filters or None,
+                do_time_consuming_checks=False,
+            )
     finally:
         model.train(was_training)
     out = {name: float(result.get_metric(key)) for name, key in METRICS.items()}
