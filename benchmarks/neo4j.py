@@ -1,0 +1,268 @@
+"""Neo4j connector benchmark: pull, push (batched against one write per node), index queries and predicted links,
+side by side in one run, as a Markdown table.
+
+WN18RR (40,943 nodes with their WordNet texts, all 93,003 relationships) is loaded into a Neo4j dev server started
+here (or the server ``--uri`` names; its database is emptied first), then:
+- pull: the whole graph through ``kgemb.connectors.neo4j.pull`` (goal >= 50,000 relationships/s);
+- push: every node's 512-d vector in UNWIND batches (goal >= 10,000 vectors/s), against the same Cypher with one
+  node per transaction on the first ``--single`` nodes (the ratio), then the vector index until ONLINE;
+- predict: ``predict_via_index`` (pure-Cypher query vector + ``db.index.vector.queryNodes`` + exact re-scoring)
+  per query, and writing the top 5 predicted links of 1,000 heads twice (the second run changes nothing).
+
+The model is an untrained RotatE model of dimension 512 on the graph: the speed of moving vectors does not depend on
+the weights. Run it once, at the end, on a quiet machine:
+
+    nice .venv/bin/python benchmarks/neo4j.py --out benchmarks/results/neo4j.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_wn18rr(driver: Any, data: Path) -> tuple[int, int, float]:
+    """WN18RR into Neo4j as ``(:Synset {id, name, description})`` nodes and typed relationships; counts, seconds."""
+    texts: dict[str, tuple[str, str]] = {}
+    for line in (data / "wn18rr" / "entity2text.tsv").read_text(encoding="utf-8").splitlines():
+        key, _, text = line.partition("\t")
+        lemma, _, gloss = text.partition(", ")
+        texts[key] = (lemma, gloss)
+    triples = []
+    for split in ("train", "valid", "test"):
+        for line in (data / "wn18rr" / f"{split}.txt").read_text(encoding="utf-8").splitlines():
+            h, r, t = line.split("\t")
+            triples.append((h, r.strip("_").upper(), t))
+    keys = sorted({h for h, _, _ in triples} | {t for _, _, t in triples})
+    began = time.perf_counter()
+    with driver.session() as session:
+        session.run(
+            "CREATE CONSTRAINT synset_id IF NOT EXISTS FOR (s:Synset) REQUIRE s.id IS UNIQUE"
+        ).consume()
+        for start in range(0, len(keys), 10_000):
+            rows = [
+                {"id": k, "name": texts.get(k, (k, ""))[0], "description": texts.get(k, ("", ""))[1]}
+                for k in keys[start : start + 10_000]
+            ]
+            session.run("UNWIND $rows AS row CREATE (s:Synset) SET s = row", rows=rows).consume()
+        by_type: dict[str, list[list[str]]] = {}
+        for h, r, t in triples:
+            by_type.setdefault(r, []).append([h, t])
+        for rel_type, pairs in by_type.items():
+            assert rel_type.replace("_", "").isalpha()  # WN18RR's own relation names, not user input
+            for start in range(0, len(pairs), 10_000):
+                session.run(
+                    "UNWIND $rows AS p MATCH (a:Synset {id: p[0]}), (b:Synset {id: p[1]}) "
+                    f"CREATE (a)-[:`{rel_type}`]->(b)",
+                    rows=pairs[start : start + 10_000],
+                ).consume()
+    return len(keys), len(triples), time.perf_counter() - began
+
+
+def one_write_per_node(driver: Any, element_ids: list[str], vectors: np.ndarray) -> float:
+    """The baseline: the push's own Cypher, one node per managed transaction. Seconds."""
+    from kgemb.connectors._neo4j_common import write_batches
+
+    query = (
+        "UNWIND $rows AS row MATCH (n) WHERE elementId(n) = row[0] SET n:`KgembEntity` "
+        "WITH n, row CALL db.create.setNodeVectorProperty(n, $property, row[1])"
+    )
+    began = time.perf_counter()
+    batches = ([[e, v]] for e, v in zip(element_ids, vectors.tolist(), strict=True))
+    write_batches(driver, None, query, batches, property="embedding_single")
+    return time.perf_counter() - began
+
+
+def run(args: argparse.Namespace) -> list[tuple[str, str, str, str]]:
+    import torch
+    from kgemb.connectors import neo4j as kn
+    from kgemb.connectors.neo4j_dev import DevServer
+
+    from kgemb.model import TrainedModel, build_model
+
+    rows: list[tuple[str, str, str, str]] = []
+    server = None
+    uri = args.uri
+    if uri is None:
+        server = DevServer(data_dir=Path(tempfile.mkdtemp(prefix="kgemb-neo4j-bench-")) / "data", heap="3g")
+        server.start()
+        uri = server.uri
+    try:
+        driver = kn.connect(uri)
+        with driver.session() as session:
+            session.run("MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS").consume()
+            for name in session.run(
+                "SHOW INDEXES YIELD name, type WHERE type <> 'LOOKUP' RETURN name"
+            ).value():
+                session.run(f"DROP INDEX `{name}` IF EXISTS").consume()
+            for name in session.run("SHOW CONSTRAINTS YIELD name RETURN name").value():
+                session.run(f"DROP CONSTRAINT `{name}` IF EXISTS").consume()
+        nodes, rels, seconds = load_wn18rr(driver, args.data)
+        rows.append(
+            ("load WN18RR (setup, not a goal)", f"{nodes:,} nodes, {rels:,} rels", f"{seconds:.1f} s", "")
+        )
+
+        pulls = []
+        for _ in range(args.repeats):
+            began = time.perf_counter()
+            kg = kn.pull(driver, key="id", progress=False)
+            pulls.append(time.perf_counter() - began)
+        best = min(pulls)
+        n_rel = len(kg.all_triples())
+        rows.append(
+            (
+                "pull whole graph (key = id property, texts)",
+                f"{n_rel:,} rels, {kg.num_entities:,} nodes",
+                f"{best:.2f} s (best of {args.repeats})",
+                f"**{n_rel / best:,.0f} relationships/s** (goal >= 50,000)",
+            )
+        )
+
+        torch.manual_seed(0)
+        model = TrainedModel(
+            kg,
+            build_model(
+                kg.to_triples_factory(), mode="structure", interaction="rotate", dim=512, features=None
+            ),
+            {"mode": "structure", "interaction": "rotate", "dim": 512},
+        )
+        report = kn.push(model, driver, batch_size=args.batch_size, progress=False)
+        batched = report.vectors_per_second
+        rows.append(
+            (
+                f"push vectors, UNWIND batches of {args.batch_size}",
+                f"{report.nodes:,} x {report.dim}-d",
+                f"{report.write_seconds:.1f} s",
+                f"**{batched:,.0f} vectors/s** (goal >= 10,000)",
+            )
+        )
+        element_ids = [
+            r[0]
+            for r in driver.execute_query(
+                "MATCH (s:Synset) RETURN elementId(s) ORDER BY s.id LIMIT $n", n=args.single
+            ).records
+        ]
+        vectors = model.entity_vectors()[: len(element_ids)]
+        single = one_write_per_node(driver, element_ids, vectors)
+        rows.append(
+            (
+                "push vectors, one write (transaction) per node",
+                f"{len(element_ids):,} x 512-d",
+                f"{single:.1f} s",
+                f"{len(element_ids) / single:,.0f} vectors/s; batched is **{batched * single / len(element_ids):.0f}x**",
+            )
+        )
+        rows.append(
+            (
+                "vector index created until ONLINE",
+                f"{report.nodes:,} x 512-d, {report.similarity}",
+                f"{report.index_seconds:.1f} s",
+                "",
+            )
+        )
+
+        heads = [kg.entities[i].key for i in range(0, kg.num_entities, kg.num_entities // args.queries)][
+            : args.queries
+        ]
+        relation = kg.relations[0]
+        began = time.perf_counter()
+        for head in heads:
+            kn.predict_via_index(model, driver, head=head, relation=relation, k=10, candidates=100)
+        per_query = (time.perf_counter() - began) / len(heads)
+        rows.append(
+            (
+                "predict_via_index (Cypher query vector + queryNodes + exact re-scoring)",
+                f"{len(heads)} queries, k=10 of 100 candidates",
+                f"{per_query * 1000:.0f} ms/query",
+                f"{1 / per_query:,.0f} queries/s",
+            )
+        )
+
+        links = kn.predict_links(model, relation, k=5)
+        head_keys = sorted({x.head for x in links})[: args.heads]
+        links = [x for x in links if x.head in set(head_keys)]
+        began = time.perf_counter()
+        first = kn.write_links(links, model, driver, heads=head_keys)
+        first_s = time.perf_counter() - began
+        began = time.perf_counter()
+        second = kn.write_links(links, model, driver, heads=head_keys)
+        second_s = time.perf_counter() - began
+        rows.append(
+            (
+                "write predicted links (MERGE), first run",
+                f"{len(links):,} links of {len(head_keys):,} heads",
+                f"{first_s:.1f} s",
+                f"{len(links) / first_s:,.0f} links/s; {first.created:,} created",
+            )
+        )
+        rows.append(
+            (
+                "write predicted links again (idempotent)",
+                f"{len(links):,} links",
+                f"{second_s:.1f} s",
+                f"{second.created + second.updated + second.deleted} changes",
+            )
+        )
+        driver.close()
+    finally:
+        if server is not None:
+            server.stop()
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--data", type=Path, default=REPO.parent / "shared" / "data", help="the shared data folder"
+    )
+    parser.add_argument(
+        "--uri", help="a running Neo4j 5 to use (its database is EMPTIED); default: start one"
+    )
+    parser.add_argument("--batch-size", type=int, default=1000, help="nodes per push transaction")
+    parser.add_argument("--single", type=int, default=2000, help="nodes for the one-write-per-node baseline")
+    parser.add_argument("--queries", type=int, default=100, help="predict_via_index queries to time")
+    parser.add_argument("--heads", type=int, default=1000, help="heads whose predicted links are written")
+    parser.add_argument("--repeats", type=int, default=3, help="pulls to time (the best counts)")
+    parser.add_argument("--out", type=Path, help="also write the Markdown report here")
+    args = parser.parse_args()
+    rows = run(args)
+    import neo4j
+
+    try:
+        import neo4j._rust
+
+        rust = "with neo4j-rust-ext"
+    except ImportError:
+        rust = "pure-Python packstream"
+    lines = [
+        "# Neo4j connector benchmark",
+        "",
+        f"WN18RR in the Neo4j 5.26 dev server (`connectors/neo4j`), Python driver {neo4j.__version__} ({rust}); "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}.",
+        "",
+        "| step | size | time | rate |",
+        "|---|---|---|---|",
+        *(f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows),
+        "",
+        "Reproduce: `nice .venv/bin/python benchmarks/neo4j.py --out benchmarks/results/neo4j.md`",
+    ]
+    report = "\n".join(lines) + "\n"
+    print(report)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.out.with_name(args.out.name + ".tmp")
+        tmp.write_text(report, encoding="utf-8")
+        os.replace(tmp, args.out)
+
+
+if __name__ == "__main__":
+    main()
