@@ -147,6 +147,7 @@ def _cmd_neo4j_predict(args: argparse.Namespace) -> int:
             model,
             uri,
             name=args.name,
+            relation=args.relation,
             relationship_type=args.rel_type,
             heads=heads,
             database=args.database,
@@ -453,6 +454,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     model = kgemb.load(args.model)
     metrics = model.evaluate(args.split, batch_size=args.batch_size, max_triples=args.max_triples)
+    # calibration (reasoning): Brier score and ECE of the calibrated probabilities on the same split
+    from kgemb.reasoning.calibration import calibration_report
+
+    metrics.update(calibration_report(model, args.model, args.split))
     if args.json:
         print(json.dumps(metrics))
     else:

@@ -12,6 +12,7 @@ global one. The fitted numbers live in ``calibration.json`` in the model directo
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -289,9 +290,23 @@ def brier_and_ece(
 def calibration_metrics(
     model: TrainedModel, calibration: Calibration, split: str = "test"
 ) -> dict[str, float]:
-    """Brier score and ECE of ``calibration`` on ``split`` (same positives/negatives protocol as the fit)."""
+    """Brier score and ECE of ``calibration`` on ``split`` (same positives/negatives protocol as the fit);
+    ``{}`` when the split has no triples."""
     if not len(model.kg.triples(split)):
-        return {"brier": float("nan"), "ece": float("nan"), "calibration_n": 0}
+        return {}
     ex = calibration_examples(model, split, seed=1)
     probs = calibration.probability(torch.as_tensor(ex.scores), torch.as_tensor(ex.relations)).numpy()
-    return {**brier_and_ece(probs, ex.labels, ex.weights), "calibration_n": ex.positives}
+    return brier_and_ece(probs, ex.labels, ex.weights)
+
+
+def calibration_report(
+    model: TrainedModel, directory: str | os.PathLike, split: str = "test"
+) -> dict[str, float]:
+    """What ``kgemb evaluate`` adds: Brier score and ECE on ``split`` of the calibration saved in the model
+    directory, fitted on the validation split (and saved there) first when there is none."""
+    calibration = load_calibration(directory, model)
+    if calibration is None:
+        calibration = fit_calibration(model)
+        with contextlib.suppress(OSError):  # a read-only model directory: the fit is just not kept
+            calibration.save(directory, model.kg.relations)
+    return calibration_metrics(model, calibration, split)

@@ -152,3 +152,11 @@ def test_errors_are_one_line_and_exit_2(capsys, medical_model_dir, tmp_path, arg
     code, out, err = run(capsys, *argv)
     assert code == 2 and out == ""
     assert err.startswith("kgemb: error: ") and message in err and err.count("\n") == 1
+
+
+def test_evaluate_reports_calibration(capsys, medical_model_dir) -> None:
+    code, out, _ = run(capsys, "evaluate", str(medical_model_dir), "--json")
+    assert code == 0
+    doc = json.loads(out)
+    assert {"mrr", "hits@1", "hits@3", "hits@10", "n", "brier", "ece"} <= set(doc)
+    assert 0.0 <= doc["brier"] <= 0.25 and 0.0 <= doc["ece"] <= 0.5

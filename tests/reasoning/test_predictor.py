@@ -199,6 +199,7 @@ def test_calibration_is_saved_and_reloaded(predictor, medical_model_dir) -> None
     np.testing.assert_allclose(again.a, cal.a)
     np.testing.assert_allclose(again.b, cal.b)
     metrics = calibration_metrics(predictor.model, cal, "test")
+    assert set(metrics) == {"brier", "ece"}
     assert 0.0 <= metrics["brier"] <= 0.25  # better than always answering 0.5
     assert 0.0 <= metrics["ece"] <= 0.5
 
