@@ -161,36 +161,47 @@ def calibration_examples(
         triples = triples[np.sort(rng.choice(len(triples), max_triples, replace=False))]
     if known is None:
         known = LinkIndex(kg.all_triples(), kg.num_entities)
+    from kgemb.reasoning.scoring import CandidateScorer
+
+    scorer = CandidateScorer(model)
     n_hard = negatives // 2
     n_rand = negatives - n_hard
     num = kg.num_entities
-    batch = max(1, min(256, (1 << 24) // max(num, 1)))
     scores_out, rels_out, labels_out, weights_out = [], [], [], []
-    with torch.no_grad():
-        for start in range(0, len(triples), batch):
-            chunk = triples[start : start + batch]
-            h, r, t = (torch.as_tensor(chunk[:, i], dtype=torch.long) for i in range(3))
-            for direction in ("tail", "head"):
-                if direction == "tail":
-                    scores = model.score_tails(h, r).float()
-                    truth = chunk[:, 2]
-                    filt = [known.tails_of(int(a), int(b)) for a, b in chunk[:, :2]]
-                else:
-                    scores = model.score_heads(r, t).float()
-                    truth = chunk[:, 0]
-                    filt = [known.heads_of(int(b), int(c)) for b, c in chunk[:, 1:]]
-                pos = scores[torch.arange(len(chunk)), torch.as_tensor(truth)].numpy()
-                for i, idx in enumerate(filt):  # the true answer is among the known links: masked too
-                    scores[i, torch.as_tensor(idx, dtype=torch.long)] = float("-inf")
-                hard = torch.topk(scores, min(n_hard, num), dim=1).values.numpy()
-                rand_idx = torch.as_tensor(rng.integers(0, num, size=(len(chunk), n_rand)), dtype=torch.long)
-                neg = np.concatenate([hard, scores.gather(1, rand_idx).numpy()], axis=1)
-                ok = np.isfinite(neg)
-                per_row = ok.sum(axis=1)
-                scores_out += [pos, neg[ok]]
-                rels_out += [chunk[:, 1], np.repeat(chunk[:, 1], per_row)]
-                labels_out += [np.ones(len(pos)), np.zeros(int(per_row.sum()))]
-                weights_out += [np.ones(len(pos)), np.repeat(1.0 / np.maximum(per_row, 1), per_row)]
+    for start in range(0, len(triples), 64):
+        chunk = triples[start : start + 64]
+        rels = scorer.relations(chunk[:, 1])
+        for side in ("tail", "head"):
+            anchor_col, truth_col = (0, 2) if side == "tail" else (2, 0)
+            anchors = scorer.anchors(chunk[:, anchor_col])
+            truth = torch.as_tensor(chunk[:, truth_col : truth_col + 1])
+            pos = scorer.exact(side, anchors, rels, truth)[:, 0].numpy()
+            filt = [  # every known answer of the query (the true one included) is no negative
+                np.sort(known.tails_of(a, r) if side == "tail" else known.heads_of(r, a))
+                for a, r in zip(chunk[:, anchor_col].tolist(), chunk[:, 1].tolist(), strict=True)
+            ]
+
+            def mask_known(values: torch.Tensor, first: int, filt: list[np.ndarray] = filt) -> torch.Tensor:
+                for row, ids in enumerate(filt):
+                    lo, hi = np.searchsorted(ids, [first, first + values.shape[1]])
+                    if hi > lo:
+                        values[row, torch.from_numpy(ids[lo:hi] - first)] = float("-inf")
+                return values
+
+            hard = (
+                scorer.top(side, anchors, rels, n_hard, transform=mask_known)[0].numpy() if n_hard else None
+            )
+            rand_ids = rng.integers(0, num, size=(len(chunk), n_rand))
+            rand = scorer.exact(side, anchors, rels, torch.as_tensor(rand_ids)).numpy()
+            for row, ids in enumerate(filt):
+                rand[row, np.isin(rand_ids[row], ids)] = -np.inf
+            neg = rand if hard is None else np.concatenate([hard, rand], axis=1)
+            ok = np.isfinite(neg)
+            per_row = ok.sum(axis=1)
+            scores_out += [pos, neg[ok]]
+            rels_out += [chunk[:, 1], np.repeat(chunk[:, 1], per_row)]
+            labels_out += [np.ones(len(pos)), np.zeros(int(per_row.sum()))]
+            weights_out += [np.ones(len(pos)), np.repeat(1.0 / np.maximum(per_row, 1), per_row)]
     if not scores_out:
         empty = np.zeros(0)
         return Examples(empty, np.zeros(0, dtype=np.int64), empty, empty, 0)
