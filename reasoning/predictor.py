@@ -270,19 +270,17 @@ class LinkPredictor:
         )
         probs = self.calibration.probability(torch.as_tensor(raw), r).numpy()
         floor = self.min_score if min_score is None else _check_min_score(min_score)
+        known = np.zeros(ids.shape[1], dtype=bool)
+        if query.id is not None:
+            pairs = np.stack([np.full_like(ids[0], query.id), np.full_like(ids[0], r), ids[0]], axis=1)
+            known = self.links.contains(pairs if side == "tail" else pairs[:, ::-1])
         out: list[Prediction] = []
-        for i, s, p in zip(ids[0], raw[0], probs[0], strict=True):
+        for i, s, p, kn in zip(ids[0].tolist(), raw[0], probs[0], known, strict=True):
             if i < 0 or (floor is not None and p < floor):
                 continue
-            if query.id is None:
-                known = False
-            elif side == "tail":
-                known = bool(self.links.contains(np.array([[query.id, r, i]]))[0])
-            else:
-                known = bool(self.links.contains(np.array([[i, r, query.id]]))[0])
             out.append(
                 Prediction(
-                    self.kg.entities[i].key, self._label(i), float(p), len(out) + 1, int(i), float(s), known
+                    self.kg.entities[i].key, self._label(i), float(p), len(out) + 1, i, float(s), bool(kn)
                 )
             )
         return out
@@ -371,7 +369,7 @@ class LinkPredictor:
             return values
 
         rel_reps = self.scorer.relations(rels)
-        values, ids = self.scorer.top(side, anchors, rel_reps, k + _MARGIN, transform=transform)
+        values, ids = self.scorer.top(side, anchors, rel_reps, k + _MARGIN, transform=transform, raw=False)
         exact = self.scorer.exact(side, anchors, rel_reps, ids)
         exact = torch.where(torch.isfinite(values), exact, torch.full_like(exact, float("-inf")))
         order = torch.argsort(exact, dim=1, descending=True, stable=True)[:, :k]

@@ -93,19 +93,44 @@ class CandidateScorer:
             return anchor * rel
         return torch.conj(rel) * anchor  # ComplEx and RotatE (|r| = 1): |h r - t| = |h - conj(r) t|
 
-    def chunk(self, side: Side, anchor: torch.Tensor, rel: Any, start: int, stop: int) -> torch.Tensor:
-        """Raw scores ``(b, stop - start)`` of entities ``start..stop`` as the ``side`` of each query row."""
-        ents = self.entities()
-        cand = ents[start:stop]
+    def chunk(
+        self, side: Side, anchor: torch.Tensor, rel: Any, start: int, stop: int, *, raw: bool = True
+    ) -> torch.Tensor:
+        """Scores ``(b, stop - start)`` of entities ``start..stop`` as the ``side`` of each query row.
+
+        ``raw=False`` may return values that only rank like the raw scores within each row (for the distance
+        forms, ``2 q·t - |t|^2`` instead of ``-|q - t|``: one fused matrix product, no square root)."""
+        return self._chunk(self._prepare(side, anchor, rel), side, anchor, rel, start, stop, raw)
+
+    def _prepare(
+        self, side: Side, anchor: torch.Tensor, rel: Any
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         with torch.no_grad():
             q = self._query(side, anchor, rel)
+            return self.entities(), None if q is None else self._real(q)
+
+    def _chunk(
+        self,
+        prepared: tuple[torch.Tensor, torch.Tensor | None],
+        side: Side,
+        anchor: torch.Tensor,
+        rel: Any,
+        start: int,
+        stop: int,
+        raw: bool,
+    ) -> torch.Tensor:
+        ents, q = prepared
+        cand = ents[start:stop]
+        with torch.no_grad():
             if q is not None:
-                dots = self._real(q) @ self._real(cand).T
                 if self.form == "dot":
-                    return dots
-                qn = (self._real(q) ** 2).sum(dim=-1, keepdim=True)
+                    return q @ self._real(cand).T
                 tn = self._entity_norms(ents)[start:stop].unsqueeze(0)
-                return -(qn + tn - 2 * dots).clamp_min(0).sqrt()
+                proxy = torch.addmm(tn, q, self._real(cand).T, beta=-1.0, alpha=2.0)  # 2 q.t - |t|^2
+                if not raw:
+                    return proxy
+                qn = (q * q).sum(dim=-1, keepdim=True)
+                return -(qn - proxy).clamp_min(0).sqrt()
             rel_b = [x.unsqueeze(1) for x in rel] if isinstance(rel, list) else rel.unsqueeze(1)
             if side == "tail":
                 return self.interaction(h=anchor.unsqueeze(1), r=rel_b, t=cand.unsqueeze(0))
@@ -120,10 +145,10 @@ class CandidateScorer:
                 return self.interaction(h=anchor.unsqueeze(1), r=rel_b, t=cand)
             return self.interaction(h=cand, r=rel_b, t=anchor.unsqueeze(1))
 
-    def _chunk_len(self, rows: int) -> int:
+    def _chunk_len(self, rows: int, ents: torch.Tensor) -> int:
         if self.chunk_size:
             return self.chunk_size
-        dim = self._real(self.entities()[:1]).shape[-1]
+        dim = self._real(ents[:1]).shape[-1]
         budget = 1 << 24 if self.form is not None else 1 << 23  # floats in the chunk's temporaries
         per_entity = rows if self.form is not None else rows * dim
         return int(max(1024, budget // max(per_entity, 1)))
@@ -137,23 +162,27 @@ class CandidateScorer:
         *,
         transform: Transform | None = None,
         rows: int | None = None,
+        raw: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Top ``k`` entities for each query row: ``(values, ids)``, each ``(b, k)``, best first.
 
         ``transform(raw_chunk, start)`` turns raw scores into the values to rank by (apply masks with ``-inf``,
         calibrate, or sum several rows into one, returning ``(1, C)``); ``rows`` is then the number of rows it
-        returns. Entries that are ``-inf`` at the end were masked (fewer than ``k`` candidates).
+        returns. Entries that are ``-inf`` at the end were masked (fewer than ``k`` candidates). With
+        ``raw=False`` the values only rank like raw scores (see :meth:`chunk`): re-score the winners with
+        :meth:`exact`; a ``transform`` then may only mask.
         """
         num = self.model.kg.num_entities
         b = anchor.shape[0]
         out_rows = rows if rows is not None else b
         k = min(k, num)
-        step = self._chunk_len(b)
+        prepared = self._prepare(side, anchor, rel)
+        step = self._chunk_len(b, prepared[0])
         best_v = torch.full((out_rows, 0), float("-inf"))
         best_i = torch.zeros((out_rows, 0), dtype=torch.long)
         for start in range(0, num, step):
             stop = min(num, start + step)
-            values = self.chunk(side, anchor, rel, start, stop)
+            values = self._chunk(prepared, side, anchor, rel, start, stop, raw)
             if transform is not None:
                 values = transform(values, start)
             kk = min(k, stop - start)

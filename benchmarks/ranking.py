@@ -1,0 +1,180 @@
+"""Ranking speed of ``kgemb.reasoning.LinkPredictor`` against ``pykeen.predict.predict_target`` on the same model.
+
+    nice python benchmarks/ranking.py                          # the issue's sizes: 1,000,000 and 100,000 entities
+    python benchmarks/ranking.py --entities 20000 --rank-entities 20000 --out report.md
+
+The models are real ``kgemb.TrainedModel`` objects (structure mode, RotatE, dim 256 = 128 complex numbers) with
+random weights — speed does not depend on what the weights learned — over a graph of random triples. Both
+sides score the same model: ``LinkPredictor.tails`` (chunked matrix-product top-k, known links left out,
+calibrated probabilities) and ``predict_target`` (PyKEEN's broadcast scoring of every entity, then its
+DataFrame). The top-10 of both is checked to agree. "one pass over the entity matrix" is the time to read every
+entity vector once (``sum()``): no exact top-k can beat it on this machine. Peak memory is the growth of the
+process's peak RSS over the model's own size, measured ours first, then PyKEEN's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import resource
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def build_model(entities: int, dim: int, triples: int, relations: int = 10, seed: int = 0):  # -> TrainedModel
+    """A TrainedModel with random RotatE weights over ``entities`` entities and ``triples`` random triples."""
+    from kgemb.graph import Entity, KnowledgeGraph
+    from kgemb.model import TrainedModel, build_model
+
+    rng = np.random.default_rng(seed)
+    data = np.stack(
+        [rng.integers(0, entities, triples), rng.integers(0, relations, triples), rng.integers(0, entities, triples)],
+        axis=1,
+    )
+    data = np.unique(data, axis=0)
+    rng.shuffle(data)
+    n_valid = min(2000, len(data) // 20)
+    kg = KnowledgeGraph(
+        [Entity(f"e{i}") for i in range(entities)],
+        [f"r{i}" for i in range(relations)],
+        splits={"train": data[n_valid:], "valid": data[:n_valid]},
+    )
+    model = build_model(kg.to_triples_factory(), mode="structure", interaction="rotate", dim=dim, features=None)
+    return TrainedModel(kg, model, {"mode": "structure", "interaction": "rotate", "dim": dim})
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _ms(times: list[float]) -> str:
+    return f"{statistics.median(times) * 1000:.1f}"
+
+
+def bench_tails(entities: int, dim: int, queries: int, batch: int, pykeen_queries: int) -> list[tuple[str, str, str]]:
+    from kgemb.reasoning import LinkPredictor
+    from pykeen.predict import predict_target
+
+    model = build_model(entities, dim, triples=2 * entities)
+    lp = LinkPredictor(model)
+    lp.calibrate(max_triples=32, save=False)  # a small fit: the timing is about ranking, not calibration
+    ents = model.representation(indices=None)
+    model_mb = (ents.numel() * ents.element_size()) / 2**20
+    rng = np.random.default_rng(1)
+    heads = rng.integers(0, entities, queries + batch)
+    rels = rng.integers(0, model.kg.num_relations, queries + batch)
+    lp.tails(int(heads[0]), int(rels[0]), k=10)  # warm-up (entity norms, first touch of the matrix)
+
+    floor = []
+    for _ in range(3):
+        start = time.perf_counter()
+        ents.sum()
+        floor.append(time.perf_counter() - start)
+
+    gc.collect()
+    base = _peak_mb()
+    single, ours_top = [], {}
+    for h, r in zip(heads[:queries].tolist(), rels[:queries].tolist(), strict=True):
+        start = time.perf_counter()
+        lp.tails(h, r, k=10)  # the default: known links left out, calibrated probabilities
+        single.append(time.perf_counter() - start)
+    for h, r in zip(heads[:pykeen_queries].tolist(), rels[:pykeen_queries].tolist(), strict=True):
+        ours_top[(h, r)] = [p.id for p in lp.tails(h, r, k=10, filter_known=False)]  # as predict_target ranks
+    start = time.perf_counter()
+    lp.top_tails(heads[queries:], rels[queries:], k=10)
+    batched = (time.perf_counter() - start) / batch
+    ours_peak = _peak_mb() - base
+
+    gc.collect()
+    base = max(base, _peak_mb())
+    theirs = []
+    for h, r in ours_top:
+        start = time.perf_counter()
+        df = predict_target(model=model.pykeen_model, head=h, relation=r).df.head(10)
+        theirs.append(time.perf_counter() - start)
+        if df["tail_id"].tolist() != ours_top[(h, r)]:
+            raise SystemExit(f"top-10 differ for ({h}, {r}): {df['tail_id'].tolist()} vs {ours_top[(h, r)]}")
+    theirs_peak = _peak_mb() - base
+    ratio = statistics.median(theirs) / statistics.median(single)
+    size = f"{entities:,} entities, dim {dim}"
+    return [
+        (f"top-10 tails, one query ({size})", f"{_ms(single)} ms", f"median of {queries}; goal < 50 ms"),
+        (f"top-10 tails, batch of {batch} ({size})", f"{batched * 1000:.1f} ms / query", "LinkPredictor.top_tails"),
+        (f"pykeen.predict.predict_target, one query ({size})", f"{_ms(theirs)} ms", f"median of {pykeen_queries}"),
+        ("speed-up over predict_target (one query)", f"{ratio:.1f}x", "same model, same run; top-10 agree"),
+        (f"one pass over the entity matrix ({model_mb:,.0f} MB)", f"{_ms(floor)} ms", "memory-bandwidth floor"),
+        ("peak memory above the model, kgemb", f"{max(ours_peak, 0):,.0f} MB", f"model: {model_mb:,.0f} MB"),
+        ("peak memory above the model, predict_target", f"{max(theirs_peak, 0):,.0f} MB", ""),
+    ]
+
+
+def bench_rank(entities: int, dim: int, evidence: int, repeats: int) -> list[tuple[str, str, str]]:
+    from kgemb.reasoning import LinkPredictor
+
+    model = build_model(entities, dim, triples=5 * entities)
+    lp = LinkPredictor(model)
+    lp.calibrate(max_triples=256, save=False)
+    rng = np.random.default_rng(2)
+    runs, naive = [], []
+    for _ in range(repeats + 1):
+        items = [(int(e), 0) for e in rng.choice(entities, evidence, replace=False)]
+        start = time.perf_counter()
+        found = lp.rank(items, k=10)
+        runs.append(time.perf_counter() - start)
+        # the same combination through TrainedModel.score_heads (PyKEEN's broadcast scoring), for comparison
+        start = time.perf_counter()
+        ids = torch.as_tensor([e for e, _ in items])
+        logp = lp.calibration.log_probability(model.score_heads(torch.zeros_like(ids), ids).double(), 0)
+        for row, (e, r) in enumerate(items):
+            logp[row, torch.as_tensor(lp.links.heads_of(r, e))] = 0.0
+        logp[:, ids] = float("-inf")
+        top = torch.topk(logp.sum(dim=0), 10).indices.tolist()
+        naive.append(time.perf_counter() - start)
+        if top[:3] != [p.id for p in found][:3]:
+            raise SystemExit(f"rank differs from the plain computation: {top} vs {[p.id for p in found]}")
+    runs, naive = runs[1:], naive[1:]
+    size = f"{entities:,} entities, dim {dim}"
+    return [
+        (f"rank, {evidence} pieces of evidence ({size})", f"{_ms(runs)} ms", f"median of {repeats}; goal < 100 ms"),
+        ("same ranking via TrainedModel.score_heads + sum", f"{_ms(naive)} ms", "PyKEEN broadcast scoring"),
+    ]
+
+
+def main(argv: list[str] | None = None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--entities", type=int, default=1_000_000, help="entities for the top-k tails part")
+    parser.add_argument("--rank-entities", type=int, default=100_000, help="entities for the rank part")
+    parser.add_argument("--dim", type=int, default=256, help="real numbers per entity vector")
+    parser.add_argument("--queries", type=int, default=20)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--pykeen-queries", type=int, default=3)
+    parser.add_argument("--evidence", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    parser.add_argument("--out", type=Path, help="also write the Markdown report here")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = bench_tails(args.entities, args.dim, args.queries, args.batch, args.pykeen_queries)
+    rows += bench_rank(args.rank_entities, args.dim, args.evidence, args.queries)
+    lines = [
+        f"Ranking speed, RotatE with random weights, {torch.get_num_threads()} CPU threads",
+        "",
+        "| measurement | result | note |",
+        "|---|---|---|",
+        *(f"| {a} | {b} | {c} |" for a, b, c in rows),
+    ]
+    report = "\n".join(lines)
+    print(report)
+    if args.out:
+        tmp = args.out.with_name(f".{args.out.name}.tmp")
+        tmp.write_text(report + "\n", encoding="utf-8")
+        tmp.replace(args.out)
+    return report
+
+
+if __name__ == "__main__":
+    main()
