@@ -267,12 +267,11 @@ def enrich(
     its checkpoint. ``stop_after``: stop (keeping the checkpoint) once this many subjects are done.
     """
     started_clock = time.perf_counter()
-    source_input = _Input(source)
-    out = _output_path(source_input, output, in_place)
-    fmt = output_format(out, fmt)
-    writer = Writer(fmt, mode)
-    _check_numbers(k, min_score, checkpoint_every, batch_size, stop_after)
-    _check_writable(out)
+    source_input, out, writer = _checked(
+        source, output, k=k, min_score=min_score, fmt=fmt, mode=mode, in_place=in_place,
+        checkpoint_every=checkpoint_every, batch_size=batch_size, stop_after=stop_after, run_time=run_time,
+    )  # fmt: skip
+    fmt = writer.fmt
     trained, model_dir = _load_model(model)
     kg = trained.kg
     rel_ids = [_relation_id(kg, r) for r in relations]
@@ -325,6 +324,48 @@ def enrich(
 
 
 # ---------------------------------------------------------------------- checks
+def check_arguments(
+    source: str | os.PathLike | Sequence[str | os.PathLike], output: str | os.PathLike | None, **options: Any
+) -> None:
+    """Raise the error :func:`enrich` would raise for these arguments before any work (the command line calls
+    it before training a model with ``--train``). Takes :func:`enrich`'s keyword arguments."""
+    names = (
+        "k",
+        "min_score",
+        "fmt",
+        "mode",
+        "in_place",
+        "checkpoint_every",
+        "batch_size",
+        "stop_after",
+        "run_time",
+    )
+    _checked(source, output, **{name: options[name] for name in names if name in options})
+
+
+def _checked(
+    source: Any,
+    output: Any,
+    *,
+    k: int = 5,
+    min_score: float = 0.0,
+    fmt: str | None = None,
+    mode: str = "reification",
+    in_place: bool = False,
+    checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
+    batch_size: int = DEFAULT_BATCH,
+    stop_after: int | None = None,
+    run_time: str | datetime | None = None,
+) -> tuple[_Input, Path, Writer]:
+    source_input = _Input(source)
+    out = _output_path(source_input, output, in_place)
+    writer = Writer(output_format(out, fmt), mode)
+    _check_numbers(k, min_score, checkpoint_every, batch_size, stop_after)
+    _fixed_time(run_time)
+    _check_writable(out)
+    return source_input, out, writer
+
+
 def _output_path(source: _Input, output: str | os.PathLike | None, in_place: bool) -> Path:
     inputs = [p.resolve() for p, _ in source.files]
     if output is None:
