@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 EntityRef = str | int
 RelationRef = str | int
 _MARGIN = 8  # extra candidates re-scored exactly, so rounding in the fast path never changes the top k
+_TIE = 1e-9  # weight of the model's own log-probabilities in the multi-evidence key: breaks ties only
 
 
 @dataclass
@@ -487,7 +488,7 @@ class LinkPredictor:
         ``raw`` score is ``sum_i log p_i(x)`` (the log-probability that all the links hold, evidence taken as
         independent given the candidate); its ``score`` is the geometric mean ``exp(mean_i log p_i(x))`` in
         [0, 1], which orders identically and is what ``min_score`` compares with. Ties (e.g. two entities with
-        every link known) are broken by the model's own mean probability. Each answer lists its per-evidence
+        every link known) are broken by the model's own log-probabilities. Each answer lists its per-evidence
         ``contributions``. Candidates of the wrong type and the evidence entities themselves are left out.
         """
         k = _check_k(k)
@@ -539,20 +540,18 @@ class LinkPredictor:
         allowed[[q.id for q in queries if q.id is not None]] = False
         blocked = torch.from_numpy(~allowed)
 
-        def combine(raw: torch.Tensor, start: int) -> tuple[torch.Tensor, torch.Tensor]:
+        def transform(raw: torch.Tensor, start: int) -> torch.Tensor:
             logp = cal.log_probability(raw.double(), rels_t)
-            model_mean = logp.exp().mean(dim=0)
+            model_sum = logp.sum(dim=0)
+            total = model_sum.clone()
             stop = start + raw.shape[1]
-            for row, known in enumerate(known_lists):
+            for row, known in enumerate(known_lists):  # a known link counts as certain: log p = 0
                 lo, hi = np.searchsorted(known, [start, stop])
                 if hi > lo:
-                    logp[row, torch.from_numpy(known[lo:hi] - start)] = 0.0
-            return logp, model_mean
-
-        def transform(raw: torch.Tensor, start: int) -> torch.Tensor:
-            logp, model_mean = combine(raw, start)
-            key = logp.sum(dim=0) + 1e-6 * model_mean  # tie-break by the model's own mean probability
-            key.masked_fill_(blocked[start : start + raw.shape[1]], float("-inf"))
+                    idx = torch.from_numpy(known[lo:hi] - start)
+                    total[idx] -= logp[row, idx]
+            key = total + _TIE * model_sum  # ties broken by the model's own log-probabilities
+            key.masked_fill_(blocked[start:stop], float("-inf"))
             return key[None]
 
         values, ids = self.scorer.top(side, anchors, rel_reps, k + _MARGIN, transform=transform, rows=1)
@@ -561,14 +560,14 @@ class LinkPredictor:
             return []
         exact = self.scorer.exact(side, anchors, rel_reps, cand[None].expand(m, -1))
         logp = cal.log_probability(exact.double(), rels_t)
-        model_mean = logp.exp().mean(dim=0)
+        model_sum = logp.sum(dim=0)
         known = torch.zeros_like(logp, dtype=torch.bool)
         cand_np = cand.numpy()
         for row, kl in enumerate(known_lists):
             known[row] = torch.from_numpy(np.isin(cand_np, kl))
         logp = logp.masked_fill(known, 0.0)
         total = logp.sum(dim=0)
-        order = torch.argsort(total + 1e-6 * model_mean, descending=True, stable=True).tolist()
+        order = torch.argsort(total + _TIE * model_sum, descending=True, stable=True).tolist()
         floor = self.min_score if min_score is None else _check_min_score(min_score)
         out: list[Prediction] = []
         for j in order:
