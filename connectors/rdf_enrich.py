@@ -40,7 +40,6 @@ from .rdf_write import (
     Writer,
     iri,
     output_format,
-    prediction_triples,
     vector_literal,
 )
 
@@ -304,8 +303,9 @@ def enrich(
         min_score=min_score,
     )
     resumed_from = state["subjects_done"]
+    predictor = _predictor(trained, model_dir)
     ranking_started = time.perf_counter()
-    _rank(trained, model_dir, subjects, rel_ids, index, writer, run, work, state, k, min_score, with_embeddings,
+    _rank(trained, predictor, subjects, rel_ids, index, writer, run, work, state, k, min_score, with_embeddings,
           stop_after, progress)  # fmt: skip
     seconds = time.perf_counter() - ranking_started
     result = EnrichResult(
@@ -579,7 +579,7 @@ def _remove_work(work: Path) -> None:
 # ---------------------------------------------------------------------- step 2: rank
 def _rank(
     model: TrainedModel,
-    model_dir: Path | None,
+    predictor: Any,
     subjects: np.ndarray,
     rel_ids: list[int],
     index: _Index,
@@ -595,7 +595,6 @@ def _rank(
 ) -> None:
     """Predictions for every subject not yet done, batch by batch (batches fixed by position, so a resumed
     run computes exactly what an uninterrupted one would), appended to the part file with checkpoints."""
-    from kgemb.reasoning import LinkPredictor
     from tqdm import tqdm
 
     n = len(subjects)
@@ -605,9 +604,9 @@ def _rank(
     kg = model.kg
     batch = state["batch_size"]
     every = state["checkpoint_every"]
-    predictor = LinkPredictor(model, directory=model_dir)
     vectors = model.entity_vectors() if with_embeddings else None
     terms = _EntityTerms(kg)
+    render = writer.predictions(run)
     relation_terms = {r: iri(kg.relations[r]) for r in rel_ids}
     first = done
     last_checkpoint = done
@@ -617,24 +616,21 @@ def _rank(
             ids = subjects[start : start + batch]
             chunks: list[str] = []
             count = 0
-            tops = {r: _top_tails(predictor, ids, r, k, index) for r in rel_ids}
+            asserted = {r: [index.asserted.tails_of(s, r) for s in ids.tolist()] for r in rel_ids}
+            tops = {r: _top_tails(predictor, ids, r, k, asserted[r]) for r in rel_ids}
             for row, s in enumerate(ids.tolist()):
                 s_term = terms[s]
                 for r in rel_ids:
                     objects, scores = tops[r]
+                    known = asserted[r][row]
                     rank = 0
-                    asserted = index.asserted.tails_of(s, r)
                     for o, p in zip(objects[row].tolist(), scores[row].tolist(), strict=True):
                         if o < 0 or not p >= min_score:
                             break
-                        if o == s or terms.blank[o] or (len(asserted) and o in asserted):
+                        if o == s or terms.blank[o] or (len(known) and o in known):
                             continue
                         rank += 1
-                        o_term = terms[o]
-                        triples = prediction_triples(run, s_term, relation_terms[r], o_term, p, rank)
-                        if run.graph is not None:
-                            triples.insert(0, (s_term, relation_terms[r], o_term))
-                        chunks.append(writer.block(triples, run.graph))
+                        chunks.append(render(s_term, relation_terms[r], terms[o], p, rank))
                         if rank == k:
                             break
                     count += rank
@@ -657,6 +653,16 @@ def _rank(
                 break
 
 
+def _predictor(model: TrainedModel, model_dir: Path | None) -> Any:
+    """The LinkPredictor, calibrated now (loaded from the model folder, or fitted on the validation split and
+    saved there), so the ranking loop only ranks."""
+    from kgemb.reasoning import LinkPredictor
+
+    predictor = LinkPredictor(model, directory=model_dir)
+    _ = predictor.calibration
+    return predictor
+
+
 class _EntityTerms:
     """N-Triples terms of entities, made on first use, and which entities are blank nodes."""
 
@@ -674,10 +680,13 @@ class _EntityTerms:
         return term
 
 
-def _top_tails(predictor: Any, heads: np.ndarray, relation: int, k: int, index: _Index) -> tuple[Any, Any]:
-    """Best tails of ``(head, relation)`` for every head with calibrated scores, known links of the model's graph
-    left out; enough of them that ``k`` remain after dropping links asserted in INPUT."""
-    extra = max((len(index.asserted.tails_of(int(h), relation)) for h in heads.tolist()), default=0)
+def _top_tails(
+    predictor: Any, heads: np.ndarray, relation: int, k: int, asserted: list[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Best tails of ``(head, relation)`` for every head, with calibrated scores and the model graph's known
+    links left out; enough of them that ``k`` remain after dropping the head itself and the links ``asserted``
+    in INPUT."""
+    extra = max((len(a) for a in asserted), default=0)
     return predictor.top_tails(heads, relation, k + extra + 1)
 
 

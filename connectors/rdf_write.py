@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -171,10 +171,17 @@ _STATEMENT_TERMS = tuple(
 )
 
 
-def prediction_triples(run: Run, s: str, p: str, o: str, score: float, rank: int) -> list[Triple]:
-    """One prediction reified: an ``rdf:Statement`` (IRI hashed from run and triple, so stable) with its
+def prediction_node(run: Run, s: str, p: str, o: str) -> str:
+    """The IRI of a prediction's statement node: a hash of run and triple, so it is the same on every run."""
+    return "<urn:kgemb:prediction:" + hashlib.sha256(f"{run.iri} {s} {p} {o}".encode()).hexdigest()[:24] + ">"
+
+
+def prediction_triples(
+    run: Run, s: str, p: str, o: str, score: float, rank: int, node: str | None = None
+) -> list[Triple]:
+    """One prediction reified: an ``rdf:Statement`` (``node``, default :func:`prediction_node`) with its
     calibrated score, its rank among the predictions for ``(s, p)`` and the run that made it."""
-    node = "<urn:kgemb:prediction:" + hashlib.sha256(f"{run.iri} {s} {p} {o}".encode()).hexdigest()[:24] + ">"
+    node = node or prediction_node(run, s, p, o)
     a, statement, subject, predicate, object_, score_, rank_, generated = _STATEMENT_TERMS
     return [
         (node, a, statement),
@@ -249,6 +256,57 @@ class Writer:
         if graph is not None:
             return f"{graph} {{\n" + "".join(f"    {line}\n" for line in text.splitlines()) + "}\n\n"
         return text + "\n"
+
+    def predictions(self, run: Run) -> Callable[[str, str, str, float, int], str]:
+        """A fast ``(s, p, o, score, rank) -> text`` for one prediction (IRI terms), giving exactly what
+        :meth:`block` gives for its :func:`prediction_triples` (and, in named-graph mode, the triple itself):
+        the text is rendered once with placeholders and then filled in by ``str.format``."""
+        holes = {name: iri(_HOLE + name) for name in ("node", "s", "p", "o")}
+        triples = _with_triple(
+            run, holes["s"], holes["p"], holes["o"], _SCORE_HOLE, _RANK_HOLE, holes["node"]
+        )
+        text = self.block(triples, run.graph)
+        score_text = format(_SCORE_HOLE, ".6g")
+        if text.count(score_text) != 1 or text.count(str(_RANK_HOLE)) != 1:
+            return lambda s, p, o, score, rank: self.block(_with_triple(run, s, p, o, score, rank), run.graph)
+        template = text.replace("{", "{{").replace("}", "}}")
+        for name in ("node", "s", "p", "o"):
+            template = template.replace(f"<{_HOLE}{name}>", "{" + name + "}").replace(
+                _HOLE + name, "{" + name + "}"
+            )
+        template = template.replace(score_text, "{score}").replace(str(_RANK_HOLE), "{rank}")
+        fill = template.format
+        if self.fmt == "jsonld":
+
+            def value(term: str) -> str:  # an IRI term as the inside of a JSON string
+                text = unescape(term[1:-1]) if "\\" in term else term[1:-1]
+                return json.dumps(text, ensure_ascii=False)[1:-1]
+
+            return lambda s, p, o, score, rank: fill(
+                node=value(prediction_node(run, s, p, o)), s=value(s), p=value(p), o=value(o),
+                score=format(float(score), ".6g"), rank=int(rank),
+            )  # fmt: skip
+        return lambda s, p, o, score, rank: fill(
+            node=prediction_node(run, s, p, o),
+            s=s,
+            p=p,
+            o=o,
+            score=format(float(score), ".6g"),
+            rank=int(rank),
+        )
+
+
+_HOLE = "urn:kgemb:hole:"
+_SCORE_HOLE = 0.123457
+_RANK_HOLE = 987654321
+
+
+def _with_triple(
+    run: Run, s: str, p: str, o: str, score: float, rank: int, node: str | None = None
+) -> list[Triple]:
+    """A prediction's statements: reified, and in named-graph mode preceded by the predicted triple itself."""
+    triples = prediction_triples(run, s, p, o, score, rank, node)
+    return [(s, p, o), *triples] if run.graph is not None else triples
 
 
 def _turtle(triples: Sequence[Triple]) -> str:
