@@ -7,6 +7,7 @@ model, pooled (mean, CLS or last token), cut to ``dim`` (Matryoshka) and normali
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 from collections import Counter
@@ -33,6 +34,7 @@ MIN_DIM = 32
 DEFAULT_MAX_TOKENS = 512
 CPU_BATCH_TOKENS = 8192  # padded tokens per pass on the CPU
 GPU_BATCH_TOKENS = 65536
+GPU_BATCH_SIZE = 512  # texts per pass on a GPU unless batch_size says otherwise (128 on the CPU)
 
 
 class HFEncoder(TextEncoder):
@@ -116,10 +118,6 @@ class HFEncoder(TextEncoder):
             1 << 30
         )  # kgemb splits long texts itself; silence the length warning
         model.eval().to(self.device)
-        if self.dtype == "int8":
-            from kgemb.encoders.quantize import quantize_int8
-
-            model = quantize_int8(model)
         self.model = model
         self.pad_left = self.pooling == "last"
         self.pad_id = _first_id(self.tokenizer, ("pad_token_id", "eos_token_id", "unk_token_id"))
@@ -138,6 +136,8 @@ class HFEncoder(TextEncoder):
         self.long_text = long_text
         self.window_overlap = window_overlap
         gpu = not self.device.startswith("cpu")
+        if gpu and options.get("batch_size") is None:
+            self.batch_size = GPU_BATCH_SIZE
         self.batch_tokens = batch_tokens or (GPU_BATCH_TOKENS if gpu else CPU_BATCH_TOKENS)
         if not isinstance(self.batch_tokens, int) or self.batch_tokens < 1:
             raise ConfigError(f"batch_tokens={batch_tokens!r} is not a positive whole number: pass e.g. 8192")
@@ -151,6 +151,10 @@ class HFEncoder(TextEncoder):
             f"|long={long_text}:{window_overlap}|prompts={prompts}"
         )
         self._torch = torch
+        if self.dtype == "int8":
+            from kgemb.encoders.quantize import CALIBRATION_TEXTS, quantize_int8
+
+            self.model = quantize_int8(model, calibrate=lambda: self._calibrate(list(CALIBRATION_TEXTS)))
 
     def _encode_texts(
         self, texts: list[str], role: str, batch_size: int, progress: Progress
@@ -187,6 +191,11 @@ class HFEncoder(TextEncoder):
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         np.add.at(out, np.asarray(owner), vectors)  # sum of unit-norm window vectors; the caller renormalises
         return out, len(long_ones)
+
+    def _calibrate(self, texts: list[str]) -> None:
+        """Run the (fp32) model over ``texts`` as documents and as queries, for int8 smoothing."""
+        for role in ("document", "query") if self.roles_differ else ("document",):
+            self._encode_texts(texts, role, self.batch_size, lambda _: None)
 
     def _windows(self, prompt: str, texts: list[str]) -> list[list[list[int]]]:
         """Overlapping windows of each long text, each re-tokenized with the prompt and special tokens."""
@@ -227,6 +236,15 @@ class HFEncoder(TextEncoder):
             out[k].append(seq)
         return out
 
+    def _attention_kernels(self) -> contextlib.AbstractContextManager[object]:
+        """On a GPU, attention without cuDNN's kernel: it plans anew for each batch shape, and dynamic batching
+        makes many shapes (measured on an H100: fp16 MiniLM 4,000 texts/s with it, 17,700 without)."""
+        if self.device.startswith("cpu"):
+            return contextlib.nullcontext()
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
+
     def _forward(self, seqs: list[list[int]]) -> np.ndarray:
         """One model pass over token sequences: pad, run, pool, cut to ``dim``, normalise."""
         torch = self._torch
@@ -239,7 +257,7 @@ class HFEncoder(TextEncoder):
             mask[row, cols] = 1
         ids_t = torch.from_numpy(input_ids).to(self.device)
         mask_t = torch.from_numpy(mask).to(self.device)
-        with torch.inference_mode():
+        with torch.inference_mode(), self._attention_kernels():
             hidden = self.model(input_ids=ids_t, attention_mask=mask_t).last_hidden_state
             pooled = pool(hidden, mask_t, self.pooling)[:, : self.dim].float()
             pooled = torch.nn.functional.normalize(pooled, dim=-1)
@@ -252,8 +270,10 @@ def pool(hidden: Any, mask: Any, pooling: str) -> Any:
         return hidden[:, 0]
     if pooling == "last":
         return hidden[:, -1]  # left padding puts every sequence's last token in the last column
-    weights = mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * weights).sum(dim=1).float() / mask.sum(dim=1, keepdim=True).clamp(min=1).float()
+    hidden = hidden.float()  # sum in fp32: fp16 sums over long texts can overflow
+    return (hidden * mask.unsqueeze(-1).float()).sum(dim=1) / mask.sum(dim=1, keepdim=True).clamp(
+        min=1
+    ).float()
 
 
 def _first_id(tokenizer: Any, names: tuple[str, ...]) -> int:
