@@ -50,6 +50,8 @@ class TextEncoder(ABC):
 
     dim: int
     fingerprint: str
+    name: str = ""  # the spec given to load_encoder
+    options: dict  # the options given to load_encoder
     roles_differ: bool = False  # False: queries and documents get the same vector (one cache entry)
     default_batch_size: int = 64
 
@@ -69,6 +71,7 @@ class TextEncoder(ABC):
         self.batch_size = check_batch_size(batch_size) or self.default_batch_size
         self.cache: EmbeddingCache | None = open_cache(cache, cache_dir)
         self.last_report = EncodeReport()
+        self.options = {}
 
     def encode(
         self,

@@ -45,7 +45,10 @@ def load_encoder(spec: str | TextEncoder = "default", **options: Any) -> TextEnc
         raise ConfigError(
             f"encoder {spec!r} does not take option(s) {', '.join(unknown)}: use {', '.join(sorted(accepted))}"
         )
-    return cls(*args, **options)
+    encoder = cls(*args, **options)
+    encoder.name = spec  # with ``options``: what re-creates this encoder (a saved model records both)
+    encoder.options = dict(options)
+    return encoder
 
 
 def _accepted_options(cls: type[TextEncoder]) -> set[str]:

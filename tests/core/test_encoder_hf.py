@@ -107,6 +107,7 @@ def test_dim_keeps_the_first_dimensions_renormalised(minilm: kgemb.TextEncoder, 
     cut = full[:, :128] / np.linalg.norm(full[:, :128], axis=1, keepdims=True)
     assert small.dim == 128 and np.allclose(small.encode(texts[:8]), cut, atol=1e-5)
     assert small.fingerprint != minilm.fingerprint
+    assert (small.name, small.options) == (str(MINILM), {"cache": False, "dim": 128})  # re-creates it
 
 
 def test_cls_pooling_is_an_option(minilm: kgemb.TextEncoder, texts: list[str]) -> None:
