@@ -91,7 +91,9 @@ class TrainingConfig:
     checkpoint_dir: str | None = None
     checkpoint_every: int = 0  # epochs between checkpoints (0: none)
     resume: bool = False
-    threads: int | None = None
+    threads: int | None = (
+        None  # None: 1 below 20,000 training triples (small ops only lose to threading), else torch's
+    )
     seed: int = 0
     show_progress: bool = True
 
@@ -234,6 +236,14 @@ def _no_epoch_gc() -> Iterator[None]:
         yield
     finally:
         training_loop.gc = original  # type: ignore[assignment]
+
+
+def _auto_threads(threads: int | None, num_train: int) -> int | None:
+    """One thread for small graphs: their tensor ops are too small to gain from threads, and on a busy machine
+    two spinning threads made a tiny run 20 times slower than one."""
+    if threads is not None:
+        return threads
+    return 1 if num_train < 20_000 else None
 
 
 @contextmanager
@@ -484,7 +494,7 @@ def train(kg: KnowledgeGraph, *, encoder: Any = "default", **options: Any) -> Tr
     train_triples = kg.triples("train")
     cfg = cfg.resolved(len(train_triples))
     started = time.perf_counter()
-    with _threads(cfg.threads):
+    with _threads(_auto_threads(cfg.threads, len(train_triples))):
         needs_encoder = cfg.mode != "structure" or cfg.relation_text_init
         enc = resolve_encoder(encoder) if needs_encoder else None
         features = None
@@ -672,9 +682,10 @@ def update(
     )
     _transfer_weights(trained.pykeen_model, model, entity_map, relation_map)
     factory = new_kg.to_triples_factory("train").clone_and_exchange_triples(torch.as_tensor(schedule))
-    summary = _fit(
-        new_kg, model, cfg, features, trained.config.get("encoder"), factory, continue_from_weights=True
-    )
+    with _threads(_auto_threads(cfg.threads, len(schedule))):
+        summary = _fit(
+            new_kg, model, cfg, features, trained.config.get("encoder"), factory, continue_from_weights=True
+        )
     config = json.loads(json.dumps(trained.config))
     config["graph"] = {
         "entities": new_kg.num_entities,
