@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,6 +29,9 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+# run as a script, this file's folder comes first on sys.path, and this file is called neo4j: drop the folder so
+# `import neo4j` finds the driver
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 
 def load_wn18rr(driver: Any, data: Path) -> tuple[int, int, float]:

@@ -113,7 +113,7 @@ def pull(
     types = list(relationship_types or [])
     node_labels = label_expression(labels)
     rel_types = label_expression(types, "relationship type")
-    key_expr = "elementId(n)" if key == ELEMENT_ID else f"n.{quote(key, 'key property')}"
+    key_part = "elementId({0})" if key == ELEMENT_ID else "{0}." + quote(key, "key property")
     for name in attributes:
         quote(name, "attribute property")
     if query is not None and (labels or types):
@@ -124,38 +124,51 @@ def pull(
         specs = _text_specs(text_properties, _property_keys(driver, database))
         wanted = sorted({p for spec in specs.values() for p in spec} | set(attributes))
         projection = ", ".join(f".{quote(p, 'text property')}" for p in wanted)
+
+        def node_row(v: str) -> str:
+            """One node as ``[element id, labels, key, {text properties}]``."""
+            return f"[elementId({v}), labels({v}), {key_part.format(v)}, {v} {{{projection}}}]"
+
+        builder = GraphBuilder()
+        position: dict[str, int] = {}
+        key_types: set[str] = set()
+        ids: list[str] = []
         triples: list[tuple[str, Any, str]] = []
+
+        def add_nodes(rows: Sequence[Sequence[Any]]) -> None:
+            for eid, node_labels_, key_value, props in rows:
+                entity_key = _entity_key(eid, key, key_value, key_types)
+                position[eid] = builder.add_entity(entity_key)
+                ids.append(eid)
+                _add_node(builder, entity_key, node_labels_, props, specs, labels, attributes)
+
+        bar = tqdm(unit="node", desc="neo4j pull nodes", disable=not progress)
         with driver.session(
             database=database, fetch_size=page_size, notifications_min_severity="OFF"
         ) as session:
             if query is None:
-                ids = [
-                    r[0]
-                    for r in session.run(
-                        f"MATCH (n{node_labels}) WHERE NOT n:{MODEL_LABEL} AND NOT n:{RELATION_LABEL} "
-                        "RETURN elementId(n)"
-                    )
-                ]
+                # node references are collected on the server (a few bytes each) and come back page by page
+                pages = session.run(
+                    f"MATCH (n{node_labels}) WHERE NOT n:{MODEL_LABEL} AND NOT n:{RELATION_LABEL} "
+                    "WITH collect(n) AS nodes UNWIND range(0, size(nodes) - 1, $page) AS start "
+                    f"RETURN size(nodes) AS total, [x IN nodes[start..start + $page] | {node_row('x')}] AS page",
+                    page=page_size,
+                )
+                for record in pages:
+                    bar.total = record["total"]
+                    add_nodes(record["page"])
+                    bar.update(len(record["page"]))
             else:
-                ids, triples = _query_rows(session, query, dict(parameters or {}))
-        builder = GraphBuilder()
-        position: dict[str, int] = {}
-        key_types: set[str] = set()
-        node_query = (
-            "UNWIND $ids AS id MATCH (n) WHERE elementId(n) = id "
-            f"RETURN collect([id, labels(n), {key_expr}, n {{{projection}}}]) AS nodes"
-        )
-        bar = tqdm(total=len(ids), unit="node", desc="neo4j pull nodes", disable=not progress)
-        for start, stop in chunks(len(ids), page_size):
-            rec = read(driver, database, node_query, ids=ids[start:stop])[0]
-            for eid, node_labels_, key_value, props in rec["nodes"]:
-                entity_key = _entity_key(eid, key, key_value, key_types)
-                position[eid] = builder.add_entity(entity_key)
-                _add_node(builder, entity_key, node_labels_, props, specs, labels, attributes)
-            bar.update(stop - start)
+                seen, triples = _query_rows(session, query, dict(parameters or {}))
+        if query is not None:
+            bar.total = len(seen)
+            node_query = f"UNWIND $ids AS id MATCH (n) WHERE elementId(n) = id RETURN collect({node_row('n')}) AS nodes"
+            for start, stop in chunks(len(seen), page_size):
+                add_nodes(read(driver, database, node_query, ids=seen[start:stop])[0]["nodes"])
+                bar.update(stop - start)
+            if len(ids) != len(seen):
+                raise InputError(f"{len(seen) - len(ids)} nodes vanished while pulling; pull again")
         bar.close()
-        if len(position) != len(ids):
-            raise InputError(f"{len(ids) - len(position)} nodes vanished while pulling; pull again")
         if len(key_types) > 1:
             raise InputError(
                 f"key property {key!r} holds both numbers and strings; use one type, or pull with key='elementId'"
@@ -313,11 +326,12 @@ def _add_node(
     ordered = [x for x in preferred if x in node_labels] + sorted(
         x for x in node_labels if x not in preferred
     )
-    for label in ordered:
-        builder.add_type(key, label)
+    builder.entity(key).types.extend(ordered)  # a new entity: no types yet
     spec = next((specs[x] for x in ordered if x in specs), specs.get("*", {}))
-    for prop, (kind, lang) in spec.items():
+    for prop, (kind, lang) in spec.items():  # in spec order: the first label given is the preferred one
         value = props.get(prop)
+        if value is None:
+            continue
         for text in value if isinstance(value, list) else [value]:
             if isinstance(text, str):
                 builder.add_label(key, text, lang, kind)
@@ -819,6 +833,7 @@ def write_links(
     uri_or_driver: Any,
     *,
     name: str = "kgemb",
+    relation: str | None = None,
     relationship_type: str | None = None,
     heads: Sequence[str] | None = None,
     batch_size: int = 500,
@@ -831,16 +846,22 @@ def write_links(
 
     For every head in ``heads`` (default: the heads of ``links``) this model's links that are no longer predicted
     are deleted, so the database holds exactly the current predictions. Each batch of heads is one transaction.
+    ``relation`` (key or label) is needed only when ``links`` is empty.
     """
-    if not links and not heads:
-        return WriteReport()
+    kg = model.kg
     relations = {link.relation for link in links}
-    if len(relations) > 1:
-        raise InputError(f"write_links takes the links of one relation at a time; got {sorted(relations)}")
+    if relation is not None:
+        relations.add(kg.relations[kg.relation_id(relation)])
+    if len(relations) != 1:
+        raise InputError(
+            f"write_links takes the links of one relation at a time; got {sorted(relations) or 'none'} "
+            "(pass relation= when there are no links)"
+        )
     type_name = predicted_type(next(iter(relations))) if relationship_type is None else relationship_type
     rel_type = quote(type_name, "relationship type")
     quote(name, "model name")
-    kg = model.kg
+    if not links and not heads:
+        return WriteReport()
     by_head: dict[str, list[Link]] = {h: [] for h in heads or ()}
     for link in links:
         by_head.setdefault(link.head, []).append(link)

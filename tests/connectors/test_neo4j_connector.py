@@ -314,6 +314,8 @@ def test_predict_dry_run_then_write_twice(neo4j_driver, neo4j_server, medical, t
     report = kn.write_links(links, model, neo4j_driver, heads=heads, database=db)
     assert (report.created, report.updated, report.deleted) == (0, 0, 180 - len(links))
     assert len(neo4j_driver.execute_query(query, database_=db).records) == len(links)
+    report = kn.write_links([], model, neo4j_driver, relation="has symptom", heads=heads, database=db)
+    assert report.deleted == len(links) and not neo4j_driver.execute_query(query, database_=db).records
     assert (
         "PREDICTED_HAS_SYMPTOM" not in kn.pull(neo4j_driver, key="id", database=db, progress=False).relations
     )
@@ -528,3 +530,53 @@ def test_push_killed_midway_then_rerun_gives_exact_result(tmp_path, medical, mon
             )
     finally:
         server.stop()
+
+
+def test_command_line_train_from_neo4j_push_and_pull(neo4j_driver, neo4j_server, tmp_path, capsys) -> None:
+    """``kgemb train bolt://…`` reads the graph from Neo4j; ``kgemb neo4j push`` and ``pull`` round-trip."""
+    import json
+
+    from kgemb.graph import KnowledgeGraph
+
+    db = neo4j_server.database
+    create_graph(neo4j_driver, db, diseases=10, symptoms=15, drugs=3)
+    out = tmp_path / "model"
+    train = [
+        "train",
+        neo4j_server.uri,
+        "--out",
+        str(out),
+        "--mode",
+        "structure",
+        "--dim",
+        "8",
+        "--epochs",
+        "1",
+    ]
+    assert main([*train, "--quiet"]) == 0
+    database = ["--database", db] if db else []
+    capsys.readouterr()
+    assert main(["neo4j", "push", str(out), "--uri", neo4j_server.uri, "--quiet", "--json", *database]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["nodes"] == 28 and report["missing"] == 0 and report["index"] == "kgemb_embedding"
+    pulled = [
+        "neo4j",
+        "pull",
+        "--uri",
+        neo4j_server.uri,
+        "--key",
+        "id",
+        "--label",
+        "Disease",
+        "--label",
+        "Symptom",
+    ]
+    assert (
+        main([*pulled, "--text", "name_zh=label@zh", "--out", str(tmp_path / "kg"), "--quiet", *database])
+        == 0
+    )
+    kg = KnowledgeGraph.load(tmp_path / "kg")
+    assert kg.num_entities == 25 and kg.relations == ["HAS_SYMPTOM"]
+    assert kg.entities[kg.entity_id("s1")].labels == {"zh": ["症状 1"]}
+    assert main(["neo4j", "push", str(out), "--uri", "bolt://127.0.0.1:1", "--quiet"]) == 2
+    assert capsys.readouterr().err.startswith("kgemb: error: cannot reach Neo4j at bolt://127.0.0.1:1")
