@@ -407,32 +407,46 @@ def load_source(source: str, *, label_separator: str | None = None, progress: bo
     return rdf.load(path)
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
-    """Train a model on SOURCE and save it to --out (with test metrics when the graph has a test split)."""
-    from pathlib import Path
-
-    import kgemb
-
-    kg = load_source(args.source, label_separator=args.label_separator, progress=not args.quiet)
+def _training_graph(args: argparse.Namespace, source: str) -> Any:
+    """The graph to train on: SOURCE, re-split when the training options (``--split``) ask for it."""
+    kg = load_source(source, label_separator=args.label_separator, progress=not args.quiet)
     if args.split is not None:
         kg = kg.split(valid=args.split[0], test=args.split[1], seed=args.seed, inductive=args.inductive)
     elif args.inductive:
         raise KgembError(
             "--inductive re-splits the graph: pass --split VALID TEST too (e.g. --split 0.1 0.1)"
         )
-    out = Path(args.out)
+    return kg
+
+
+def _training_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``kgemb.train`` keyword arguments from the options :func:`_add_training_options` defines."""
     given = {name: getattr(args, name) for name in _TRAIN_OPTIONS if getattr(args, name) is not None}
-    options: dict[str, Any] = {
+    return {
         **given,
+        "encoder": args.encoder,
         "early_stopping": not args.no_early_stopping,
         "relation_text_init": args.relation_text_init,
         "languages": args.languages.split(",") if args.languages else None,
+        "show_progress": not args.quiet,
+    }
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    """Train a model on SOURCE and save it to --out (with test metrics when the graph has a test split)."""
+    from pathlib import Path
+
+    import kgemb
+
+    kg = _training_graph(args, args.source)
+    out = Path(args.out)
+    options: dict[str, Any] = {
+        **_training_options(args),
         "checkpoint_dir": str(out / "checkpoint"),
         "checkpoint_every": args.checkpoint_every,
         "resume": args.resume,
-        "show_progress": not args.quiet,
     }
-    model = kgemb.train(kg, encoder=args.encoder, **options)
+    model = kgemb.train(kg, **options)
     if len(kg.triples("test")) if "test" in kg.splits else 0:
         model.config.setdefault("metrics", {})["test"] = model.evaluate("test")
     model.save(out)
@@ -454,11 +468,41 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     model = kgemb.load(args.model)
     metrics = model.evaluate(args.split, batch_size=args.batch_size, max_triples=args.max_triples)
+    # calibration (reasoning): Brier score and ECE of the calibrated probabilities on the same split
+    from kgemb.reasoning.calibration import calibration_report
+
+    metrics.update(calibration_report(model, args.model, args.split))
     if args.json:
         print(json.dumps(metrics))
     else:
         print("  ".join(f"{k} {v:.4f}" if k != "n" else f"n {v}" for k, v in metrics.items()))
     return 0
+
+
+def _add_training_options(p: argparse.ArgumentParser) -> None:
+    """The training options of ``kgemb train``, also taken by ``kgemb enrich --train``."""
+    p.add_argument("--mode", choices=["fused", "text", "structure"], help="default: fused")
+    p.add_argument("--interaction", help="rotate (default), transe, distmult, complex, pairre")
+    p.add_argument("--encoder", default="default", help="'default' (USE multilingual), a HF id or a folder")
+    p.add_argument("--dim", type=int, help="reals per entity vector, even for rotate/complex (default 256)")
+    p.add_argument("--epochs", type=int, help="default: chosen from the graph's size")
+    p.add_argument("--batch-size", type=int, help="default: chosen from the graph's size")
+    p.add_argument("--lr", type=float, help="Adam learning rate")
+    p.add_argument("--loss", help="nssa (default), margin, softplus, bce, crossentropy, infonce")
+    p.add_argument("--negatives", type=int, help="negatives per positive triple")
+    p.add_argument("--pooling", choices=["attention", "mean"], help="over an entity's texts")
+    p.add_argument(
+        "--relation-text-init", action="store_true", help="start relation vectors from their names"
+    )
+    p.add_argument("--languages", help="preferred text languages, e.g. en,zh")
+    p.add_argument("--split", type=float, nargs=2, metavar=("VALID", "TEST"), help="re-split the triples")
+    p.add_argument("--inductive", action="store_true", help="with --split: hold out whole entities")
+    p.add_argument("--label-separator", help="split entity2text texts into label and description, e.g. ', '")
+    p.add_argument("--no-early-stopping", action="store_true")
+    p.add_argument("--eval-every", type=int, help="epochs between validation MRR checks")
+    p.add_argument("--patience", type=int, help="checks without improvement before stopping")
+    p.add_argument("--threads", type=int, help="CPU threads (default: all)")
+    p.add_argument("--seed", type=int, default=0, help="same seed, same model")
 
 
 def _add_model_parsers(sub: Any) -> None:
@@ -470,38 +514,11 @@ def _add_model_parsers(sub: Any) -> None:
     )
     train.add_argument("source", metavar="SOURCE")
     train.add_argument("--out", required=True, help="model folder to write")
-    train.add_argument("--mode", choices=["fused", "text", "structure"], help="default: fused")
-    train.add_argument("--interaction", help="rotate (default), transe, distmult, complex, pairre")
-    train.add_argument(
-        "--encoder", default="default", help="'default' (USE multilingual), a HF id or a folder"
-    )
-    train.add_argument(
-        "--dim", type=int, help="reals per entity vector, even for rotate/complex (default 256)"
-    )
-    train.add_argument("--epochs", type=int, help="default: chosen from the graph's size")
-    train.add_argument("--batch-size", type=int, help="default: chosen from the graph's size")
-    train.add_argument("--lr", type=float, help="Adam learning rate")
-    train.add_argument("--loss", help="nssa (default), margin, softplus, bce, crossentropy, infonce")
-    train.add_argument("--negatives", type=int, help="negatives per positive triple")
-    train.add_argument("--pooling", choices=["attention", "mean"], help="over an entity's texts")
-    train.add_argument(
-        "--relation-text-init", action="store_true", help="start relation vectors from their names"
-    )
-    train.add_argument("--languages", help="preferred text languages, e.g. en,zh")
-    train.add_argument("--split", type=float, nargs=2, metavar=("VALID", "TEST"), help="re-split the triples")
-    train.add_argument("--inductive", action="store_true", help="with --split: hold out whole entities")
-    train.add_argument(
-        "--label-separator", help="split entity2text texts into label and description, e.g. ', '"
-    )
-    train.add_argument("--no-early-stopping", action="store_true")
-    train.add_argument("--eval-every", type=int, help="epochs between validation MRR checks")
-    train.add_argument("--patience", type=int, help="checks without improvement before stopping")
+    _add_training_options(train)
     train.add_argument(
         "--checkpoint-every", type=int, default=10, help="epochs between checkpoints (0: none)"
     )
     train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
-    train.add_argument("--threads", type=int, help="CPU threads (default: all)")
-    train.add_argument("--seed", type=int, default=0, help="same seed, same model")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.add_argument("--json", action="store_true", help="print the metrics as JSON")
     train.set_defaults(handler=_cmd_train)
@@ -515,6 +532,125 @@ def _add_model_parsers(sub: Any) -> None:
         "--json", action="store_true", help='print {"mrr", "hits@1", "hits@3", "hits@10", "n"}'
     )
     evaluate.set_defaults(handler=_cmd_evaluate)
+
+
+# ---------------------------------------------------------------------- RDF enrichment
+def _cmd_enrich(args: argparse.Namespace) -> int:
+    """Add predicted links to the RDF in INPUT, marked as predictions with scores and provenance."""
+    from kgemb.connectors import rdf, rdf_enrich
+
+    if args.model is None and not args.train:
+        raise KgembError(
+            "no model: pass --model DIR (a trained model) or --train to train one on INPUT first"
+        )
+    options: dict[str, Any] = {
+        "relations": args.relation,
+        "subjects_of": args.subjects_of,
+        "k": args.k,
+        "min_score": args.min_score,
+        "fmt": args.format,
+        "mode": args.enrich_as,
+        "with_embeddings": args.with_embeddings,
+        "only_predictions": args.only_predictions,
+        "in_place": args.in_place,
+        "resume": args.resume,
+        "checkpoint_every": args.checkpoint_every,
+        "stop_after": args.stop_after,
+        "run_time": args.run_time,
+        "progress": not args.quiet,
+    }
+    model: Any = args.model
+    if args.train:
+        import kgemb
+
+        rdf_enrich.check_arguments(args.input, args.out, **options)  # fail fast, before training
+        trained = kgemb.train(_training_graph(args, args.input), **_training_options(args))
+        if args.model is not None:
+            trained.save(args.model)
+        model = args.model if args.model is not None else trained
+    result = rdf.enrich(args.input, args.out, model=model, **options)
+    summary = {
+        "output": str(result.output),
+        "complete": result.complete,
+        "subjects": result.subjects,
+        "subjects_done": result.subjects_done,
+        "predictions": result.predictions,
+        "subjects_per_second": round(result.subjects_per_second, 1),
+        "statements_copied": result.statements_copied,
+    }
+    if args.json:
+        print(json.dumps(summary))
+    elif result.complete:
+        print(
+            f"wrote {result.output}: {result.predictions} predictions for {result.subjects} subjects "
+            f"({result.subjects_per_second:.0f} subjects/s), {result.statements_copied} asserted statements"
+        )
+    else:
+        print(
+            f"stopped after {result.subjects_done} of {result.subjects} subjects; the checkpoint is kept: "
+            "run the same command with --resume to continue"
+        )
+    return 0
+
+
+def _add_enrich_parser(sub: Any) -> None:
+    enrich = sub.add_parser(
+        "enrich",
+        help="add predicted links to RDF, marked with scores and provenance",
+        description="Predict up to K missing objects per subject and relation and write INPUT with them to OUTPUT, "
+        "each prediction reified (rdf:Statement with kgemb:score and prov:wasGeneratedBy) or in a named graph "
+        "per run. Asserted statements are copied through unchanged. See the README, 'RDF enrichment'.",
+    )
+    enrich.add_argument("input", metavar="INPUT", help="RDF file or folder (any format kgemb reads)")
+    enrich.add_argument(
+        "--model", metavar="DIR", help="trained model folder (with --train: where to save it)"
+    )
+    enrich.add_argument(
+        "--train", action="store_true", help="train a model on INPUT first (options as kgemb train)"
+    )
+    enrich.add_argument(
+        "--relation", action="append", required=True, metavar="IRI", help="relation to predict (repeatable)"
+    )
+    enrich.add_argument("--subjects-of", metavar="CLASS", help="only subjects with rdf:type CLASS (an IRI)")
+    enrich.add_argument("--k", type=int, default=5, help="predictions per subject and relation (default 5)")
+    enrich.add_argument(
+        "--min-score", type=float, default=0.0, metavar="S", help="minimum calibrated probability (default 0)"
+    )
+    enrich.add_argument("--out", metavar="OUTPUT", help="file to write (never INPUT unless --in-place)")
+    enrich.add_argument("--format", help="ttl, nt, nq, trig or jsonld (default: from OUTPUT's suffix)")
+    enrich.add_argument(
+        "--as",
+        dest="enrich_as",
+        default="reification",
+        metavar="reification|named-graph",
+        help="how predictions are marked (default reification; named-graph needs trig, nq or jsonld)",
+    )
+    enrich.add_argument(
+        "--with-embeddings", action="store_true", help="add each subject's vector (kgemb:vector)"
+    )
+    enrich.add_argument("--only-predictions", action="store_true", help="leave the asserted statements out")
+    enrich.add_argument("--in-place", action="store_true", help="replace INPUT with the result")
+    enrich.add_argument(
+        "--resume", action="store_true", help="continue an interrupted run from its checkpoint"
+    )
+    enrich.add_argument(
+        "--checkpoint-every", type=int, default=10_240, metavar="N", help="subjects between checkpoints"
+    )
+    enrich.add_argument(
+        "--stop-after",
+        type=int,
+        metavar="N",
+        help="stop after N subjects, keeping the checkpoint (see --resume)",
+    )
+    enrich.add_argument(
+        "--run-time",
+        metavar="ISO8601",
+        help="provenance time (default: SOURCE_DATE_EPOCH when set, else now); fixes the output bytes",
+    )
+    _add_training_options(enrich)
+    enrich.add_argument("--quiet", action="store_true", help="no progress bar")
+    enrich.add_argument("--json", action="store_true", help="print a JSON summary")
+    enrich.set_defaults(handler=_cmd_enrich)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -532,6 +668,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_parsers(sub)
     _add_neo4j_parsers(sub)
     _add_reasoning_parsers(sub)
+    _add_enrich_parser(sub)
     return parser
 
 
