@@ -12,6 +12,7 @@ import json
 import os
 import re
 import time
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -364,32 +365,38 @@ class _Nodes:
     def resolve(
         self, driver: Any, database: str | None, kg: KnowledgeGraph, ids: Sequence[int]
     ) -> dict[int, str]:
-        """Entity id -> element id of its node, for the given entity ids that exist in the database."""
+        """Entity id -> element id of its node, for the given entity ids that exist in the database (looked up
+        10,000 at a time)."""
+        out: dict[int, str] = {}
         if self.key == ELEMENT_ID:
-            found = read(
-                driver,
-                database,
-                "UNWIND $ids AS id MATCH (n) WHERE elementId(n) = id RETURN collect(id) AS found",
-                ids=[kg.entities[i].key for i in ids],
-            )[0]["found"]
-            present = set(found)
-            return {i: kg.entities[i].key for i in ids if kg.entities[i].key in present}
+            ids = list(ids)
+            for start, stop in chunks(len(ids), 10_000):
+                keys = [kg.entities[i].key for i in ids[start:stop]]
+                found = read(
+                    driver,
+                    database,
+                    "UNWIND $ids AS id MATCH (n) WHERE elementId(n) = id RETURN collect(id) AS found",
+                    ids=keys,
+                )[0]["found"]
+                present = set(found)
+                out.update({i: key for i, key in zip(ids[start:stop], keys, strict=True) if key in present})
+            return out
         groups: dict[str | None, list[int]] = {}
         for i in ids:
             types = kg.entities[i].types
             label = self.create_label or (types[0] if types else None)
             groups.setdefault(label, []).append(i)
-        out: dict[int, str] = {}
         prop = quote(self.key, "key property")
         for label, members in groups.items():
             node = f"(n{label_expression([label]) if label else ''} {{{prop}: k}})"
             by_value = {self.value(kg.entities[i].key): i for i in members}
-            for start, stop in chunks(len(members), 10_000):
+            values = list(by_value)
+            for start, stop in chunks(len(values), 10_000):
                 rec = read(
                     driver,
                     database,
                     f"UNWIND $keys AS k MATCH {node} RETURN collect(k) AS keys, collect(elementId(n)) AS ids",
-                    keys=list(by_value)[start:stop],
+                    keys=values[start:stop],
                 )[0]
                 out.update({by_value[k]: eid for k, eid in zip(rec["keys"], rec["ids"], strict=True)})
         return out
@@ -943,17 +950,41 @@ def tail_query_cypher(interaction: str, direction: str = "tail") -> str:
     )
 
 
+@dataclass
+class _QueryHelpers:
+    """What answering through the index needs besides the database, built once per model."""
+
+    signature: str
+    links: Any  # reasoning.links.LinkIndex
+    constraints: Any  # reasoning.constraints.TypeConstraints
+
+
+_HELPERS: weakref.WeakKeyDictionary[Any, _QueryHelpers] = weakref.WeakKeyDictionary()
+
+
+def _helpers(model: TrainedModel) -> _QueryHelpers:
+    helpers = _HELPERS.get(model)
+    if helpers is None:
+        from kgemb.reasoning.calibration import model_signature
+        from kgemb.reasoning.constraints import TypeConstraints
+        from kgemb.reasoning.links import LinkIndex
+
+        kg = model.kg
+        helpers = _HELPERS[model] = _QueryHelpers(
+            model_signature(model), LinkIndex(kg.all_triples(), kg.num_entities), TypeConstraints(kg)
+        )
+    return helpers
+
+
 def _model_node(driver: Any, database: str | None, name: str, model: TrainedModel) -> dict[str, Any]:
     """The pushed model node's properties, checked to be complete and to belong to ``model``."""
-    from kgemb.reasoning.calibration import model_signature
-
     rows = read(driver, database, f"MATCH (m:{MODEL_LABEL} {{name: $name}}) RETURN m {{.*}} AS m", name=name)
     if not rows:
         raise ConfigError(f"no model {name!r} in this database: run `kgemb neo4j push DIR --uri URI` first")
     node = dict(rows[0]["m"])
     if not node.get("complete"):
         raise ConfigError(f"the push of model {name!r} did not finish; run `kgemb neo4j push` again")
-    if node.get("signature") != model_signature(model):
+    if node.get("signature") != _helpers(model).signature:
         raise ConfigError(
             f"model {name!r} in the database is another version than this one; push this model again "
             "(or pass the name it was pushed under)"
@@ -1009,8 +1040,6 @@ def predict_via_index(
     does not take (``constraints``, see ``reasoning.constraints``). Returns ``[{"key", "label", "score", "rank",
     "index_score"}]``, best first.
     """
-    from kgemb.reasoning.constraints import TypeConstraints
-
     if sum(x is not None for x in (head, tail, text)) != 1:
         raise InputError("give exactly one of head, tail or text")
     kg = model.kg
@@ -1059,14 +1088,12 @@ def predict_via_index(
         )
     ids, index_scores = _entity_ids(kg, meta, rows)
     if constraints:
-        mask = TypeConstraints(kg).mask(r, direction)
+        mask = _helpers(model).constraints.mask(r, direction)
         if mask is not None:
             keep = [j for j, i in enumerate(ids) if mask[i]]
             ids, index_scores = [ids[j] for j in keep], [index_scores[j] for j in keep]
     if exclude_known:
-        from kgemb.reasoning.links import LinkIndex
-
-        links = LinkIndex(kg.all_triples(), kg.num_entities)
+        links = _helpers(model).links
         known = set((links.tails_of(x, r) if direction == "tail" else links.heads_of(r, x)).tolist()) | {x}
         keep = [j for j, i in enumerate(ids) if i not in known]
         ids, index_scores = [ids[j] for j in keep], [index_scores[j] for j in keep]
