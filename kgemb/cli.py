@@ -488,7 +488,7 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, help="default: chosen from the graph's size")
     p.add_argument("--batch-size", type=int, help="default: chosen from the graph's size")
     p.add_argument("--lr", type=float, help="Adam learning rate")
-    p.add_argument("--loss", help="nssa (default), margin, softplus, bce, crossentropy, infonce")
+    p.add_argument("--loss", help="infonce (default), nssa, margin, softplus, bce, crossentropy")
     p.add_argument("--negatives", type=int, help="negatives per positive triple")
     p.add_argument("--pooling", choices=["attention", "mean"], help="over an entity's texts")
     p.add_argument(

@@ -69,7 +69,7 @@ class TrainingConfig:
     batch_size: int | None = None  # None: 256 for small graphs, 1024 from 20,000 training triples
     lr: float = 1e-3
     weight_decay: float = 0.0
-    loss: str = "nssa"
+    loss: str = "infonce"  # softmax over the positive and its negatives; robust across interactions
     margin: float | None = None  # loss margin (nssa, margin, infonce); None: the loss's default
     temperature: float | None = None  # InfoNCE softmax temperature / NSSA adversarial temperature
     negatives: int = 32  # negatives per positive (sLCWA losses)

@@ -1,0 +1,378 @@
+"""Link-prediction quality and cost of kgemb's three modes against PyKEEN's own pipeline, on the same splits.
+
+    nice python benchmarks/linkpred.py --dataset umls --out benchmarks/results/linkpred_umls.md
+    nice python benchmarks/linkpred.py --dataset wn18rr --epochs 20 --train-fraction 0.25 --out report.md
+    python benchmarks/linkpred.py --dataset umls --incremental-only
+
+UMLS: PyKEEN's splits with the texts of ``../shared/data/umls``; rows ``structure``, ``text``, ``fused`` (attention
+pooling over each entity's texts), ``fused`` with mean pooling, and ``pykeen.pipeline`` with the same interaction,
+dimension, epochs, batch size and negatives (PyKEEN's own defaults otherwise) as the side-by-side baseline.
+WN18RR: ``../shared/data/wn18rr`` (labels and glosses) transductive and, with ``--inductive``, on an inductive re-split
+(test entities never seen in training). ``--incremental``: train on 80% of the training triples with 5% of the
+entities held out, then ``update`` with the rest; reports the original test MRR before and after and the MRR on
+the new triples. Every row runs in a fresh process, so its peak memory (max RSS) is its own. Filtered MRR and
+Hits@k over both directions (PyKEEN's RankBasedEvaluator); minutes are wall-clock training time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import resource
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data"
+
+
+# ------------------------------------------------------------------------------------------------- graphs
+def load_graph(dataset: str, data: Path, train_fraction: float = 1.0, inductive: bool = False, seed: int = 0):
+    """The benchmark graph: UMLS (PyKEEN's splits) or WN18RR (its own splits), optionally subsampled/re-split."""
+    from kgemb.connectors import tabular
+
+    os.environ.setdefault("KGEMB_SHARED_DATA", str(data))
+    if dataset == "umls":
+        kg = tabular.load("pykeen:UMLS")
+    else:
+        kg = tabular.load(data / "wn18rr", label_separator=", ")
+    if inductive:
+        kg = kg.split(valid=0.05, test=0.05, seed=seed, inductive=True)
+    if train_fraction < 1.0:
+        kg = subsample_train(kg, train_fraction, seed)
+    return kg
+
+
+def subsample_train(kg, fraction: float, seed: int):
+    """A copy of ``kg`` with a random ``fraction`` of its training triples (valid and test unchanged)."""
+    from kgemb.graph import KnowledgeGraph
+
+    train = kg.triples("train")
+    keep = np.sort(np.random.default_rng(seed).choice(len(train), int(len(train) * fraction), replace=False))
+    splits = {**kg.splits, "train": train[keep]}
+    kept = set(np.unique(splits["train"][:, 1]).tolist())
+    for name in ("valid", "test"):  # a relation must occur in training; drop the rest (reported in metadata)
+        arr = splits[name]
+        splits[name] = arr[np.isin(arr[:, 1], list(kept))]
+    meta = {**kg.metadata, "train_fraction": fraction}
+    return KnowledgeGraph(kg.entities, kg.relations, kg.relation_labels, splits, meta)
+
+
+# ------------------------------------------------------------------------------------------------- runs
+def run_kgemb(spec: dict[str, Any]) -> dict[str, Any]:
+    """One kgemb training run and its test metrics (in a child process)."""
+    import kgemb
+
+    warnings.simplefilter("ignore")
+    kg = load_graph(spec["dataset"], Path(spec["data"]), spec["train_fraction"], spec.get("inductive", False))
+    started = time.perf_counter()
+    model = kgemb.train(kg, **spec["options"])
+    seconds = time.perf_counter() - started
+    metrics = model.evaluate("test", max_triples=spec.get("max_eval"))
+    return {
+        **metrics,
+        "minutes": seconds / 60,
+        "epochs": model.config["training"]["epochs_run"],
+        "best_epoch": model.config["training"].get("best_epoch"),
+    }
+
+
+def run_pykeen(spec: dict[str, Any]) -> dict[str, Any]:
+    """PyKEEN's own pipeline with the same interaction and budget (in a child process)."""
+    import torch
+    from pykeen.pipeline import pipeline
+
+    from kgemb.evaluation import rank_metrics
+
+    warnings.simplefilter("ignore")
+    kg = load_graph(spec["dataset"], Path(spec["data"]), spec["train_fraction"])
+    o = spec["options"]
+    small = len(kg.triples("train")) < 20_000
+    torch.set_num_threads(o.get("threads") or (1 if small else torch.get_num_threads()))  # as kgemb does
+    started = time.perf_counter()
+    result = pipeline(
+        training=kg.to_triples_factory("train"),
+        testing=kg.to_triples_factory("test"),
+        validation=kg.to_triples_factory("valid"),
+        model=o["interaction"],
+        model_kwargs={
+            "embedding_dim": o["dim"] // 2 if o["interaction"] in ("rotate", "complex") else o["dim"]
+        },
+        training_kwargs={"num_epochs": o["epochs"], "batch_size": o["batch_size"], "use_tqdm": False},
+        negative_sampler_kwargs={"num_negs_per_pos": o["negatives"]},
+        random_seed=0,
+        evaluator_kwargs={"filtered": True},
+        evaluation_kwargs={"use_tqdm": False},
+        use_testing_data=False,
+    )
+    seconds = time.perf_counter() - started
+    metrics = rank_metrics(result.model, kg.triples("test"), [kg.triples(s) for s in kg.splits])
+    return {**metrics, "minutes": seconds / 60, "epochs": o["epochs"], "best_epoch": None}
+
+
+def run_incremental(spec: dict[str, Any]) -> dict[str, Any]:
+    """Train on 80% of train with 5% of entities held out, then update with the rest (in a child process)."""
+    import kgemb
+    from kgemb.evaluation import rank_metrics
+    from kgemb.graph import KnowledgeGraph
+
+    warnings.simplefilter("ignore")
+    full = load_graph(spec["dataset"], Path(spec["data"]), spec["train_fraction"])
+    rng = np.random.default_rng(0)
+    n = full.num_entities
+    new_entities = np.sort(rng.choice(n, max(1, n // 20), replace=False))
+    old = np.setdiff1d(np.arange(n), new_entities)
+    is_old = np.zeros(n, dtype=bool)
+    is_old[old] = True
+    remap = -np.ones(n, dtype=np.int64)
+    remap[old] = np.arange(len(old))
+
+    def among_old(arr):
+        return arr[is_old[arr[:, 0]] & is_old[arr[:, 2]]]
+
+    train = full.triples("train")
+    old_train = among_old(train)
+    keep = rng.random(len(old_train)) < 0.8
+    initial_train = old_train[keep]
+
+    def to_old(arr):
+        return np.stack([remap[arr[:, 0]], arr[:, 1], remap[arr[:, 2]]], axis=1)
+
+    splits = {
+        "train": to_old(initial_train),
+        "valid": to_old(among_old(full.triples("valid"))),
+        "test": to_old(among_old(full.triples("test"))),
+    }
+    kg0 = KnowledgeGraph([full.entities[i] for i in old], full.relations, full.relation_labels, splits)
+    started = time.perf_counter()
+    base = kgemb.train(kg0, **spec["options"])
+    base_minutes = (time.perf_counter() - started) / 60
+    before = base.evaluate("test")["mrr"]
+    # the update: the full graph (held-out entities and the other 20% of training triples come in)
+    started = time.perf_counter()
+    updated = base.update(full, epochs=spec["update_epochs"], replay=spec["replay"])
+    update_minutes = (time.perf_counter() - started) / 60
+    old_test = full.triples("test")
+    old_test = among_old(old_test)
+    filters = [full.triples(s) for s in full.splits]
+    after = rank_metrics(updated.pykeen_model, old_test, filters)["mrr"]
+    initial_set = {tuple(t) for t in initial_train.tolist()}
+    new_triples = np.array([t for t in train.tolist() if tuple(t) not in initial_set])
+    new_old_only = np.array([t for t in new_triples.tolist() if is_old[t[0]] and is_old[t[2]]])
+    new_before = rank_metrics(base.pykeen_model, to_old(new_old_only), [kg0.triples(s) for s in kg0.splits])[
+        "mrr"
+    ]
+    new_after = rank_metrics(updated.pykeen_model, new_triples, filters)["mrr"]
+    new_test = full.triples("test")
+    new_test = new_test[~(is_old[new_test[:, 0]] & is_old[new_test[:, 2]])]
+    return {
+        "old_test_before": before,
+        "old_test_after": after,
+        "new_train_before": new_before,
+        "new_train_after": new_after,
+        "new_entity_test_after": rank_metrics(updated.pykeen_model, new_test, filters)["mrr"]
+        if len(new_test)
+        else None,
+        "new_entities": len(new_entities),
+        "new_triples": len(new_triples),
+        "base_minutes": base_minutes,
+        "update_minutes": update_minutes,
+    }
+
+
+def _child(target, spec, queue) -> None:
+    try:
+        out = target(spec)
+        out["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        queue.put(out)
+    except BaseException as exc:  # reported as the row's result
+        queue.put({"error": f"{type(exc).__name__}: {exc}"})
+
+
+def in_child(target, spec: dict[str, Any]) -> dict[str, Any]:
+    """Run ``target(spec)`` in a fresh process (its own peak memory) and return its result."""
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_child, args=(target, spec, queue))
+    proc.start()
+    out = queue.get()
+    proc.join()
+    return out
+
+
+# ------------------------------------------------------------------------------------------------- report
+def _fmt(x: Any, digits: int = 3) -> str:
+    if x is None:
+        return ""
+    if isinstance(x, float):
+        return f"{x:.{digits}f}"
+    return str(x)
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    head = "| data | setting | model | MRR | Hits@1 | Hits@3 | Hits@10 | test n | epochs (best) | train min | peak MB |"
+    lines = [head, "|" + "---|" * 11]
+    for r in rows:
+        m = r["result"]
+        if "error" in m:
+            lines.append(f"| {r['data']} | {r['setting']} | {r['model']} | error: {m['error']} |" + " |" * 7)
+            continue
+        epochs = f"{m['epochs']}" + (f" ({m['best_epoch']})" if m.get("best_epoch") else "")
+        lines.append(
+            f"| {r['data']} | {r['setting']} | {r['model']} | {_fmt(m['mrr'])} | {_fmt(m['hits@1'])} | "
+            f"{_fmt(m['hits@3'])} | {_fmt(m['hits@10'])} | {m['n']} | {epochs} | {_fmt(m['minutes'], 1)} | "
+            f"{_fmt(m['peak_mb'], 0)} |"
+        )
+    return "\n".join(lines)
+
+
+def incremental_table(data: str, r: dict[str, Any]) -> str:
+    if "error" in r:
+        return f"incremental ({data}): error: {r['error']}"
+    return "\n".join(
+        [
+            f"Incremental learning on {data}: base model on 80% of the training triples without "
+            f"{r['new_entities']} held-out entities, then `update` with {r['new_triples']} new triples "
+            "(the other 20% and every triple of the new entities).",
+            "",
+            "| measure | before update | after update |",
+            "|---|---|---|",
+            f"| MRR, original test triples (old entities) | {_fmt(r['old_test_before'])} | {_fmt(r['old_test_after'])} |",
+            f"| MRR, the new training triples | {_fmt(r['new_train_before'])} (old entities only) | "
+            f"{_fmt(r['new_train_after'])} |",
+            f"| MRR, test triples of the new entities | - | {_fmt(r['new_entity_test_after'])} |",
+            f"| minutes | {_fmt(r['base_minutes'], 1)} (base) | {_fmt(r['update_minutes'], 1)} (update) |",
+            f"| peak MB | | {_fmt(r['peak_mb'], 0)} |",
+        ]
+    )
+
+
+# ------------------------------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", choices=["umls", "wn18rr"], default="umls")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the shared data folder")
+    parser.add_argument("--modes", default="structure,text,fused")
+    parser.add_argument("--interaction", default="rotate")
+    parser.add_argument("--dim", type=int, default=256)
+    parser.add_argument("--epochs", type=int, default=None, help="default: kgemb's choice for the graph")
+    parser.add_argument("--train-fraction", type=float, default=1.0, help="subsample the training triples")
+    parser.add_argument(
+        "--max-eval", type=int, default=None, help="evaluate a fixed sample of the test triples"
+    )
+    parser.add_argument("--inductive", action="store_true", help="WN18RR: also the inductive re-split")
+    parser.add_argument("--no-baseline", action="store_true", help="skip PyKEEN's pipeline")
+    parser.add_argument("--no-pooling", action="store_true", help="skip the mean-pooling row")
+    parser.add_argument(
+        "--incremental", action="store_true", help="also the incremental-learning measurement"
+    )
+    parser.add_argument("--incremental-only", action="store_true")
+    parser.add_argument("--update-epochs", type=int, default=None)
+    parser.add_argument("--replay", type=float, default=1.0)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--option", action="append", default=[], help="extra kgemb.train option NAME=JSON")
+    parser.add_argument("--out", type=Path, help="also write the Markdown report here")
+    args = parser.parse_args(argv)
+
+    from kgemb.training import TrainingConfig
+
+    kg = load_graph(args.dataset, args.data, args.train_fraction)
+    settings = TrainingConfig(dim=args.dim, epochs=args.epochs, interaction=args.interaction).resolved(
+        len(kg.triples("train"))
+    )
+    options: dict[str, Any] = {
+        "interaction": args.interaction,
+        "dim": args.dim,
+        "epochs": settings.epochs,
+        "show_progress": False,
+        "threads": args.threads,
+        "seed": 0,
+    }
+    for item in args.option:
+        name, _, value = item.partition("=")
+        options[name] = json.loads(value)
+    base = {"dataset": args.dataset, "data": str(args.data), "train_fraction": args.train_fraction}
+    base["max_eval"] = args.max_eval
+    data_name = args.dataset.upper() + (
+        f" ({args.train_fraction:.0%} of train)" if args.train_fraction < 1 else ""
+    )
+    rows: list[dict[str, Any]] = []
+
+    def record(setting: str, model: str, target, spec: dict[str, Any]) -> None:
+        print(f"running {data_name} {setting} {model} ...", file=sys.stderr, flush=True)
+        result = in_child(target, {**base, **spec})
+        rows.append({"data": data_name, "setting": setting, "model": model, "result": result})
+        print(f"  {result}", file=sys.stderr, flush=True)
+
+    if not args.incremental_only:
+        for mode in args.modes.split(","):
+            record(
+                "transductive",
+                f"kgemb {mode} {args.interaction}",
+                run_kgemb,
+                {"options": {**options, "mode": mode}},
+            )
+        if "fused" in args.modes and not args.no_pooling:
+            record(
+                "transductive",
+                f"kgemb fused {args.interaction}, mean pooling",
+                run_kgemb,
+                {"options": {**options, "mode": "fused", "pooling": "mean"}},
+            )
+        if not args.no_baseline:
+            pykeen_options = {
+                **options,
+                "batch_size": settings.batch_size,
+                "negatives": settings.negatives,
+            }
+            record(
+                "transductive", f"pykeen.pipeline {args.interaction}", run_pykeen, {"options": pykeen_options}
+            )
+        if args.inductive:
+            for mode in args.modes.split(","):
+                record(
+                    "inductive",
+                    f"kgemb {mode} {args.interaction}",
+                    run_kgemb,
+                    {"options": {**options, "mode": mode}, "inductive": True},
+                )
+    report = [
+        f"Link prediction, filtered, both directions; dim {args.dim} reals ({args.interaction}); "
+        f"machine: {os.cpu_count()} CPU cores; kgemb defaults unless stated.",
+        "",
+    ]
+    if rows:
+        report.append(table(rows))
+    if args.incremental or args.incremental_only:
+        print(f"running {data_name} incremental ...", file=sys.stderr, flush=True)
+        update_epochs = args.update_epochs or max(5, settings.epochs // 4)
+        result = in_child(
+            run_incremental,
+            {
+                **base,
+                "options": {**options, "mode": "fused"},
+                "update_epochs": update_epochs,
+                "replay": args.replay,
+            },
+        )
+        print(f"  {result}", file=sys.stderr, flush=True)
+        report += ["", incremental_table(data_name, result)]
+    text = "\n".join(report) + "\n"
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.out.with_name(f".{args.out.name}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, args.out)
+    return text
+
+
+if __name__ == "__main__":
+    main()
