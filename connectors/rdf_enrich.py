@@ -277,6 +277,8 @@ def enrich(
     if not rel_ids:
         raise InputError("no relation given; pass --relation IRI (one or more)")
     rel_ids = list(dict.fromkeys(rel_ids))
+    if subjects_of is not None:
+        subjects_of = subjects_of.strip().removeprefix("<").removesuffix(">")
     index = _scan(source_input, kg, {kg.relations[r]: r for r in rel_ids}, subjects_of)
     if index.named_graphs and fmt not in QUAD_FORMATS and not only_predictions:
         raise InputError(
@@ -454,6 +456,11 @@ def _subjects(kg: Any, index: _Index, subjects_of: str | None, source: _Input) -
         raise InputError(
             f"no instance of {subjects_of!r} in {source.files[0][0]} is known to the model; "
             "check the class IRI (rdf:type objects), or train the model on this input"
+        )
+    if not iri_ids:
+        raise InputError(
+            f"no entity of {source.files[0][0]} is known to the model; give the model trained on this data, "
+            "or train one with --train"
         )
     iri_ids.sort(key=lambda i: kg.entities[i].key)
     return np.asarray(iri_ids, dtype=np.int64), skipped

@@ -250,6 +250,7 @@ BAD_NT = """\
         ("k", "--k must be a positive number"),
         ("format", "unknown output format 'rdfxml'"),
         ("named-graph-ttl", "--as named-graph needs"),
+        ("strangers", "no entity of"),
     ],
 )
 def test_bad_input_exit_2_one_line_no_output(data: Path, tmp_path: Path, case: str, expected: str) -> None:
@@ -270,6 +271,11 @@ def test_bad_input_exit_2_one_line_no_output(data: Path, tmp_path: Path, case: s
         extra = ["--k", "0"]
     elif case == "format":
         extra = ["--format", "rdfxml"]
+    elif case == "strangers":
+        source = tmp_path / "other.nt"
+        source.write_text(
+            "<http://other.org/a> <http://other.org/p> <http://other.org/b> .\n", encoding="utf-8"
+        )
     else:
         extra = ["--as", "named-graph"]
     before = sorted(p.name for p in tmp_path.iterdir())
