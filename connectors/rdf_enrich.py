@@ -20,6 +20,7 @@ import os
 import re
 import tempfile
 import time
+from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -97,10 +98,12 @@ class _Input:
         return h.hexdigest()
 
     def statements(self) -> Iterator[Quad]:
-        """Every statement, files in order, blank nodes renamed ``_:b<n>`` in first-seen order per file."""
+        """Every statement, files in order, blank nodes renamed ``_:b<n>`` in first-seen order per file (as the
+        reader names them; blank graph names, which the reader ignores, ``_:g<n>``)."""
         count = 0
         for path, fmt in self.files:
             names: dict[str, str] = {}
+            graphs: dict[str, str] = {}
 
             def bnode(label: str, names: dict[str, str] = names) -> str:
                 nonlocal count
@@ -116,7 +119,7 @@ class _Input:
                 if o[0] == "_":
                     o = bnode(o)
                 if g is not None and g[0] == "_":
-                    g = bnode(g)
+                    g = graphs.setdefault(g, f"_:g{len(graphs)}")
                 yield s, p, o, g
 
     def _file(self, path: Path, fmt: str) -> Iterator[Quad]:
@@ -207,7 +210,7 @@ def _scan(source: _Input, kg: Any, relations: dict[str, int], subjects_of: str |
     ids = {e.key: i for i, e in enumerate(kg.entities)}
     seen = np.zeros(kg.num_entities, dtype=bool)
     members = np.zeros(kg.num_entities, dtype=bool) if subjects_of is not None else None
-    pairs: list[int] = []
+    pairs = array("q")  # (subject, relation, object) ids, flat: 24 bytes a link
     count = 0
     named = False
     for s, p, o, g in source.statements():
@@ -229,8 +232,8 @@ def _scan(source: _Input, kg: Any, relations: dict[str, int], subjects_of: str |
         seen[oid] = True
         r = relations.get(pkey or "")
         if r is not None:
-            pairs += (sid, r, oid)
-    triples = np.asarray(pairs, dtype=np.int64).reshape(-1, 3)
+            pairs.extend((sid, r, oid))
+    triples = np.frombuffer(pairs, dtype=np.int64).reshape(-1, 3)
     return _Index(seen, members, LinkIndex(triples, kg.num_entities), count, named)
 
 
