@@ -91,14 +91,13 @@ class TrainingConfig:
     checkpoint_dir: str | None = None
     checkpoint_every: int = 0  # epochs between checkpoints (0: none)
     resume: bool = False
-    threads: int | None = (
-        None  # None: 1 below 20,000 training triples (small ops only lose to threading), else torch's
-    )
+    device: str | None = None  # "cpu", "cuda", ...; None: cuda when available (the result lives on the CPU)
+    threads: int | None = None  # None: 1 below 20,000 training triples, else torch's (see _auto_threads)
     seed: int = 0
     show_progress: bool = True
 
     #: settings that do not change what is trained (excluded from the resume check)
-    RUNTIME = ("epochs", "checkpoint_dir", "checkpoint_every", "resume", "threads", "show_progress")
+    RUNTIME = ("epochs", "checkpoint_dir", "checkpoint_every", "resume", "device", "threads", "show_progress")
 
     def __post_init__(self) -> None:
         self.mode = _choice("mode", self.mode, MODES)
@@ -238,6 +237,18 @@ def _no_epoch_gc() -> Iterator[None]:
         training_loop.gc = original  # type: ignore[assignment]
 
 
+def _device(name: str | None) -> torch.device:
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device={name!r} is not a torch device; use 'cpu' or 'cuda'") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={name!r} asked for, but torch sees no CUDA GPU here; use device='cpu'")
+    return device
+
+
 def _auto_threads(threads: int | None, num_train: int) -> int | None:
     """One thread for small graphs: their tensor ops are too small to gain from threads, and on a busy machine
     two spinning threads made a tiny run 20 times slower than one."""
@@ -339,17 +350,17 @@ def write_checkpoint(
     from safetensors.torch import save
 
     directory.mkdir(parents=True, exist_ok=True)
-    tensors = {f"model.{k}": v.detach().contiguous() for k, v in loop.model.state_dict().items()}
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in loop.model.state_dict().items()}
     optim = loop.optimizer.state_dict()
     scalars: dict[str, dict[str, Any]] = {}
     for idx, state in optim["state"].items():
         for name, value in state.items():
             if torch.is_tensor(value):
-                tensors[f"optim.{idx}.{name}"] = value.detach().contiguous()
+                tensors[f"optim.{idx}.{name}"] = value.detach().cpu().contiguous()
             else:
                 scalars.setdefault(str(idx), {})[name] = value
     if stopper is not None and stopper.best_state is not None:
-        tensors.update({f"best.{k}": v.contiguous() for k, v in stopper.best_state.items()})
+        tensors.update({f"best.{k}": v.cpu().contiguous() for k, v in stopper.best_state.items()})
     tensors["rng.torch"] = torch.get_rng_state()
     payload = save(tensors)
     _atomic_bytes(directory / CHECKPOINT_TENSORS, payload)
@@ -551,6 +562,7 @@ def _fit(
 ) -> dict[str, Any]:
     """Run PyKEEN's training loop with early stopping and checkpoints; leave the best weights in ``model``."""
     factory = factory if factory is not None else kg.to_triples_factory("train")
+    model.to(_device(cfg.device))
     loop = _make_loop(model, factory, cfg, features)
     callbacks: list[TrainingCallback] = []
     stopper = None
@@ -607,7 +619,7 @@ def _fit(
             model.load_state_dict(stopper.best_state)
             summary.update(best_epoch=stopper.best_epoch, valid_history=stopper.history)
             summary["valid_metrics"] = stopper.best_metrics
-    model.eval()
+    model.cpu().eval()
     return summary
 
 
