@@ -367,6 +367,7 @@ _TRAIN_OPTIONS = (
     "negatives",
     "pooling",
     "seed",
+    "device",
     "threads",
     "eval_every",
     "patience",
@@ -501,7 +502,8 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-early-stopping", action="store_true")
     p.add_argument("--eval-every", type=int, help="epochs between validation MRR checks")
     p.add_argument("--patience", type=int, help="checks without improvement before stopping")
-    p.add_argument("--threads", type=int, help="CPU threads (default: all)")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--threads", type=int, help="CPU threads (default: 1 for small graphs, else all)")
     p.add_argument("--seed", type=int, default=0, help="same seed, same model")
 
 
