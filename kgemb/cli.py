@@ -528,7 +528,7 @@ def _add_model_parsers(sub: Any) -> None:
     evaluate = sub.add_parser("evaluate", help="filtered MRR and Hits@1/3/10 of a saved model")
     evaluate.add_argument("model", metavar="DIR")
     evaluate.add_argument("--split", default="test")
-    evaluate.add_argument("--batch-size", type=int, default=256)
+    evaluate.add_argument("--batch-size", type=int, help="queries scored at once (default: by graph size)")
     evaluate.add_argument("--max-triples", type=int, default=None, help="evaluate a fixed random sample")
     evaluate.add_argument(
         "--json", action="store_true", help='print {"mrr", "hits@1", "hits@3", "hits@10", "n"}'

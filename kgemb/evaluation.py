@@ -42,15 +42,22 @@ def rank_metrics(
     triples: np.ndarray | torch.Tensor,
     filter_triples: list[np.ndarray | torch.Tensor] = (),  # type: ignore[assignment]
     *,
-    batch_size: int = 256,
+    batch_size: int | None = None,
     show_progress: bool = False,
 ) -> dict[str, float]:
-    """MRR and Hits@k of a PyKEEN model on id triples, ranking every entity, other true triples filtered out."""
+    """MRR and Hits@k of a PyKEEN model on id triples, ranking every entity, other true triples filtered out.
+
+    ``batch_size`` (queries scored at once) defaults to what keeps PyKEEN's broadcast scoring, which holds
+    ``batch × entities × dim`` numbers, near 1 GB.
+    """
     mapped = torch.as_tensor(np.asarray(triples), dtype=torch.long).reshape(-1, 3)
     if len(mapped) == 0:
         raise InputError("there are no triples to evaluate on; pick a split that has triples")
     filters = [torch.as_tensor(np.asarray(f), dtype=torch.long).reshape(-1, 3) for f in filter_triples]
     filters = [f for f in filters if len(f)]
+    if batch_size is None:
+        width = 2 * sum(int(np.prod(r.shape)) for r in model.entity_representations)  # x2: complex ones
+        batch_size = max(1, min(256, (1 << 28) // max(1, model.num_entities * width)))
     evaluator = RankBasedEvaluator(filtered=True)
     was_training = model.training
     model.eval()
@@ -75,7 +82,7 @@ def evaluate(
     trained: TrainedModel,
     split: str = "test",
     *,
-    batch_size: int = 256,
+    batch_size: int | None = None,
     max_triples: int | None = None,
     seed: int = 0,
     show_progress: bool = False,

@@ -88,6 +88,7 @@ class TrainingConfig:
     eval_every: int = 10
     patience: int = 3
     valid_max_triples: int | None = 2000
+    max_minutes: float | None = None  # stop after the epoch that passes this much training time
     checkpoint_dir: str | None = None
     checkpoint_every: int = 0  # epochs between checkpoints (0: none)
     resume: bool = False
@@ -97,7 +98,16 @@ class TrainingConfig:
     show_progress: bool = True
 
     #: settings that do not change what is trained (excluded from the resume check)
-    RUNTIME = ("epochs", "checkpoint_dir", "checkpoint_every", "resume", "device", "threads", "show_progress")
+    RUNTIME = (
+        "epochs",
+        "max_minutes",
+        "checkpoint_dir",
+        "checkpoint_every",
+        "resume",
+        "device",
+        "threads",
+        "show_progress",
+    )
 
     def __post_init__(self) -> None:
         self.mode = _choice("mode", self.mode, MODES)
@@ -126,6 +136,8 @@ class TrainingConfig:
             raise ConfigError(
                 f"loss {self.loss!r} has no margin; drop margin= or use nssa, margin or infonce"
             )
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise ConfigError(f"max_minutes={self.max_minutes!r} must be positive")
         if self.temperature is not None and not self.temperature > 0:
             raise ConfigError(f"temperature={self.temperature!r} must be positive")
         if self.checkpoint_every < 0:
@@ -286,8 +298,11 @@ class EarlyStopping(TrainingCallback):
         self.misses = 0
 
     def post_epoch(self, epoch: int, epoch_loss: float, **kwargs: Any) -> None:
-        if epoch % self.every:
-            return
+        if epoch % self.every == 0:
+            self.check(epoch)
+
+    def check(self, epoch: int) -> None:
+        """Evaluate now; keep the weights if they are the best so far, else count a miss."""
         metrics = rank_metrics(self.model, self.triples, self.filters)
         self.history.append((epoch, metrics["mrr"]))
         log.info("epoch %d: validation MRR %.4f", epoch, metrics["mrr"])
@@ -314,6 +329,20 @@ class EarlyStopping(TrainingCallback):
         self.best_metrics, self.misses = state["best_metrics"], state["misses"]
         self.history = [tuple(h) for h in state["history"]]  # type: ignore[misc]
         self.best_state = best
+
+
+class TimeLimit(TrainingCallback):
+    """Stop training after the first epoch that ends past ``minutes`` of training."""
+
+    def __init__(self, minutes: float) -> None:
+        super().__init__()
+        self.deadline = time.perf_counter() + 60 * minutes
+        self.hit = False
+
+    def post_epoch(self, epoch: int, epoch_loss: float, **kwargs: Any) -> None:
+        if time.perf_counter() > self.deadline:
+            self.hit = True
+            self.training_loop._should_stop = True
 
 
 class Checkpoint(TrainingCallback):
@@ -577,6 +606,9 @@ def _fit(
             valid_sample, [kg.triples(s) for s in kg.splits], every=cfg.eval_every, patience=cfg.patience
         )
         callbacks.append(stopper)
+    limit = TimeLimit(cfg.max_minutes) if cfg.max_minutes else None
+    if limit is not None:
+        callbacks.append(limit)
     run_key = _run_key(kg, cfg.trained_settings(), encoder["fingerprint"] if encoder else None)
     continue_training = continue_from_weights
     if cfg.checkpoint_dir:
@@ -611,10 +643,11 @@ def _fit(
         "epochs_run": epochs_run,
         "final_loss": loop.losses_per_epochs[-1] if loop.losses_per_epochs else None,
         "fit_seconds": round(time.perf_counter() - started, 1),
+        "stopped_by_time_limit": bool(limit is not None and limit.hit),
     }
     if stopper is not None:
-        if not loop._should_stop and epochs_run % cfg.eval_every:
-            stopper.post_epoch(epochs_run, 0.0)  # the last epoch competes too when it was off the schedule
+        if not stopper.history or stopper.history[-1][0] != epochs_run:
+            stopper.check(epochs_run)  # the last epoch competes too when it was off the schedule
         if stopper.best_state is not None:
             model.load_state_dict(stopper.best_state)
             summary.update(best_epoch=stopper.best_epoch, valid_history=stopper.history)
