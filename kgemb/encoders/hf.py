@@ -114,9 +114,8 @@ class HFEncoder(TextEncoder):
                 "complete transformers model and tokenizer, or pass trust_remote_code=True for a custom model "
                 "you trust"
             ) from exc
-        self.tokenizer.model_max_length = (
-            1 << 30
-        )  # kgemb splits long texts itself; silence the length warning
+        # kgemb splits long texts itself: lift the tokenizer's limit, and its warning about long inputs
+        self.tokenizer.model_max_length = 1 << 30
         model.eval().to(self.device)
         self.model = model
         self.pad_left = self.pooling == "last"

@@ -5,7 +5,7 @@ full 8-bit range. Before quantizing, each layer's input channels are smoothed (S
 a few calibration texts measure each input channel's largest activation, and part of that range moves from the
 activations into the weights, so the outlier channels of transformer hidden states no longer swamp the 8-bit
 activation grid. On all-MiniLM-L6-v2, ``torch.ao.quantization.quantize_dynamic``'s default (per-tensor weights,
-7-bit activations) keeps a mean cosine of about 0.95 to fp32; this keeps about 0.998 at the same speed.
+7-bit activations) keeps a mean cosine of about 0.95 to fp32; this keeps about 0.995 at the same speed.
 The full 8-bit range is only safe where the kernel accumulates in int32 (oneDNN, QNNPACK); on FBGEMM alone,
 activations keep 7 bits.
 """
@@ -112,21 +112,39 @@ def quantize_int8(model: torch.nn.Module, calibrate: Callable[[], object] | None
 
 
 def _input_absmax(model: torch.nn.Module, calibrate: Callable[[], object]) -> dict[int, torch.Tensor]:
-    """The largest absolute input per channel of every Linear layer while ``calibrate`` runs, by module id."""
+    """The largest absolute input per channel of each Linear layer fed straight by a normalisation layer
+    (LayerNorm, RMSNorm), while ``calibrate`` runs, by module id.
+
+    Those are the layers SmoothQuant smooths (attention's query/key/value, the first feed-forward layer): a norm's
+    per-channel gains make the outlier channels. Smoothing the others as well costs a multiplication per call
+    and, measured on all-MiniLM-L6-v2, gains no accuracy (mean cosine 0.995 against 0.996 without).
+    """
     seen: dict[int, torch.Tensor] = {}
+    recent: list[torch.Tensor] = []  # the last norm outputs, held so their identity cannot be reused
+
+    def norm_output(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], output: object) -> None:
+        if isinstance(output, torch.Tensor):
+            recent.append(output)
+            del recent[:-2]
 
     def record(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], _: object) -> None:
-        x = inputs[0].detach()
-        top = x.abs().reshape(-1, x.shape[-1]).amax(dim=0).float().cpu()
+        x = inputs[0]
+        if not any(x is out for out in recent):
+            return
+        top = x.detach().abs().reshape(-1, x.shape[-1]).amax(dim=0).float().cpu()
         key = id(module)
         seen[key] = torch.maximum(seen[key], top) if key in seen else top
 
-    hooks = [m.register_forward_hook(record) for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    hooks = [
+        m.register_forward_hook(norm_output) for m in model.modules() if "norm" in type(m).__name__.lower()
+    ]
+    hooks += [m.register_forward_hook(record) for m in model.modules() if isinstance(m, torch.nn.Linear)]
     try:
         calibrate()
     finally:
         for hook in hooks:
             hook.remove()
+        recent.clear()
     return seen
 
 

@@ -122,6 +122,10 @@ def test_int8_stays_close_to_fp32(minilm: kgemb.TextEncoder, texts: list[str]) -
     assert cosines.mean() >= 0.985, cosines.mean()  # measured 0.994
     assert linear_weight_bytes(int8.model) * 3.9 < linear_weight_bytes(minilm.model)  # about 4x smaller
     assert "dtype=int8" in int8.fingerprint and int8.device == "cpu"
+    smoothed = [n for n, m in int8.model.named_modules() if getattr(m, "inv_smooth", None) is not None]
+    assert len(smoothed) == 6 * 4 and all(
+        n.endswith(("query", "key", "value", "intermediate.dense")) for n in smoothed
+    )
 
 
 def test_e5_preset_puts_query_and_passage_prefixes(tmp_path: Path, minilm: kgemb.TextEncoder) -> None:
@@ -155,6 +159,8 @@ def test_qwen3_preset_matches_a_direct_computation(tiny_qwen3: Path) -> None:
     small = kgemb.load_encoder(str(tiny_qwen3), cache=False, dim=32)
     full = _direct_last_token(tiny_qwen3, docs)[:, :32]
     assert np.allclose(small.encode(docs), full / np.linalg.norm(full, axis=1, keepdims=True), atol=1e-4)
+    int8 = kgemb.load_encoder(str(tiny_qwen3), cache=False, dtype="int8")  # RMSNorm-fed layers smoothed
+    assert (int8.encode(docs) * encoder.encode(docs)).sum(axis=1).mean() > 0.98
     with pytest.raises(ConfigError, match="from 32 to 64"):
         kgemb.load_encoder(str(tiny_qwen3), cache=False, dim=16)
 
