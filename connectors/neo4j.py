@@ -103,8 +103,9 @@ def pull(
 
     Entity keys are ``elementId(n)`` or the value of the ``key`` property. Texts come from ``text_properties``
     (``{"name": "label", "name_zh": "label@zh", "summary": "description@en"}``, or per label:
-    ``{"Disease": {...}, "*": {...}}``); ``attributes`` names other properties to keep. Nodes and their outgoing
-    relationships are read in pages of ``page_size`` source nodes, each page one bounded read transaction.
+    ``{"Disease": {...}, "*": {...}}``); ``attributes`` names other properties to keep. Nodes come back in
+    records of ``page_size`` nodes, each with its outgoing relationships (the server holds only the list of node
+    references), so no single huge result is built; a query's rows are streamed in ``page_size`` batches.
     """
     from tqdm import tqdm
 
@@ -126,34 +127,53 @@ def pull(
         wanted = sorted({p for spec in specs.values() for p in spec} | set(attributes))
         projection = ", ".join(f".{quote(p, 'text property')}" for p in wanted)
 
-        def node_row(v: str) -> str:
-            """One node as ``[element id, labels, key, {text properties}]``."""
-            return f"[elementId({v}), labels({v}), {key_part.format(v)}, {v} {{{projection}}}]"
+        def node_row(v: str, out_edges: str = "") -> str:
+            """One node as ``[element id, labels, key, {text properties}]`` (+ its outgoing edges)."""
+            return f"[elementId({v}), labels({v}), {key_part.format(v)}, {v} {{{projection}}}{out_edges}]"
+
+        relations: dict[str, int] = {}
+
+        def relation_id(rel_type: str) -> int:
+            r = relations.get(rel_type)
+            if r is None:
+                text = readable_key(rel_type)
+                r = relations[rel_type] = builder.add_relation(
+                    rel_type, {"": [text.lower() if text.isupper() else text]}
+                )
+            return r
 
         builder = GraphBuilder()
         position: dict[str, int] = {}
         key_types: set[str] = set()
         ids: list[str] = []
         triples: list[tuple[str, Any, str]] = []
+        # (head id, relation id, tail element id) until every node has its id
+        pending: list[tuple[int, int, str]] = []
 
         def add_nodes(rows: Sequence[Sequence[Any]]) -> None:
-            for eid, node_labels_, key_value, props in rows:
+            for eid, node_labels_, key_value, props, *edges in rows:
                 entity_key = _entity_key(eid, key, key_value, key_types)
-                position[eid] = builder.add_entity(entity_key)
+                h = position[eid] = builder.add_entity(entity_key)
                 ids.append(eid)
                 _add_node(builder, entity_key, node_labels_, props, specs, labels, attributes)
+                for rel_type, tail in edges[0] if edges else ():
+                    pending.append((h, relation_id(rel_type), tail))
 
         bar = tqdm(unit="node", desc="neo4j pull nodes", disable=not progress)
         with driver.session(
             database=database, fetch_size=page_size, notifications_min_severity="OFF"
         ) as session:
             if query is None:
-                # node references are collected on the server (a few bytes each) and come back page by page
+                # node references are collected on the server (a few bytes each); the nodes come back page by
+                # page, each with its outgoing relationships
+                tail_filter = f" AND b{node_labels}" if labels else ""
+                edges = f", [(x)-[r{rel_types}]->(b) WHERE NOT type(r) IN $skip{tail_filter} | [type(r), elementId(b)]]"
                 pages = session.run(
                     f"MATCH (n{node_labels}) WHERE NOT n:{MODEL_LABEL} AND NOT n:{RELATION_LABEL} "
                     "WITH collect(n) AS nodes UNWIND range(0, size(nodes) - 1, $page) AS start "
-                    f"RETURN size(nodes) AS total, [x IN nodes[start..start + $page] | {node_row('x')}] AS page",
+                    f"RETURN size(nodes) AS total, [x IN nodes[start..start + $page] | {node_row('x', edges)}] AS page",
                     page=page_size,
+                    skip=_predicted_types(driver, database),
                 )
                 for record in pages:
                     bar.total = record["total"]
@@ -174,34 +194,11 @@ def pull(
             raise InputError(
                 f"key property {key!r} holds both numbers and strings; use one type, or pull with key='elementId'"
             )
-        relations: dict[str, int] = {}
-
-        def relation_id(rel_type: str) -> int:
-            r = relations.get(rel_type)
-            if r is None:
-                text = readable_key(rel_type)
-                r = relations[rel_type] = builder.add_relation(
-                    rel_type, {"": [text.lower() if text.isupper() else text]}
-                )
-            return r
-
         if query is None:
-            tail_filter = f"AND b{node_labels} " if labels else ""
-            rel_query = (
-                "UNWIND $ids AS id MATCH (a) WHERE elementId(a) = id "
-                f"MATCH (a)-[r{rel_types}]->(b) WHERE NOT type(r) IN $skip {tail_filter}"
-                "RETURN collect(id) AS h, collect(type(r)) AS r, collect(elementId(b)) AS t"
-            )
-            skip = _predicted_types(driver, database)
-            bar = tqdm(total=len(ids), unit="node", desc="neo4j pull relationships", disable=not progress)
-            for start, stop in chunks(len(ids), page_size):
-                rec = read(driver, database, rel_query, ids=ids[start:stop], skip=skip)[0]
-                for h, r, t in zip(rec["h"], rec["r"], rec["t"], strict=True):
-                    tail = position.get(t)
-                    if tail is not None:  # a tail outside the pulled nodes (a kgemb model node)
-                        builder.add_triple_ids(position[h], relation_id(r), tail)
-                bar.update(stop - start)
-            bar.close()
+            for h, r, t_eid in pending:
+                tail = position.get(t_eid)
+                if tail is not None:  # a tail outside the pulled nodes (a kgemb model node)
+                    builder.add_triple_ids(h, r, tail)
         else:
             for h, r, t in triples:
                 builder.add_triple_ids(position[h], relation_id(r), position[t])
