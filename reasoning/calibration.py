@@ -222,8 +222,10 @@ def fit_calibration(
     negatives: int = 8,
     max_triples: int = 2000,
     seed: int = 0,
+    per_relation: bool = True,
 ) -> Calibration:
-    """Fit per-relation Platt scaling on ``split`` (default: ``valid``, or ``train`` when valid is empty)."""
+    """Fit per-relation Platt scaling on ``split`` (default: ``valid``, or ``train`` when valid is empty);
+    ``per_relation=False`` fits one global ``(a, b)`` only (the baseline it is compared with)."""
     kg = model.kg
     if split is None:
         split = "valid" if len(kg.triples("valid")) else "train"
@@ -236,7 +238,7 @@ def fit_calibration(
     g = _platt(z, ex.labels, ex.weights, prior=np.array([1.0, 0.0]), strength=1e-6)
     a_z = np.full(kg.num_relations, g[0])
     b_z = np.full(kg.num_relations, g[1])
-    for r in np.unique(ex.relations):
+    for r in np.unique(ex.relations) if per_relation else ():
         sel = ex.relations == r
         if ex.labels[sel].sum() == 0:
             continue
@@ -255,6 +257,7 @@ def fit_calibration(
         "max_triples": max_triples,
         "seed": seed,
         "prior_strength": _PRIOR_STRENGTH,
+        "per_relation": per_relation,
     }
     return Calibration(
         a, b, (float(g[0] / std), float(g[1] - g[0] * mean / std)), model_signature(model), info
