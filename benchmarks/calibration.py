@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> str:
             lr=args.lr,
             epochs=args.epochs,
             early_stopping=False,
+            show_progress=False,
         )
         what = (
             f"UMLS, fused RotatE dim {args.dim}, {args.epochs} epochs ({time.perf_counter() - start:.0f} s)"
