@@ -473,6 +473,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from kgemb.reasoning.calibration import calibration_report
 
     metrics.update(calibration_report(model, args.model, args.split))
+    if args.report:
+        from kgemb.reasoning.report import write_report
+
+        report = write_report(model, args.model, args.report, metrics, args.split)
+        print(f"report: {report}", file=sys.stderr)
     if args.json:
         print(json.dumps(metrics))
     else:
@@ -532,6 +537,11 @@ def _add_model_parsers(sub: Any) -> None:
     evaluate.add_argument("--max-triples", type=int, default=None, help="evaluate a fixed random sample")
     evaluate.add_argument(
         "--json", action="store_true", help='print {"mrr", "hits@1", "hits@3", "hits@10", "n"}'
+    )
+    evaluate.add_argument(
+        "--report",
+        metavar="OUT_DIR",
+        help="also write report.md with PNG plots (training, ranks, calibration, PCA)",
     )
     evaluate.set_defaults(handler=_cmd_evaluate)
 

@@ -44,8 +44,11 @@ def rank_metrics(
     *,
     batch_size: int | None = None,
     show_progress: bool = False,
+    ranks_out: list[np.ndarray] | None = None,
 ) -> dict[str, float]:
     """MRR and Hits@k of a PyKEEN model on id triples, ranking every entity, other true triples filtered out.
+
+    ``ranks_out``, when given, receives the filtered (realistic) rank of every query, both directions.
 
     ``batch_size`` (queries scored at once) defaults to what keeps PyKEEN's broadcast scoring, which holds
     ``batch × entities × dim`` numbers, near 1 GB.
@@ -58,7 +61,7 @@ def rank_metrics(
     if batch_size is None:
         width = 2 * sum(int(np.prod(r.shape)) for r in model.entity_representations)  # x2: complex ones
         batch_size = max(1, min(256, (1 << 28) // max(1, model.num_entities * width)))
-    evaluator = RankBasedEvaluator(filtered=True)
+    evaluator = RankBasedEvaluator(filtered=True, clear_on_finalize=ranks_out is None)
     was_training = model.training
     model.eval()
     try:
@@ -75,6 +78,12 @@ def rank_metrics(
         model.train(was_training)
     out = {name: float(result.get_metric(key)) for name, key in METRICS.items()}
     out["n"] = len(mapped)
+    if ranks_out is not None:
+        ranks_out.extend(
+            np.concatenate(v)
+            for (_, rank_type), v in sorted(evaluator.ranks.items())
+            if rank_type == "realistic"
+        )
     return out
 
 
@@ -86,6 +95,7 @@ def evaluate(
     max_triples: int | None = None,
     seed: int = 0,
     show_progress: bool = False,
+    ranks_out: list[np.ndarray] | None = None,
 ) -> dict[str, float]:
     """Filtered MRR and Hits@1/3/10 of a trained model on one split of its graph (all other splits filtered).
 
@@ -102,5 +112,10 @@ def evaluate(
         triples = triples[pick]
     filters = [kg.triples(s) for s in kg.splits]  # the whole split too: a sample must not rank its siblings
     return rank_metrics(
-        trained.pykeen_model, triples, filters, batch_size=batch_size, show_progress=show_progress
+        trained.pykeen_model,
+        triples,
+        filters,
+        batch_size=batch_size,
+        show_progress=show_progress,
+        ranks_out=ranks_out,
     )

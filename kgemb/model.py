@@ -552,6 +552,12 @@ class TrainedModel:
 
         return evaluate(self, split=split, **options)
 
+    def filtered_ranks(self, split: str = "test", max_triples: int | None = 2000) -> np.ndarray:
+        """The filtered rank of the true entity for each query of ``split`` (both directions), as in evaluate."""
+        ranks: list[np.ndarray] = []
+        self.evaluate(split, max_triples=max_triples, ranks_out=ranks)
+        return np.concatenate(ranks) if ranks else np.zeros(0)
+
     def save(self, directory: Any) -> None:
         """Write the model directory (config.json, safetensors weights and features, the graph); see kgemb.load."""
         from kgemb.artifact import save

@@ -642,6 +642,7 @@ def _fit(
     summary: dict[str, Any] = {
         "epochs_run": epochs_run,
         "final_loss": loop.losses_per_epochs[-1] if loop.losses_per_epochs else None,
+        "loss_history": [round(float(x), 6) for x in loop.losses_per_epochs],  # for the report's plot
         "fit_seconds": round(time.perf_counter() - started, 1),
         "stopped_by_time_limit": bool(limit is not None and limit.hit),
     }
