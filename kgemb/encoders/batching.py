@@ -10,12 +10,16 @@ import numpy as np
 from kgemb.errors import ConfigError
 
 
-def plan_batches(lengths: Sequence[int], max_tokens: int, max_size: int) -> list[np.ndarray]:
+def plan_batches(
+    lengths: Sequence[int], max_tokens: int, max_size: int, min_tokens: int | None = None
+) -> list[np.ndarray]:
     """Split item indices into batches, longest first, each within a padded-token budget.
 
     A batch costs ``len(batch) * longest`` padded tokens; it is closed before that exceeds ``max_tokens`` or it
-    holds ``max_size`` items. An item longer than the budget gets a batch of its own. Callers write each
-    batch's results back at the returned indices, which restores the input order.
+    holds ``max_size`` items. Given ``min_tokens``, once it holds that many tokens it is also closed where the length changes, so
+    most batches are of one length and carry no padding at all (a shorter item joins only a batch too small to
+    run efficiently). An item longer than the budget gets a batch of its own. Callers write each batch's
+    results back at the returned indices, which restores the input order.
     """
     lengths = np.asarray(lengths, dtype=np.int64)
     if lengths.size == 0:
@@ -26,7 +30,14 @@ def plan_batches(lengths: Sequence[int], max_tokens: int, max_size: int) -> list
     for position in range(1, len(order) + 1):
         size = position - start
         longest = int(lengths[order[start]])  # sorted longest first: the batch's first item sets its width
-        if position == len(order) or size >= max_size or longest * (size + 1) > max_tokens:
+        if (
+            position == len(order)
+            or size >= max_size
+            or longest * (size + 1) > max_tokens
+            or (
+                min_tokens is not None and lengths[order[position]] < longest and longest * size >= min_tokens
+            )
+        ):
             batches.append(order[start:position])
             start = position
     return batches

@@ -32,7 +32,7 @@ log = logging.getLogger("kgemb.encoders")
 LONG_TEXT = ("average", "first")
 MIN_DIM = 32
 DEFAULT_MAX_TOKENS = 512
-CPU_BATCH_TOKENS = 8192  # padded tokens per pass on the CPU
+CPU_BATCH_TOKENS = 8192  # padded tokens per pass on the CPU; a batch of one length may close at 1/8 of it
 GPU_BATCH_TOKENS = 65536
 GPU_BATCH_SIZE = 512  # texts per pass on a GPU unless batch_size says otherwise (128 on the CPU)
 
@@ -176,7 +176,8 @@ class HFEncoder(TextEncoder):
         threads = self._torch.get_num_threads()
         self._torch.set_num_threads(self.threads)
         try:
-            for batch in plan_batches([len(u) for u in units], self.batch_tokens, batch_size):
+            lengths = [len(u) for u in units]
+            for batch in plan_batches(lengths, self.batch_tokens, batch_size, self.batch_tokens // 8):
                 vectors[batch] = self._forward([units[j] for j in batch])
                 done = 0
                 for j in batch:

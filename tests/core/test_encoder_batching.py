@@ -25,6 +25,17 @@ def test_batches_cover_every_item_once_within_budget() -> None:
     assert len(batches) < 200
 
 
+def test_batches_close_where_the_length_changes_once_big_enough() -> None:
+    lengths = np.random.default_rng(1).integers(3, 60, size=3000)
+    batches = plan_batches(lengths, max_tokens=8192, max_size=128, min_tokens=1024)
+    padded = sum(int(lengths[b].max()) * len(b) for b in batches)
+    assert padded <= 1.02 * lengths.sum()  # almost no padding
+    loose = plan_batches(lengths, max_tokens=8192, max_size=128)
+    assert padded < sum(int(lengths[b].max()) * len(b) for b in loose)
+    mixed = [b for b in batches if len(set(lengths[b].tolist())) > 1]
+    assert all(int(lengths[b].max()) * (len(b) - 1) < 1024 for b in mixed)  # only small batches mix lengths
+
+
 def test_item_over_budget_gets_its_own_batch() -> None:
     batches = plan_batches([5000, 10, 10], max_tokens=512, max_size=8)
     assert [b.tolist() for b in batches] == [[0], [1, 2]]
