@@ -7,9 +7,11 @@ passes :func:`quote` (validated, then backtick-quoted). Every value goes as a qu
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -178,23 +180,45 @@ def write_batches(
     batches: Iterable[list[Any]],
     *,
     on_batch: Callable[[int, list[Any]], None] | None = None,
+    workers: int = 1,
     **params: Any,
 ) -> int:
     """Run ``query`` once per batch with the batch as ``$rows``, each in its own managed (retried) transaction, so
-    every transaction stays bounded; ``on_batch(rows, records)`` after each commit. The number of rows written."""
+    every transaction stays bounded; ``on_batch(rows, records)`` after each commit. The number of rows written.
+
+    With ``workers > 1`` that many sessions write at once (for order-independent, idempotent writes): the client
+    encodes the next batch while the server stores the previous one. The first error stops the rest.
+    """
 
     def work(tx: Any, rows: QuietRows) -> list[Any]:
         return list(tx.run(query, rows=rows, **params))
 
+    def one(rows: list[Any]) -> tuple[int, list[Any]]:
+        with driver.session(database=database, notifications_min_severity="OFF") as session:
+            return len(rows), session.execute_write(work, QuietRows(rows))
+
     done = 0
-    with driver.session(database=database, notifications_min_severity="OFF") as session:
+    if workers <= 1:
         for rows in batches:
-            batch = QuietRows(rows)
-            records = session.execute_write(work, batch)
-            done += len(batch)
+            n, records = one(rows)
+            done += n
             if on_batch is not None:
-                on_batch(len(batch), records)
-    return done
+                on_batch(n, records)
+        return done
+    with ThreadPoolExecutor(workers) as pool:
+        running: set[Future[tuple[int, list[Any]]]] = set()
+        iterator = iter(batches)
+        while True:
+            for rows in itertools.islice(iterator, workers - len(running)):
+                running.add(pool.submit(one, rows))
+            if not running:
+                return done
+            finished, running = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                n, records = future.result()  # re-raises the first failure; the pool finishes what is running
+                done += n
+                if on_batch is not None:
+                    on_batch(n, records)
 
 
 def chunks(n: int, size: int) -> Iterator[tuple[int, int]]:

@@ -463,6 +463,7 @@ def push(
     index: str | None = None,
     similarity: str | None = None,
     batch_size: int = 1000,
+    workers: int = 2,
     database: str | None = None,
     username: str | None = None,
     password: str | None = None,
@@ -475,7 +476,8 @@ def push(
 
     Nodes are found by the key the graph was pulled with; a graph from elsewhere (RDF, TSV) gets its nodes
     ``MERGE``d as ``(:KgembEntity {key, name})``. Every node written also gets ``entity_label`` (the index's label).
-    Vectors go ``batch_size`` nodes per managed transaction; rerunning after a failure completes the job.
+    Vectors go ``batch_size`` nodes per managed transaction, ``workers`` transactions at a time (the client encodes
+    one batch while the server stores another); rerunning after a failure completes the job.
     ``on_batch(written, total)`` is called after each committed batch.
     """
     from kgemb.reasoning.calibration import model_signature
@@ -534,7 +536,9 @@ def push(
             if on_batch is not None:
                 on_batch(written, len(present))
 
-        write_batches(driver, database, query, batches(), on_batch=committed, property=vector_property)
+        write_batches(
+            driver, database, query, batches(), on_batch=committed, workers=workers, property=vector_property
+        )
         bar.close()
         indexing = time.perf_counter()
         _ensure_vector_index(
