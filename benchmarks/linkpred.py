@@ -68,13 +68,19 @@ def subsample_train(kg, fraction: float, seed: int):
 # ------------------------------------------------------------------------------------------------- runs
 def run_kgemb(spec: dict[str, Any]) -> dict[str, Any]:
     """One kgemb training run and its test metrics (in a child process)."""
+    import torch
+
     import kgemb
 
     warnings.simplefilter("ignore")
+    if spec["options"].get("threads"):
+        torch.set_num_threads(spec["options"]["threads"])
     kg = load_graph(spec["dataset"], Path(spec["data"]), spec["train_fraction"], spec.get("inductive", False))
     started = time.perf_counter()
     model = kgemb.train(kg, **spec["options"])
     seconds = time.perf_counter() - started
+    if torch.cuda.is_available() and spec["options"].get("device") != "cpu":
+        model.pykeen_model.to("cuda")  # rank on the GPU too (the evaluator follows the model's device)
     metrics = model.evaluate("test", max_triples=spec.get("max_eval"))
     return {
         **metrics,
@@ -196,15 +202,24 @@ def _child(target, spec, queue) -> None:
         queue.put({"error": f"{type(exc).__name__}: {exc}"})
 
 
-def in_child(target, spec: dict[str, Any]) -> dict[str, Any]:
-    """Run ``target(spec)`` in a fresh process (its own peak memory) and return its result."""
+def in_children(jobs: list[tuple[Any, dict[str, Any]]], parallel: int = 1) -> list[dict[str, Any]]:
+    """Run each ``target(spec)`` in a fresh process (its own peak memory), ``parallel`` at a time, in order."""
     ctx = multiprocessing.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(target, spec, queue))
-    proc.start()
-    out = queue.get()
-    proc.join()
-    return out
+    results: list[dict[str, Any] | None] = [None] * len(jobs)
+    running: list[tuple[int, Any, Any]] = []
+    pending = list(enumerate(jobs))
+    while pending or running:
+        while pending and len(running) < parallel:
+            i, (target, spec) = pending.pop(0)
+            queue = ctx.Queue()
+            proc = ctx.Process(target=_child, args=(target, spec, queue))
+            proc.start()
+            running.append((i, proc, queue))
+        i, proc, queue = running.pop(0)
+        results[i] = queue.get()
+        proc.join()
+        print(f"  done: {jobs[i][1].get('label', i)}: {results[i]}", file=sys.stderr, flush=True)
+    return results  # type: ignore[return-value]
 
 
 # ------------------------------------------------------------------------------------------------- report
@@ -261,7 +276,7 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the shared data folder")
     parser.add_argument("--modes", default="structure,text,fused")
     parser.add_argument("--interaction", default="rotate")
-    parser.add_argument("--dim", type=int, default=256)
+    parser.add_argument("--dim", type=int, default=None, help="default: kgemb's")
     parser.add_argument("--epochs", type=int, default=None, help="default: kgemb's choice for the graph")
     parser.add_argument("--train-fraction", type=float, default=1.0, help="subsample the training triples")
     parser.add_argument(
@@ -277,6 +292,9 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--update-epochs", type=int, default=None)
     parser.add_argument("--replay", type=float, default=1.0)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: kgemb's choice)")
+    parser.add_argument("--max-minutes", type=float, default=None, help="training time limit per row")
+    parser.add_argument("--parallel", type=int, default=1, help="rows run at the same time (own processes)")
     parser.add_argument("--option", action="append", default=[], help="extra kgemb.train option NAME=JSON")
     parser.add_argument("--out", type=Path, help="also write the Markdown report here")
     args = parser.parse_args(argv)
@@ -284,15 +302,18 @@ def main(argv: list[str] | None = None) -> str:
     from kgemb.training import TrainingConfig
 
     kg = load_graph(args.dataset, args.data, args.train_fraction)
-    settings = TrainingConfig(dim=args.dim, epochs=args.epochs, interaction=args.interaction).resolved(
+    given = {"dim": args.dim} if args.dim else {}
+    settings = TrainingConfig(epochs=args.epochs, interaction=args.interaction, **given).resolved(
         len(kg.triples("train"))
     )
     options: dict[str, Any] = {
         "interaction": args.interaction,
-        "dim": args.dim,
+        "dim": settings.dim,
         "epochs": settings.epochs,
         "show_progress": False,
         "threads": args.threads,
+        "device": args.device,
+        "max_minutes": args.max_minutes,
         "seed": 0,
     }
     for item in args.option:
@@ -303,67 +324,59 @@ def main(argv: list[str] | None = None) -> str:
     data_name = args.dataset.upper() + (
         f" ({args.train_fraction:.0%} of train)" if args.train_fraction < 1 else ""
     )
-    rows: list[dict[str, Any]] = []
+    jobs: list[tuple[Any, dict[str, Any]]] = []
+    labels: list[tuple[str, str]] = []
 
     def record(setting: str, model: str, target, spec: dict[str, Any]) -> None:
-        print(f"running {data_name} {setting} {model} ...", file=sys.stderr, flush=True)
-        result = in_child(target, {**base, **spec})
-        rows.append({"data": data_name, "setting": setting, "model": model, "result": result})
-        print(f"  {result}", file=sys.stderr, flush=True)
+        jobs.append((target, {**base, **spec, "label": f"{setting} {model}"}))
+        labels.append((setting, model))
 
     if not args.incremental_only:
         for mode in args.modes.split(","):
-            record(
-                "transductive",
-                f"kgemb {mode} {args.interaction}",
-                run_kgemb,
-                {"options": {**options, "mode": mode}},
-            )
+            record("transductive", f"kgemb {mode}", run_kgemb, {"options": {**options, "mode": mode}})
         if "fused" in args.modes and not args.no_pooling:
             record(
                 "transductive",
-                f"kgemb fused {args.interaction}, mean pooling",
+                "kgemb fused, mean pooling",
                 run_kgemb,
                 {"options": {**options, "mode": "fused", "pooling": "mean"}},
             )
         if not args.no_baseline:
-            pykeen_options = {
-                **options,
-                "batch_size": settings.batch_size,
-                "negatives": settings.negatives,
-            }
+            pykeen_options = {**options, "batch_size": settings.batch_size, "negatives": settings.negatives}
             record(
                 "transductive", f"pykeen.pipeline {args.interaction}", run_pykeen, {"options": pykeen_options}
             )
         if args.inductive:
             for mode in args.modes.split(","):
-                record(
-                    "inductive",
-                    f"kgemb {mode} {args.interaction}",
-                    run_kgemb,
-                    {"options": {**options, "mode": mode}, "inductive": True},
-                )
+                spec = {"options": {**options, "mode": mode}, "inductive": True}
+                record("inductive", f"kgemb {mode}", run_kgemb, spec)
+    if args.incremental or args.incremental_only:
+        update_epochs = args.update_epochs or max(5, settings.epochs // 4)
+        spec = {
+            "options": {**options, "mode": "fused"},
+            "update_epochs": update_epochs,
+            "replay": args.replay,
+        }
+        jobs.append((run_incremental, {**base, **spec, "label": "incremental"}))
+    print(f"{len(jobs)} runs on {data_name}, {args.parallel} at a time ...", file=sys.stderr, flush=True)
+    results = in_children(jobs, args.parallel)
+    rows = [
+        {"data": data_name, "setting": setting, "model": model, "result": result}
+        for (setting, model), result in zip(labels, results, strict=False)
+    ]
+    extra = {k: v for k, v in options.items() if k not in ("show_progress", "seed") and v is not None}
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     report = [
-        f"Link prediction, filtered, both directions; dim {args.dim} reals ({args.interaction}); "
-        f"machine: {os.cpu_count()} CPU cores; kgemb defaults unless stated.",
+        f"Link prediction on {data_name}, filtered, both directions. Options: {json.dumps(extra)}; kgemb "
+        f"defaults otherwise. Machine: {os.cpu_count()} CPU cores, {gpu}; {args.parallel} run(s) at a time.",
         "",
     ]
     if rows:
         report.append(table(rows))
     if args.incremental or args.incremental_only:
-        print(f"running {data_name} incremental ...", file=sys.stderr, flush=True)
-        update_epochs = args.update_epochs or max(5, settings.epochs // 4)
-        result = in_child(
-            run_incremental,
-            {
-                **base,
-                "options": {**options, "mode": "fused"},
-                "update_epochs": update_epochs,
-                "replay": args.replay,
-            },
-        )
-        print(f"  {result}", file=sys.stderr, flush=True)
-        report += ["", incremental_table(data_name, result)]
+        report += ["", incremental_table(data_name, results[-1])]
     text = "\n".join(report) + "\n"
     print(text)
     if args.out:

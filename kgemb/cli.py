@@ -490,7 +490,7 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", choices=["fused", "text", "structure"], help="default: fused")
     p.add_argument("--interaction", help="rotate (default), transe, distmult, complex, pairre")
     p.add_argument("--encoder", default="default", help="'default' (USE multilingual), a HF id or a folder")
-    p.add_argument("--dim", type=int, help="reals per entity vector, even for rotate/complex (default 256)")
+    p.add_argument("--dim", type=int, help="reals per entity vector, even for rotate/complex (default 512)")
     p.add_argument("--epochs", type=int, help="default: chosen from the graph's size")
     p.add_argument("--batch-size", type=int, help="default: chosen from the graph's size")
     p.add_argument("--lr", type=float, help="Adam learning rate")

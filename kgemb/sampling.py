@@ -12,17 +12,20 @@ from pykeen.sampling import NegativeSampler
 from torch.nn import functional
 
 
-def text_neighbours(pooled: torch.Tensor, k: int = 16, chunk: int = 2048) -> torch.Tensor:
-    """The ``k`` most cosine-similar other entities of each entity, shape ``(n, k)`` (chunked, O(n·chunk) memory)."""
+def text_neighbours(
+    pooled: torch.Tensor, k: int = 16, chunk: int = 2048, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """The ``k`` most cosine-similar other entities of each entity, shape ``(n, k)`` on the CPU (computed on
+    ``device`` in chunks of ``chunk`` rows, so memory stays O(n·chunk))."""
     n = pooled.shape[0]
     k = max(1, min(k, n - 1))
-    x = functional.normalize(pooled.float(), dim=1)
+    x = functional.normalize(pooled.float().to(device or pooled.device), dim=1)
     out = torch.empty(n, k, dtype=torch.long)
     for start in range(0, n, chunk):
         sims = x[start : start + chunk] @ x.T
-        rows = torch.arange(sims.shape[0])
+        rows = torch.arange(sims.shape[0], device=x.device)
         sims[rows, rows + start] = -torch.inf  # never the entity itself
-        out[start : start + chunk] = sims.topk(k, dim=1).indices
+        out[start : start + chunk] = sims.topk(k, dim=1).indices.cpu()
     return out
 
 

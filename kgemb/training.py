@@ -64,11 +64,11 @@ class TrainingConfig:
 
     mode: str = "fused"
     interaction: str = "rotate"
-    dim: int = 256  # real numbers per entity vector (complex interactions use dim/2 complex numbers)
+    dim: int = 512  # real numbers per entity vector (complex interactions use dim/2 complex numbers)
     epochs: int | None = None  # None: about 1.5M training triples seen, between 20 and 200 epochs
     batch_size: int | None = None  # None: 256 for small graphs, 1024 from 20,000 training triples
-    lr: float = 1e-3
-    weight_decay: float = 0.0
+    lr: float = 0.01  # Adam
+    weight_decay: float = 1e-5
     loss: str = "infonce"  # softmax over the positive and its negatives; robust across interactions
     margin: float | None = None  # loss margin (nssa, margin, infonce); None: the loss's default
     temperature: float | None = None  # InfoNCE softmax temperature / NSSA adversarial temperature
@@ -492,7 +492,8 @@ def _make_loop(model: Any, factory: Any, cfg: TrainingConfig, features: TextFeat
     if cfg.sampler == "hard":
         from kgemb.sampling import TextHardNegativeSampler, text_neighbours
 
-        neighbours = text_neighbours(features.mean_pooled()) if features is not None else None
+        device = next(model.parameters()).device
+        neighbours = text_neighbours(features.mean_pooled(), device=device) if features is not None else None
         sampler = TextHardNegativeSampler(
             mapped_triples=factory.mapped_triples,
             num_entities=factory.num_entities,
