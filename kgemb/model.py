@@ -314,6 +314,7 @@ def relation_text_initializer(
             y = torch.view_as_complex(y.view(x.shape[0], dim // 2, 2).contiguous())
             if spec.relation_constrainer == "complex_normalize":
                 y = y / y.abs().clamp_min(1e-6)
+            y = torch.view_as_real(y).contiguous()  # PyKEEN initialises complex embeddings in this layout
         out.append(PretrainedInitializer(y))
     return out
 

@@ -8,7 +8,7 @@ import torch
 
 import kgemb
 from kgemb.errors import ConfigError, KgembError
-from kgemb.model import INTERACTIONS, MODES, ViewPooling
+from kgemb.model import INTERACTIONS, MODES, ViewPooling, interaction_spec, relation_text_initializer
 
 FAST = dict(dim=16, epochs=25, batch_size=16, lr=0.02, early_stopping=False, show_progress=False, seed=0)
 
@@ -121,3 +121,20 @@ def test_attention_pooling_starts_as_the_mean_and_learns_weights():
 def test_bad_settings_are_clear_errors(tiny_kg, options, message):
     with pytest.raises(KgembError, match=message):
         kgemb.train(tiny_kg, encoder=None, **{"mode": "structure", **options})
+
+
+def test_relation_vectors_can_start_from_relation_names(tiny_kg, default_encoder):
+    raw = default_encoder.encode(["has symptom", "affects", "has symptom", "felt in"])
+    (init,) = relation_text_initializer(raw, interaction_spec("rotate"), dim=16, seed=0)
+    vectors = torch.view_as_complex(init.tensor)
+    assert vectors.shape == (4, 8)
+    torch.testing.assert_close(vectors[0], vectors[2])  # same name, same start
+    torch.testing.assert_close(vectors.abs(), torch.ones(4, 8))  # RotatE relations are rotations
+    model = kgemb.train(
+        tiny_kg,
+        encoder=default_encoder,
+        interaction="rotate",
+        relation_text_init=True,
+        **{**FAST, "epochs": 2},
+    )
+    assert model.config["training"]["relation_text_init"] is True

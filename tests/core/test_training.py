@@ -73,7 +73,7 @@ def test_early_stopping_keeps_the_best_validation_epoch(tiny_split, default_enco
     assert model.config["metrics"]["valid"]["mrr"] == pytest.approx(history[training["best_epoch"]])
 
 
-@pytest.mark.parametrize("loss", ["infonce", "crossentropy", "margin", "softplus"])
+@pytest.mark.parametrize("loss", ["infonce", "nssa", "crossentropy", "margin", "softplus"])
 def test_other_losses_train(tiny_kg, default_encoder, loss):
     model = kgemb.train(
         tiny_kg, encoder=default_encoder, mode="fused", interaction="distmult", loss=loss, **FAST
@@ -82,6 +82,16 @@ def test_other_losses_train(tiny_kg, default_encoder, loss):
     assert math.isfinite(model.config["training"]["final_loss"])
     if loss == "infonce":
         assert model.config["training"]["sampler"] == "hard"
+
+
+def test_inductive_split_is_evaluated_on_entities_never_trained(tiny_kg, default_encoder):
+    kg = tiny_kg.split(valid=0.15, test=0.15, seed=1, inductive=True)
+    model = kgemb.train(kg, encoder=default_encoder, mode="text", **FAST)
+    test = kg.triples("test")
+    unseen = ~model.representation.seen.numpy()
+    assert unseen[test[:, 0]].any() or unseen[test[:, 2]].any()
+    metrics = model.evaluate("test")
+    assert metrics["n"] == len(test) and 0 < metrics["mrr"] <= 1
 
 
 def test_hard_negative_sampler_mixes_neighbours_batch_and_uniform():
