@@ -24,9 +24,7 @@ $(NEO4J_JAR): $(NEO4J_SRC) | $(STAMP)
 	@$(BIN)/python -c 'from kgemb.connectors.neo4j_dev import ensure_built; ensure_built()' || { echo "kgemb: could not build the Neo4j dev server (see the line above)"; exit 2; }
 
 demo: $(STAMP)
-	$(BIN)/kgemb --version
-	$(BIN)/kgemb --help
-	$(BIN)/kgemb doctor
+	$(BIN)/python examples/medical/run.py --out runs/medical
 
 test: $(STAMP) $(NEO4J_JAR)
 	$(BIN)/python -m pytest

@@ -28,7 +28,8 @@ HAS_PHENOTYPE = MED + "has_phenotype"
 # the same three symptoms, in Chinese and in English
 SYMPTOMS = {"zh": ["发烧", "肝肿大", "腹痛"], "en": ["Fever", "Hepatomegaly", "Abdominal pain"]}
 # (phenotypes, min links, max diseases, epochs): the README's run and the reduced one the test suite runs
-SIZES = {"full": (300, 5, 1500, 40), "quick": (60, 5, 80, 4)}
+SIZES = {"full": (200, 5, 600, 20), "quick": (60, 5, 80, 4)}
+DIM = 256  # reals per entity vector: half the library default, so the README's run stays within minutes
 
 
 def step(title: str) -> float:
@@ -77,10 +78,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"   {kg}")
     done(t)
 
-    t = step(f"3. Train a fused model (RotatE, default multilingual encoder, {epochs} epochs)")
+    t = step(f"3. Train a fused model (RotatE, dim {DIM}, default multilingual encoder, {epochs} epochs)")
     model_dir = out / "model"
     model = kgemb.train(
-        kg, mode="fused", interaction="rotate", encoder="default", epochs=epochs, seed=0, show_progress=True
+        kg,
+        mode="fused",
+        interaction="rotate",
+        dim=DIM,
+        encoder="default",
+        epochs=epochs,
+        seed=0,
+        show_progress=True,
     )
     model.save(model_dir)
     done(t)
