@@ -31,7 +31,8 @@ GRAPH = "graph"
 FORMAT = "kgemb-model"
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -39,7 +40,8 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary name beside ``path``, then rename it: readers never see half a file."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         tmp.write_bytes(data)
@@ -59,10 +61,10 @@ def save(trained: TrainedModel, directory: str | os.PathLike) -> None:
     config_path = out / CONFIG
     config_path.unlink(missing_ok=True)  # the folder holds no valid model until the new config lands
     state = {k: v.detach().contiguous() for k, v in trained.pykeen_model.state_dict().items()}
-    _write_atomic(out / WEIGHTS, to_bytes(state))
+    write_atomic(out / WEIGHTS, to_bytes(state))
     files = [WEIGHTS]
     if trained.features is not None:
-        _write_atomic(out / FEATURES, to_bytes(trained.features.tensors()))
+        write_atomic(out / FEATURES, to_bytes(trained.features.tensors()))
         files.append(FEATURES)
     else:
         (out / FEATURES).unlink(missing_ok=True)
@@ -71,8 +73,8 @@ def save(trained: TrainedModel, directory: str | os.PathLike) -> None:
         f"{GRAPH}/{p.name}" for p in (out / GRAPH).iterdir() if p.is_file() and not p.name.startswith(".")
     )
     config = dict(trained.config)
-    config["files"] = {name: _sha256(out / name) for name in files}
-    _write_atomic(config_path, json.dumps(config, indent=2, ensure_ascii=False, default=str).encode("utf-8"))
+    config["files"] = {name: sha256_file(out / name) for name in files}
+    write_atomic(config_path, json.dumps(config, indent=2, ensure_ascii=False, default=str).encode("utf-8"))
 
 
 def read_config(directory: str | os.PathLike) -> dict[str, Any]:
@@ -104,7 +106,7 @@ def verify_files(directory: Path, config: dict[str, Any]) -> None:
             raise InputError(
                 f"the model in {directory} is incomplete: {name} is missing; save the model again"
             )
-        if _sha256(path) != digest:
+        if sha256_file(path) != digest:
             raise InputError(
                 f"{path} does not match the checksum in {CONFIG}: the file was changed or damaged; "
                 "save or train the model again"

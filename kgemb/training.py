@@ -12,7 +12,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 from pykeen.training import LCWATrainingLoop, SLCWATrainingLoop, TrainingCallback
 
+from kgemb.artifact import write_atomic
 from kgemb.errors import ConfigError, InputError
 from kgemb.evaluation import rank_metrics
 from kgemb.features import TextFeatures, compute_text_features, encode_texts
@@ -358,20 +358,6 @@ class Checkpoint(TrainingCallback):
 
 
 # ---------------------------------------------------------------------------------------------------- checkpoints
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _atomic_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def write_checkpoint(
     directory: Path, loop: Any, epoch: int, run_key: str, stopper: EarlyStopping | None
 ) -> None:
@@ -392,7 +378,7 @@ def write_checkpoint(
         tensors.update({f"best.{k}": v.cpu().contiguous() for k, v in stopper.best_state.items()})
     tensors["rng.torch"] = torch.get_rng_state()
     payload = save(tensors)
-    _atomic_bytes(directory / CHECKPOINT_TENSORS, payload)
+    write_atomic(directory / CHECKPOINT_TENSORS, payload)
     doc = {
         "format": "kgemb-checkpoint",
         "epoch": epoch,
@@ -403,7 +389,7 @@ def write_checkpoint(
         "stopper": stopper.state() if stopper is not None else None,
         "sha256": hashlib.sha256(payload).hexdigest(),
     }
-    _atomic_bytes(directory / CHECKPOINT_JSON, json.dumps(doc).encode())
+    write_atomic(directory / CHECKPOINT_JSON, json.dumps(doc).encode())
 
 
 def read_checkpoint(directory: Path, run_key: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]] | None:
