@@ -1,13 +1,14 @@
 """kgemb's Python API in 20 lines: load a multilingual RDF graph, train, evaluate, ask, save and load.
 
-    python examples/quickstart.py
+python examples/quickstart.py
 """
 
 from pathlib import Path
 
-import kgemb
 from kgemb.connectors import rdf
 from kgemb.reasoning import LinkPredictor
+
+import kgemb
 
 here = Path(__file__).resolve().parent
 kg = rdf.load(here.parent / "tests" / "reasoning" / "data" / "medical.ttl").split(valid=0.1, test=0.1, seed=0)
