@@ -181,7 +181,8 @@ def run_incremental(spec: dict[str, Any]) -> dict[str, Any]:
     base.pykeen_model.cpu()
     # the update: the full graph (held-out entities and the other 20% of training triples come in)
     started = time.perf_counter()
-    updated = base.update(full, epochs=spec["update_epochs"], replay=spec["replay"])
+    given = {k: spec[k] for k in ("replay",) if spec.get(k) is not None}
+    updated = base.update(full, epochs=spec.get("update_epochs"), **given)
     update_minutes = (time.perf_counter() - started) / 60
     updated.pykeen_model.to(device)
     return {
@@ -302,8 +303,8 @@ def main(argv: list[str] | None = None) -> str:
         "--incremental", action="store_true", help="also the incremental-learning measurement"
     )
     parser.add_argument("--incremental-only", action="store_true")
-    parser.add_argument("--update-epochs", type=int, default=None)
-    parser.add_argument("--replay", type=float, default=1.0)
+    parser.add_argument("--update-epochs", type=int, default=None, help="default: kgemb's")
+    parser.add_argument("--replay", type=float, default=None, help="default: kgemb's")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--device", default=None, help="cpu or cuda (default: kgemb's choice)")
     parser.add_argument("--max-minutes", type=float, default=None, help="training time limit per row")
@@ -365,10 +366,9 @@ def main(argv: list[str] | None = None) -> str:
                 spec = {"options": {**options, "mode": mode}, "inductive": True}
                 record("inductive", f"kgemb {mode}", run_kgemb, spec)
     if args.incremental or args.incremental_only:
-        update_epochs = args.update_epochs or max(5, settings.epochs // 4)
         spec = {
             "options": {**options, "mode": "fused"},
-            "update_epochs": update_epochs,
+            "update_epochs": args.update_epochs,
             "replay": args.replay,
         }
         jobs.append((run_incremental, {**base, **spec, "label": "incremental"}))

