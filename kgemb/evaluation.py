@@ -13,6 +13,7 @@ from pykeen.evaluation import RankBasedEvaluator
 from pykeen.models import Model
 
 from kgemb.errors import InputError
+from kgemb.model import TextAwareModel, product_form
 
 if TYPE_CHECKING:
     from kgemb.model import TrainedModel
@@ -50,8 +51,9 @@ def rank_metrics(
 
     ``ranks_out``, when given, receives the filtered (realistic) rank of every query, both directions.
 
-    ``batch_size`` (queries scored at once) defaults to what keeps PyKEEN's broadcast scoring, which holds
-    ``batch × entities × dim`` numbers, near 1 GB.
+    ``batch_size`` (queries scored at once) defaults to what keeps the scores near 1 GB: ``batch × entities``
+    numbers where kgemb's model scores by one matrix product, PyKEEN's ``batch × entities × dim`` broadcast
+    otherwise.
     """
     mapped = torch.as_tensor(np.asarray(triples), dtype=torch.long).reshape(-1, 3)
     if len(mapped) == 0:
@@ -59,8 +61,11 @@ def rank_metrics(
     filters = [torch.as_tensor(np.asarray(f), dtype=torch.long).reshape(-1, 3) for f in filter_triples]
     filters = [f for f in filters if len(f)]
     if batch_size is None:
-        width = 2 * sum(int(np.prod(r.shape)) for r in model.entity_representations)  # x2: complex ones
-        batch_size = max(1, min(256, (1 << 28) // max(1, model.num_entities * width)))
+        if isinstance(model, TextAwareModel) and product_form(model.interaction):
+            width = 8  # one matrix product: a few (batch × entities) temporaries
+        else:
+            width = 2 * sum(int(np.prod(r.shape)) for r in model.entity_representations)  # x2: complex ones
+        batch_size = max(1, min(1024, (1 << 28) // max(1, model.num_entities * width)))
     evaluator = RankBasedEvaluator(filtered=True, clear_on_finalize=ranks_out is None)
     was_training = model.training
     model.eval()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -208,7 +208,10 @@ class TextAwareRepresentation(Representation):
         self._cache = None
 
     def train(self, mode: bool = True) -> TextAwareRepresentation:
-        self._cache = None
+        if (
+            mode
+        ):  # not on eval(): PyKEEN's predict() calls it for every batch, and the key sees weight changes
+            self._cache = None
         return super().train(mode)
 
     def _plain_forward(self, indices: torch.Tensor | None = None) -> torch.Tensor:
@@ -294,6 +297,96 @@ def to_real_layout(x: torch.Tensor) -> torch.Tensor:
     return torch.view_as_real(x).reshape(*x.shape[:-1], -1)
 
 
+Side = Literal["head", "tail"]
+
+
+def product_form(interaction: Any) -> str | None:
+    """How an interaction scores every candidate entity with one matrix product, or None where it cannot.
+
+    ``"dot"``: score = q · t on the real layout (DistMult, ComplEx); ``"distance"``: score = -|q - t|₂ (RotatE,
+    TransE with p=2), where q is :func:`query_vector` of the known side.
+    """
+    name = type(interaction).__name__
+    if name in ("DistMultInteraction", "ComplExInteraction"):
+        return "dot"
+    if name == "RotatEInteraction":
+        return "distance"
+    if name == "TransEInteraction" and interaction.p == 2 and not interaction.power_norm:
+        return "distance"
+    return None
+
+
+def query_vector(interaction: Any, side: Side, anchor: torch.Tensor, rel: torch.Tensor) -> torch.Tensor:
+    """The vector each candidate is compared with (see :func:`product_form`), in the interaction's layout."""
+    name = type(interaction).__name__
+    if name == "TransEInteraction":
+        return anchor + rel if side == "tail" else anchor - rel
+    if side == "tail" or name == "DistMultInteraction":
+        return anchor * rel
+    return torch.conj(rel) * anchor  # ComplEx, and RotatE (|r| = 1): |h r - t| = |h - conj(r) t|
+
+
+def product_scores(
+    form: str,
+    q: torch.Tensor,
+    cand: torch.Tensor,
+    cand_sq_norms: torch.Tensor | None = None,
+    raw: bool = True,
+) -> torch.Tensor:
+    """Scores ``(b, C)`` of candidates ``cand`` (C, d) against queries ``q`` (b, d), both real layout.
+
+    ``raw=False`` (distance form) returns ``2 q·t - |t|²``, which ranks like the score within each row: one fused
+    matrix product and no square root.
+    """
+    if form == "dot":
+        return q @ cand.T
+    tn = (cand * cand).sum(dim=-1) if cand_sq_norms is None else cand_sq_norms
+    proxy = torch.addmm(tn.unsqueeze(0), q, cand.T, beta=-1.0, alpha=2.0)
+    if not raw:
+        return proxy
+    return -((q * q).sum(dim=-1, keepdim=True) - proxy).clamp_min(0).sqrt()
+
+
+class TextAwareModel(ERModel):
+    """PyKEEN's ``ERModel``; scoring every entity as head or tail without gradients (evaluation, ranking) is one
+    matrix product against all entity vectors where the interaction allows it (:func:`product_form`), instead of
+    PyKEEN's ``batch × entities × dim`` broadcast. Training and all other scoring are PyKEEN's own."""
+
+    def score_t(self, hr_batch: torch.Tensor, *, slice_size=None, mode=None, tails=None) -> torch.Tensor:
+        if tails is None and mode is None and self._by_product():
+            ents = self.entity_representations[0](indices=None)
+            return self.score_all("tail", ents[hr_batch[:, 0]], hr_batch[:, 1])
+        return super().score_t(hr_batch, slice_size=slice_size, mode=mode, tails=tails)
+
+    def score_h(self, rt_batch: torch.Tensor, *, slice_size=None, mode=None, heads=None) -> torch.Tensor:
+        if heads is None and mode is None and self._by_product():
+            ents = self.entity_representations[0](indices=None)
+            return self.score_all("head", ents[rt_batch[:, 1]], rt_batch[:, 0])
+        return super().score_h(rt_batch, slice_size=slice_size, mode=mode, heads=heads)
+
+    def _by_product(self) -> bool:
+        return (
+            not torch.is_grad_enabled()
+            and len(self.relation_representations) == 1
+            and product_form(self.interaction) is not None
+        )
+
+    def score_all(self, side: Side, anchor: torch.Tensor, relations: torch.Tensor) -> torch.Tensor:
+        """Scores ``(b, num_entities)`` of every entity as the ``side`` of queries whose known side is given as
+        vectors ``anchor`` (b, …) in the interaction's layout and whose relations are ids ``relations`` (b,)."""
+        ents = self.entity_representations[0](indices=None)
+        reps = [rep(indices=relations.to(ents.device)) for rep in self.relation_representations]
+        anchor = anchor.to(ents.device)
+        form = product_form(self.interaction)
+        if form is not None and len(reps) == 1 and not torch.is_grad_enabled():
+            q = to_real_layout(query_vector(self.interaction, side, anchor, reps[0]))
+            return product_scores(form, q, to_real_layout(ents))
+        r = parallel_unsqueeze(reps[0] if len(reps) == 1 else reps, dim=1)
+        if side == "tail":
+            return self.interaction(h=anchor.unsqueeze(1), r=r, t=ents.unsqueeze(0))
+        return self.interaction(h=ents.unsqueeze(0), r=r, t=anchor.unsqueeze(1))
+
+
 def relation_text_initializer(
     raw: np.ndarray, spec: InteractionSpec, dim: int, seed: int
 ) -> list[PretrainedInitializer]:
@@ -335,7 +428,7 @@ def build_model(
     loss: str | None = None,
     loss_kwargs: dict[str, Any] | None = None,
     seed: int = 0,
-) -> ERModel:
+) -> TextAwareModel:
     """Compose a PyKEEN ``ERModel``: the text-aware entity representation, PyKEEN relation embeddings, interaction."""
     spec = interaction_spec(interaction)
     check_dim(interaction, dim)
@@ -371,7 +464,7 @@ def build_model(
         if spec.relation_constrainer:
             kwargs["constrainer"] = spec.relation_constrainer
         relation_kwargs.append(kwargs)
-    return ERModel(
+    return TextAwareModel(
         triples_factory=info,
         interaction=spec.pykeen_name,
         interaction_kwargs=spec.interaction_kwargs or None,
@@ -402,7 +495,7 @@ class TrainedModel:
     def __init__(
         self,
         kg: KnowledgeGraph,
-        model: ERModel,
+        model: TextAwareModel,
         config: dict[str, Any],
         features: TextFeatures | None = None,
         encoder: Any = None,
@@ -509,28 +602,19 @@ class TrainedModel:
         self.pykeen_model.eval()
         return self.representation.text_only(self.features.standardise(raw)).float()
 
-    def _all_entities(self) -> Any:
-        return self.pykeen_model.entity_representations[0](indices=None)
-
-    def _relations(self, r: torch.Tensor) -> Any:
-        reps = [rep(indices=r) for rep in self.pykeen_model.relation_representations]
-        return reps[0] if len(reps) == 1 else reps
-
     @torch.no_grad()
     def score_tails_from_vectors(self, head_vectors: Any, relations: Any) -> torch.Tensor:
         """Like :meth:`score_tails` for heads given as vectors (e.g. from :meth:`embed_texts`)."""
         h, r = self._vectors_and_relations(head_vectors, relations)
-        t = parallel_unsqueeze(self._all_entities(), dim=0)
-        return self.pykeen_model.interaction(h=h.unsqueeze(1), r=parallel_unsqueeze(r, dim=1), t=t).float()
+        return self.pykeen_model.score_all("tail", h, r).float()
 
     @torch.no_grad()
     def score_heads_from_vectors(self, relations: Any, tail_vectors: Any) -> torch.Tensor:
         """Like :meth:`score_heads` for tails given as vectors (e.g. from :meth:`embed_texts`)."""
         t, r = self._vectors_and_relations(tail_vectors, relations)
-        h = parallel_unsqueeze(self._all_entities(), dim=0)
-        return self.pykeen_model.interaction(h=h, r=parallel_unsqueeze(r, dim=1), t=t.unsqueeze(1)).float()
+        return self.pykeen_model.score_all("head", t, r).float()
 
-    def _vectors_and_relations(self, vectors: Any, relations: Any) -> tuple[torch.Tensor, Any]:
+    def _vectors_and_relations(self, vectors: Any, relations: Any) -> tuple[torch.Tensor, torch.Tensor]:
         v = torch.as_tensor(vectors, dtype=torch.float32)
         if v.ndim == 1:
             v = v.unsqueeze(0)
@@ -544,7 +628,7 @@ class TrainedModel:
                 f"got {v.shape[0]} vectors but {r.numel()} relations; pass one relation or one each"
             )
         self.pykeen_model.eval()
-        return to_interaction_layout(v, self.representation.complex), self._relations(r)
+        return to_interaction_layout(v, self.representation.complex), r
 
     # -- evaluation, persistence, continued training ---------------------------------------------------------------
     def evaluate(self, split: str = "test", **options: Any) -> dict[str, float]:

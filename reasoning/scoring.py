@@ -11,17 +11,16 @@ with the PyKEEN interaction itself, chunk by chunk.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from kgemb.model import to_interaction_layout
+from kgemb.model import Side, product_form, product_scores, query_vector, to_interaction_layout
 
 if TYPE_CHECKING:
     from kgemb.model import TrainedModel
 
-Side = Literal["head", "tail"]
 # (raw scores of a chunk (b, C), first entity id of the chunk) -> the values to rank by, (b, C) or (C,)
 Transform = Callable[[torch.Tensor, int], torch.Tensor]
 
@@ -34,17 +33,7 @@ class CandidateScorer:
         self.interaction = model.pykeen_model.interaction
         self.complex = bool(model.representation.complex)
         self.chunk_size = chunk_size
-        name = type(self.interaction).__name__
-        self.form: str | None = {
-            "DistMultInteraction": "dot",
-            "ComplExInteraction": "dot",
-            "RotatEInteraction": "distance",
-        }.get(name)
-        transe_l2 = getattr(self.interaction, "p", None) == 2 and not getattr(
-            self.interaction, "power_norm", False
-        )
-        if name == "TransEInteraction" and transe_l2:
-            self.form = "distance"
+        self.form = product_form(self.interaction)
         self._norms: tuple[int, torch.Tensor] | None = None
 
     # ------------------------------------------------------------------ representations
@@ -84,14 +73,7 @@ class CandidateScorer:
         """The vector a candidate is compared with, for the matrix-product forms."""
         if self.form is None or isinstance(rel, list):
             return None
-        name = type(self.interaction).__name__
-        if name == "TransEInteraction":
-            return anchor + rel if side == "tail" else anchor - rel
-        if side == "tail":
-            return anchor * rel
-        if name == "DistMultInteraction":
-            return anchor * rel
-        return torch.conj(rel) * anchor  # ComplEx and RotatE (|r| = 1): |h r - t| = |h - conj(r) t|
+        return query_vector(self.interaction, side, anchor, rel)
 
     def chunk(
         self, side: Side, anchor: torch.Tensor, rel: Any, start: int, stop: int, *, raw: bool = True
@@ -123,14 +105,8 @@ class CandidateScorer:
         cand = ents[start:stop]
         with torch.no_grad():
             if q is not None:
-                if self.form == "dot":
-                    return q @ self._real(cand).T
-                tn = self._entity_norms(ents)[start:stop].unsqueeze(0)
-                proxy = torch.addmm(tn, q, self._real(cand).T, beta=-1.0, alpha=2.0)  # 2 q.t - |t|^2
-                if not raw:
-                    return proxy
-                qn = (q * q).sum(dim=-1, keepdim=True)
-                return -(qn - proxy).clamp_min(0).sqrt()
+                norms = self._entity_norms(ents)[start:stop] if self.form == "distance" else None
+                return product_scores(self.form, q, self._real(cand), norms, raw=raw)
             rel_b = [x.unsqueeze(1) for x in rel] if isinstance(rel, list) else rel.unsqueeze(1)
             if side == "tail":
                 return self.interaction(h=anchor.unsqueeze(1), r=rel_b, t=cand.unsqueeze(0))

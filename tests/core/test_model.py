@@ -55,6 +55,30 @@ def test_vectors_score_like_ids(tiny_kg, default_encoder):
     )
 
 
+@pytest.mark.parametrize("interaction", ["rotate", "complex", "distmult"])
+def test_ranking_every_entity_is_one_matrix_product_with_pykeens_ranks(
+    tiny_kg, default_encoder, interaction, monkeypatch
+):
+    """Evaluation and score_tails/heads skip PyKEEN's batch x entities x dim broadcast (the interaction is never
+    called) and give the same scores and metrics as PyKEEN's own path."""
+    import kgemb.evaluation
+    import kgemb.model
+
+    model = kgemb.train(tiny_kg, encoder=default_encoder, mode="fused", interaction=interaction, **FAST)
+    pm = model.pykeen_model
+    calls = []
+    forward = pm.interaction.forward
+    monkeypatch.setattr(pm.interaction, "forward", lambda *a, **k: calls.append(1) or forward(*a, **k))
+    fast = model.evaluate("train")
+    tails = model.score_tails([0, 1, 2], [0, 0, 1])
+    assert not calls
+    monkeypatch.setattr(kgemb.model, "product_form", lambda interaction: None)
+    monkeypatch.setattr(kgemb.evaluation, "product_form", lambda interaction: None)
+    assert model.evaluate("train") == pytest.approx(fast, abs=1e-9)
+    torch.testing.assert_close(model.score_tails([0, 1, 2], [0, 0, 1]), tails, rtol=1e-5, atol=1e-5)
+    assert calls  # PyKEEN's path this time
+
+
 def test_unseen_entity_falls_back_to_its_text(tiny_kg, default_encoder):
     """An entity in no training triple gets its text part in fused mode: the vector embed_texts gives its label."""
     from kgemb.graph import GraphBuilder
