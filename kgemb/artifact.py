@@ -20,9 +20,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from kgemb.errors import InputError, KgembError
+from kgemb.errors import ConfigError, InputError, KgembError
 from kgemb.features import TextFeatures
-from kgemb.model import TrainedModel, build_model, check_encoder
+from kgemb.model import TrainedModel, check_encoder
 
 CONFIG = "config.json"
 WEIGHTS = "weights.safetensors"
@@ -138,24 +138,13 @@ def load(directory: str | os.PathLike, *, encoder: Any = None) -> TrainedModel:
 
         enc = load_encoder(encoder)
         check_encoder(enc, (config.get("encoder") or {}).get("fingerprint"))
-    training = config["training"]
-    seen = state.get("entity_representations.0.seen")
+    from kgemb.training import TrainingConfig, model_for  # training writes through this module
+
     try:
-        model = build_model(
-            kg.to_triples_factory("train"),
-            mode=config["mode"],
-            interaction=config["interaction"],
-            dim=config["dim"],
-            features=features,
-            pooling=training["pooling"],
-            heads=training["heads"],
-            combination=training["combination"],
-            seen=seen,
-            structure_dropout=training.get("structure_dropout", 0.0),
-            seed=training.get("seed", 0),
-        )
+        cfg = TrainingConfig.from_saved(config["training"])
+        model = model_for(kg, cfg, features, seen=state.get("entity_representations.0.seen"))
         model.load_state_dict(state, strict=True)
-    except (KeyError, RuntimeError) as exc:
+    except (KeyError, RuntimeError, ConfigError) as exc:
         raise KgembError(
             f"the weights in {src / WEIGHTS} do not fit the model its config describes ({exc}); "
             "save or train the model again"

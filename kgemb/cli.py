@@ -131,7 +131,7 @@ def _cmd_neo4j_predict(args: argparse.Namespace) -> int:
     from kgemb.connectors import neo4j
 
     model = kgemb.load(args.model)
-    uri = _neo4j_uri(args)
+    uri = _neo4j_uri(args) if args.write else None  # a dry run reads only the model
     links = neo4j.predict_links(
         model,
         args.relation,

@@ -32,6 +32,7 @@ from kgemb.model import (
     COMBINATIONS,
     MODES,
     POOLINGS,
+    TextAwareModel,
     TrainedModel,
     build_model,
     check_dim,
@@ -154,6 +155,12 @@ class TrainingConfig:
                 f"unknown training option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
             )
         return cls(**options)
+
+    @classmethod
+    def from_saved(cls, training: dict[str, Any]) -> TrainingConfig:
+        """The settings stored in a model's ``config.json["training"]`` (its run summary left out)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in training.items() if k in known})
 
     def resolved(self, num_train: int) -> TrainingConfig:
         """A copy with the graph-dependent defaults (epochs, batch size, sampler) filled in."""
@@ -501,6 +508,34 @@ def _relation_init(kg: KnowledgeGraph, encoder: Any, cfg: TrainingConfig) -> lis
     return relation_text_initializer(raw, interaction_spec(cfg.interaction), cfg.dim, cfg.seed)
 
 
+def model_for(
+    kg: KnowledgeGraph,
+    cfg: TrainingConfig,
+    features: TextFeatures | None,
+    *,
+    seen: torch.Tensor | None = None,
+    relation_init: list[Any] | None = None,
+) -> TextAwareModel:
+    """The untrained model ``cfg`` describes for ``kg`` (``seen``: entities with training triples, by default
+    those of ``kg``'s train split)."""
+    return build_model(
+        kg.to_triples_factory("train"),
+        mode=cfg.mode,
+        interaction=cfg.interaction,
+        dim=cfg.dim,
+        features=features,
+        pooling=cfg.pooling,
+        heads=cfg.heads,
+        combination=cfg.combination,
+        seen=seen_entities(kg) if seen is None else seen,
+        structure_dropout=cfg.structure_dropout,
+        relation_init=relation_init,
+        loss=LOSSES[cfg.loss][0],
+        loss_kwargs=cfg.loss_kwargs(),
+        seed=cfg.seed,
+    )
+
+
 def _versions() -> dict[str, str]:
     import pykeen
 
@@ -530,22 +565,7 @@ def train(kg: KnowledgeGraph, *, encoder: Any = "default", **options: Any) -> Tr
                 kg, enc, languages=cfg.languages, show_progress=cfg.show_progress
             )
         relation_init = _relation_init(kg, enc, cfg)
-        model = build_model(
-            kg.to_triples_factory("train"),
-            mode=cfg.mode,
-            interaction=cfg.interaction,
-            dim=cfg.dim,
-            features=features,
-            pooling=cfg.pooling,
-            heads=cfg.heads,
-            combination=cfg.combination,
-            seen=seen_entities(kg),
-            structure_dropout=cfg.structure_dropout,
-            relation_init=relation_init,
-            loss=LOSSES[cfg.loss][0],
-            loss_kwargs=cfg.loss_kwargs(),
-            seed=cfg.seed,
-        )
+        model = model_for(kg, cfg, features, relation_init=relation_init)
         info = encoder_info(enc, encoder) if enc is not None else None
         summary = _fit(kg, model, cfg, features, info)
     valid_metrics = summary.pop("valid_metrics", None)
@@ -671,9 +691,7 @@ def update(
     entity_map = _key_map([e.key for e in old_kg.entities], [e.key for e in new_kg.entities], "entity")
     relation_map = _key_map(old_kg.relations, new_kg.relations, "relation")
     check_graph(new_kg)
-    old_cfg = TrainingConfig.from_options(
-        {k: v for k, v in trained.config["training"].items() if k in {f.name for f in fields(TrainingConfig)}}
-    )
+    old_cfg = TrainingConfig.from_saved(trained.config["training"])
     settings = asdict(old_cfg)
     old_train_new_ids = _remap(old_kg.triples("train"), entity_map, relation_map)
     new_train = new_kg.triples("train")
@@ -700,21 +718,7 @@ def update(
     features = None
     if trained.features is not None:
         features = _extended_features(trained, new_kg, entity_map, cfg)
-    model = build_model(
-        new_kg.to_triples_factory("train"),
-        mode=cfg.mode,
-        interaction=cfg.interaction,
-        dim=cfg.dim,
-        features=features,
-        pooling=cfg.pooling,
-        heads=cfg.heads,
-        combination=cfg.combination,
-        seen=seen_entities(new_kg),
-        structure_dropout=cfg.structure_dropout,
-        loss=LOSSES[cfg.loss][0],
-        loss_kwargs=cfg.loss_kwargs(),
-        seed=cfg.seed,
-    )
+    model = model_for(new_kg, cfg, features)
     _transfer_weights(trained.pykeen_model, model, entity_map, relation_map)
     factory = new_kg.to_triples_factory("train").clone_and_exchange_triples(torch.as_tensor(schedule))
     with _threads(_auto_threads(cfg.threads, len(schedule))):

@@ -265,22 +265,19 @@ def test_credentials_come_from_arguments_or_environment(monkeypatch) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ predicted links
-def test_predict_dry_run_then_write_twice(neo4j_driver, neo4j_server, medical, tmp_path, capsys) -> None:
+def test_predict_dry_run_then_write_twice(
+    neo4j_driver, neo4j_server, medical, tmp_path, capsys, monkeypatch
+) -> None:
     db = neo4j_server.database
     kg, model = medical
     create_graph(neo4j_driver, db)
     model.save(tmp_path / "model")
-    args = [
-        "neo4j",
-        "predict",
-        str(tmp_path / "model"),
-        "--uri",
-        neo4j_server.uri,
-        "--relation",
-        "has symptom",
-    ]
-    args += ["--k", "3"] + (["--database", db] if db else [])
+    dry_run = ["neo4j", "predict", str(tmp_path / "model"), "--relation", "has symptom", "--k", "3"]
+    args = [*dry_run, "--uri", neo4j_server.uri] + (["--database", db] if db else [])
     before = snapshot(neo4j_driver, db)
+    monkeypatch.delenv("NEO4J_URI", raising=False)
+    assert main(dry_run) == 0  # a dry run needs no server
+    assert capsys.readouterr().out.count("\n") == 60 * 3
     assert main(args) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 60 * 3 and lines[0].startswith("disease ") and "\tHAS_SYMPTOM\tsymptom " in lines[0]
