@@ -224,14 +224,43 @@ def seen_entities(kg: KnowledgeGraph, triples: np.ndarray | None = None) -> torc
 
 
 # ---------------------------------------------------------------------------------------------------- encoder
+#: encoder options a saved model does not record: this machine's settings, and what must be asked for again
+UNRECORDED_ENCODER_OPTIONS = frozenset(
+    {
+        "threads",
+        "cache",
+        "cache_dir",
+        "device",
+        "batch_size",
+        "batch_tokens",
+        "local_files_only",
+        "trust_remote_code",
+    }
+)
+
+
 def encoder_info(encoder: Any, spec: Any) -> dict[str, Any]:
-    """What config.json records about the encoder: spec to re-create it, fingerprint to check it, dim."""
+    """What config.json records about the encoder: spec and options to re-create it, fingerprint to check it, dim.
+
+    ``trust_remote_code`` is never recorded, so loading a model directory cannot switch it on: an encoder that needs
+    it is passed again, ``kgemb.load(directory, encoder=...)``.
+    """
     saved_spec = spec if isinstance(spec, str) else None
     if saved_spec is None:
         saved_spec = (
             "default" if type(encoder).__name__ == "DefaultEncoder" else getattr(encoder, "name", None)
         )
-    return {"spec": saved_spec, "fingerprint": encoder.fingerprint, "dim": int(encoder.dim), "options": {}}
+    options = {
+        k: v
+        for k, v in (getattr(encoder, "options", None) or {}).items()
+        if k not in UNRECORDED_ENCODER_OPTIONS and (v is None or isinstance(v, str | int | float | bool))
+    }
+    return {
+        "spec": saved_spec,
+        "fingerprint": encoder.fingerprint,
+        "dim": int(encoder.dim),
+        "options": options,
+    }
 
 
 def resolve_encoder(encoder: Any) -> Any:

@@ -188,3 +188,15 @@ def test_update_learns_new_triples_and_entities_without_forgetting(tiny_kg, defa
         return float((1.0 / ((s > true.unsqueeze(1)).sum(1) + 1).float()).mean())
 
     assert old_mrr(updated) > old_mrr(base) - 0.05
+
+
+def test_encoder_options_are_recorded_but_not_this_machines(tiny_kg, tmp_path):
+    """config.json keeps the options that shape the vectors (a reloaded model re-creates the same encoder), not
+    threads, cache or device, and never trust_remote_code."""
+    encoder = kgemb.load_encoder("default", max_chars=2000, threads=1, cache=False)
+    model = kgemb.train(tiny_kg, encoder=encoder, mode="text", **{**FAST, "epochs": 2})
+    assert model.config["encoder"]["options"] == {"max_chars": 2000}
+    model.save(tmp_path / "m")
+    loaded = kgemb.load(tmp_path / "m")
+    assert loaded.encoder.max_chars == 2000 and loaded.encoder is not encoder
+    torch.testing.assert_close(loaded.embed_texts(["a cat"]), model.embed_texts(["a cat"]))
