@@ -25,12 +25,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
 from kgemb._version import __version__
 from kgemb.errors import InputError
+from kgemb.files import write_atomic
 
 from ._rdf_lines import _BNODE, _END, _IRI, _LITERAL, _WS, describe_error, unescape
 from ._rdf_mapping import RDF_TYPE
@@ -520,16 +521,7 @@ def _fixed_time(run_time: str | datetime | None) -> str | None:
 
 
 def _write_json(path: Path, doc: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(doc, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, json.dumps(doc, indent=1).encode("utf-8"), fsync=True)
 
 
 def _start(
@@ -705,27 +697,23 @@ def _assemble(source: _Input, out: Path, writer: Writer, run: Run, work: Path, o
     """Write OUTPUT: the run's provenance, the asserted statements, then the predictions; temporary file, then
     rename. Returns the number of asserted statements copied."""
     copied = 0
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb", buffering=1 << 20) as f:
-            f.write((writer.begin() + writer.block(run.triples(), first=True)).encode("utf-8"))
-            if not only_predictions:
-                pending: list[str] = []
-                for s, p, o, g in source.statements():
-                    pending.append(writer.statement(s, p, o, g))
-                    if len(pending) >= 4096:
-                        f.write("".join(pending).encode("utf-8"))
-                        pending.clear()
-                    copied += 1
-                f.write("".join(pending).encode("utf-8"))
-            with open(work / "predictions.part", "rb") as part:
-                while chunk := part.read(1 << 20):
-                    f.write(chunk)
-            f.write(writer.end().encode("utf-8"))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    def write(f: BinaryIO) -> None:
+        nonlocal copied
+        f.write((writer.begin() + writer.block(run.triples(), first=True)).encode("utf-8"))
+        if not only_predictions:
+            pending: list[str] = []
+            for s, p, o, g in source.statements():
+                pending.append(writer.statement(s, p, o, g))
+                if len(pending) >= 4096:
+                    f.write("".join(pending).encode("utf-8"))
+                    pending.clear()
+                copied += 1
+            f.write("".join(pending).encode("utf-8"))
+        with open(work / "predictions.part", "rb") as part:
+            while chunk := part.read(1 << 20):
+                f.write(chunk)
+        f.write(writer.end().encode("utf-8"))
+
+    write_atomic(out, write, fsync=True)
     return copied

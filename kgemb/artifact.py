@@ -14,7 +14,6 @@ model; loading checks each hash and fails with a :class:`~kgemb.errors.KgembErro
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 
 from kgemb.errors import ConfigError, InputError, KgembError
 from kgemb.features import TextFeatures
+from kgemb.files import file_sha256, write_atomic
 from kgemb.model import TrainedModel, check_encoder
 
 CONFIG = "config.json"
@@ -29,25 +29,6 @@ WEIGHTS = "weights.safetensors"
 FEATURES = "text_features.safetensors"
 GRAPH = "graph"
 FORMAT = "kgemb-model"
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary name beside ``path``, then rename it: readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def save(trained: TrainedModel, directory: str | os.PathLike) -> None:
@@ -73,7 +54,7 @@ def save(trained: TrainedModel, directory: str | os.PathLike) -> None:
         f"{GRAPH}/{p.name}" for p in (out / GRAPH).iterdir() if p.is_file() and not p.name.startswith(".")
     )
     config = dict(trained.config)
-    config["files"] = {name: sha256_file(out / name) for name in files}
+    config["files"] = {name: file_sha256(out / name) for name in files}
     write_atomic(config_path, json.dumps(config, indent=2, ensure_ascii=False, default=str).encode("utf-8"))
 
 
@@ -106,7 +87,7 @@ def verify_files(directory: Path, config: dict[str, Any]) -> None:
             raise InputError(
                 f"the model in {directory} is incomplete: {name} is missing; save the model again"
             )
-        if sha256_file(path) != digest:
+        if file_sha256(path) != digest:
             raise InputError(
                 f"{path} does not match the checksum in {CONFIG}: the file was changed or damaged; "
                 "save or train the model again"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from kgemb.errors import InputError
+from kgemb.files import write_atomic
 from kgemb.names import (
     clean_text,
     language_order,
@@ -413,7 +413,7 @@ class KnowledgeGraph:
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         for name, arr in self.splits.items():
-            _atomic_write(out / f"triples_{name}.npy", lambda f, a=arr: np.save(f, a, allow_pickle=False))
+            write_atomic(out / f"triples_{name}.npy", lambda f, a=arr: np.save(f, a, allow_pickle=False))
         doc = {
             "format": FORMAT,
             "entities": [e.to_json() for e in self.entities],
@@ -423,7 +423,7 @@ class KnowledgeGraph:
             "metadata": self.metadata,
         }
         payload = json.dumps(doc, ensure_ascii=False).encode("utf-8")
-        _atomic_write(out / _GRAPH_JSON, lambda f: f.write(payload))
+        write_atomic(out / _GRAPH_JSON, lambda f: f.write(payload))
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> KnowledgeGraph:
@@ -458,17 +458,6 @@ class KnowledgeGraph:
             splits,
             doc.get("metadata") or {},
         )
-
-
-def _atomic_write(path: Path, write: Callable[[Any], Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class GraphBuilder:

@@ -24,10 +24,10 @@ import numpy as np
 import torch
 from pykeen.training import LCWATrainingLoop, SLCWATrainingLoop, TrainingCallback
 
-from kgemb.artifact import write_atomic
 from kgemb.errors import ConfigError, InputError
 from kgemb.evaluation import rank_metrics
 from kgemb.features import TextFeatures, compute_text_features, encode_texts
+from kgemb.files import write_atomic
 from kgemb.model import (
     COMBINATIONS,
     MODES,

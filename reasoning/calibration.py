@@ -17,7 +17,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +26,7 @@ import torch
 from kgemb.reasoning.links import LinkIndex
 
 from kgemb.errors import InputError
+from kgemb.files import write_atomic
 
 if TYPE_CHECKING:
     from kgemb.model import TrainedModel
@@ -96,15 +96,7 @@ class Calibration:
     def save(self, directory: str | os.PathLike, relations: list[str]) -> Path:
         """Write ``calibration.json`` into ``directory`` (temporary name, then rename)."""
         path = Path(directory) / CALIBRATION_FILE
-        payload = json.dumps(self.to_json(relations), indent=1).encode("utf-8")
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(payload)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(path, json.dumps(self.to_json(relations), indent=1).encode("utf-8"))
         return path
 
 

