@@ -200,7 +200,7 @@ def bench_rank(entities: int, dim: int, evidence: int, repeats: int) -> list[tup
         (
             "same ranking via TrainedModel.score_heads + sum",
             f"{_ms(naive)} ms",
-            "PyKEEN broadcast; median of 3",
+            "every entity's score for each evidence; median of 3",
         ),
     ]
 
