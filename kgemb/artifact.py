@@ -14,8 +14,10 @@ model; loading checks each hash and fails with a :class:`~kgemb.errors.KgembErro
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +125,8 @@ def load(directory: str | os.PathLike, *, encoder: Any = None) -> TrainedModel:
 
     try:
         cfg = TrainingConfig.from_saved(config["training"])
-        model = model_for(kg, cfg, features, seen=state.get("entity_representations.0.seen"))
+        with _global_rng_kept():  # building the model seeds the global generators; loading must not
+            model = model_for(kg, cfg, features, seen=state.get("entity_representations.0.seen"))
         model.load_state_dict(state, strict=True)
     except (KeyError, RuntimeError, ConfigError) as exc:
         raise KgembError(
@@ -132,3 +135,21 @@ def load(directory: str | os.PathLike, *, encoder: Any = None) -> TrainedModel:
         ) from None
     model.eval()
     return TrainedModel(kg, model, config, features, enc)
+
+
+@contextlib.contextmanager
+def _global_rng_kept() -> Iterator[None]:
+    """Restore Python's, NumPy's and torch's global random state (CPU and CUDA) on exit."""
+    import random
+
+    import numpy as np
+    import torch
+
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=devices):
+        try:
+            yield
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)

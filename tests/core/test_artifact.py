@@ -130,3 +130,19 @@ def test_write_atomic_keeps_the_old_file_when_writing_fails(tmp_path):
     assert path.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["out.txt"]
     write_atomic(path, lambda f: f.write(b"new"), fsync=True)
     assert path.read_bytes() == b"new"
+
+
+def test_loading_leaves_the_global_random_state_alone(saved):
+    import random
+
+    torch.manual_seed(5)
+    np.random.seed(5)
+    random.seed(5)
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    torch.manual_seed(5)
+    np.random.seed(5)
+    random.seed(5)
+    kgemb.load(saved[1])
+    torch.testing.assert_close(torch.rand(3), expected[0])
+    np.testing.assert_array_equal(np.random.rand(3), expected[1])
+    assert random.random() == expected[2]
