@@ -208,9 +208,9 @@ class TextAwareRepresentation(Representation):
         self._cache = None
 
     def train(self, mode: bool = True) -> TextAwareRepresentation:
-        if (
-            mode
-        ):  # not on eval(): PyKEEN's predict() calls it for every batch, and the key sees weight changes
+        # the cache is dropped for training only: PyKEEN's predict() calls eval() for every batch, and the cache
+        # key already sees any change of the weights
+        if mode:
             self._cache = None
         return super().train(mode)
 
