@@ -13,7 +13,7 @@ from pykeen.evaluation import RankBasedEvaluator
 from pykeen.models import Model
 
 from kgemb.errors import InputError
-from kgemb.model import TextAwareModel, product_form
+from kgemb.model import TextAwareModel
 
 if TYPE_CHECKING:
     from kgemb.model import TrainedModel
@@ -61,7 +61,7 @@ def rank_metrics(
     filters = [torch.as_tensor(np.asarray(f), dtype=torch.long).reshape(-1, 3) for f in filter_triples]
     filters = [f for f in filters if len(f)]
     if batch_size is None:
-        if isinstance(model, TextAwareModel) and product_form(model.interaction):
+        if isinstance(model, TextAwareModel) and model.scoring_form is not None:
             width = 8  # one matrix product: a few (batch × entities) temporaries
         else:
             width = 2 * sum(int(np.prod(r.shape)) for r in model.entity_representations)  # x2: complex ones

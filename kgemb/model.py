@@ -352,35 +352,39 @@ class TextAwareModel(ERModel):
     matrix product against all entity vectors where the interaction allows it (:func:`product_form`), instead of
     PyKEEN's ``batch × entities × dim`` broadcast. Training and all other scoring are PyKEEN's own."""
 
+    @property
+    def scoring_form(self) -> str | None:
+        """The interaction's :func:`product_form` where this model can use it (one relation representation)."""
+        return product_form(self.interaction) if len(self.relation_representations) == 1 else None
+
     def score_t(self, hr_batch: torch.Tensor, *, slice_size=None, mode=None, tails=None) -> torch.Tensor:
         if tails is None and mode is None and self._by_product():
             ents = self.entity_representations[0](indices=None)
-            return self.score_all("tail", ents[hr_batch[:, 0]], hr_batch[:, 1])
+            return self._score_all("tail", ents, ents[hr_batch[:, 0]], hr_batch[:, 1])
         return super().score_t(hr_batch, slice_size=slice_size, mode=mode, tails=tails)
 
     def score_h(self, rt_batch: torch.Tensor, *, slice_size=None, mode=None, heads=None) -> torch.Tensor:
         if heads is None and mode is None and self._by_product():
             ents = self.entity_representations[0](indices=None)
-            return self.score_all("head", ents[rt_batch[:, 1]], rt_batch[:, 0])
+            return self._score_all("head", ents, ents[rt_batch[:, 1]], rt_batch[:, 0])
         return super().score_h(rt_batch, slice_size=slice_size, mode=mode, heads=heads)
 
     def _by_product(self) -> bool:
-        return (
-            not torch.is_grad_enabled()
-            and len(self.relation_representations) == 1
-            and product_form(self.interaction) is not None
-        )
+        return not torch.is_grad_enabled() and self.scoring_form is not None
 
     def score_all(self, side: Side, anchor: torch.Tensor, relations: torch.Tensor) -> torch.Tensor:
         """Scores ``(b, num_entities)`` of every entity as the ``side`` of queries whose known side is given as
         vectors ``anchor`` (b, …) in the interaction's layout and whose relations are ids ``relations`` (b,)."""
         ents = self.entity_representations[0](indices=None)
+        return self._score_all(side, ents, anchor.to(ents.device), relations)
+
+    def _score_all(
+        self, side: Side, ents: torch.Tensor, anchor: torch.Tensor, relations: torch.Tensor
+    ) -> torch.Tensor:
         reps = [rep(indices=relations.to(ents.device)) for rep in self.relation_representations]
-        anchor = anchor.to(ents.device)
-        form = product_form(self.interaction)
-        if form is not None and len(reps) == 1 and not torch.is_grad_enabled():
+        if self._by_product():
             q = to_real_layout(query_vector(self.interaction, side, anchor, reps[0]))
-            return product_scores(form, q, to_real_layout(ents))
+            return product_scores(self.scoring_form, q, to_real_layout(ents))
         r = parallel_unsqueeze(reps[0] if len(reps) == 1 else reps, dim=1)
         if side == "tail":
             return self.interaction(h=anchor.unsqueeze(1), r=r, t=ents.unsqueeze(0))

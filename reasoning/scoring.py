@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from kgemb.model import Side, product_form, product_scores, query_vector, to_interaction_layout
+from kgemb.model import Side, product_scores, query_vector, to_interaction_layout, to_real_layout
 
 if TYPE_CHECKING:
     from kgemb.model import TrainedModel
@@ -33,7 +33,7 @@ class CandidateScorer:
         self.interaction = model.pykeen_model.interaction
         self.complex = bool(model.representation.complex)
         self.chunk_size = chunk_size
-        self.form = product_form(self.interaction)
+        self.form = model.pykeen_model.scoring_form
         self._norms: tuple[int, torch.Tensor] | None = None
 
     # ------------------------------------------------------------------ representations
@@ -58,20 +58,17 @@ class CandidateScorer:
             reps = [rep(indices=r) for rep in self.model.pykeen_model.relation_representations]
         return reps[0] if len(reps) == 1 else reps
 
-    def _real(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.view_as_real(x).reshape(*x.shape[:-1], -1) if torch.is_complex(x) else x
-
     def _entity_norms(self, ents: torch.Tensor) -> torch.Tensor:
         key = ents.data_ptr()
         if self._norms is None or self._norms[0] != key:
-            real = self._real(ents)
+            real = to_real_layout(ents)
             self._norms = (key, (real * real).sum(dim=-1))
         return self._norms[1]
 
     # ------------------------------------------------------------------ scoring
     def _query(self, side: Side, anchor: torch.Tensor, rel: Any) -> torch.Tensor | None:
         """The vector a candidate is compared with, for the matrix-product forms."""
-        if self.form is None or isinstance(rel, list):
+        if self.form is None:
             return None
         return query_vector(self.interaction, side, anchor, rel)
 
@@ -89,7 +86,7 @@ class CandidateScorer:
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         with torch.no_grad():
             q = self._query(side, anchor, rel)
-            return self.entities(), None if q is None else self._real(q)
+            return self.entities(), None if q is None else to_real_layout(q)
 
     def _chunk(
         self,
@@ -106,7 +103,7 @@ class CandidateScorer:
         with torch.no_grad():
             if q is not None:
                 norms = self._entity_norms(ents)[start:stop] if self.form == "distance" else None
-                return product_scores(self.form, q, self._real(cand), norms, raw=raw)
+                return product_scores(self.form, q, to_real_layout(cand), norms, raw=raw)
             rel_b = [x.unsqueeze(1) for x in rel] if isinstance(rel, list) else rel.unsqueeze(1)
             if side == "tail":
                 return self.interaction(h=anchor.unsqueeze(1), r=rel_b, t=cand.unsqueeze(0))
@@ -124,7 +121,7 @@ class CandidateScorer:
     def _chunk_len(self, rows: int, ents: torch.Tensor) -> int:
         if self.chunk_size:
             return self.chunk_size
-        dim = self._real(ents[:1]).shape[-1]
+        dim = to_real_layout(ents[:1]).shape[-1]
         budget = 1 << 24 if self.form is not None else 1 << 23  # floats in the chunk's temporaries
         per_entity = rows if self.form is not None else rows * dim
         return int(max(1024, budget // max(per_entity, 1)))
