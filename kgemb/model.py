@@ -350,12 +350,28 @@ def product_scores(
 class TextAwareModel(ERModel):
     """PyKEEN's ``ERModel``; scoring every entity as head or tail without gradients (evaluation, ranking) is one
     matrix product against all entity vectors where the interaction allows it (:func:`product_form`), instead of
-    PyKEEN's ``batch × entities × dim`` broadcast. Training and all other scoring are PyKEEN's own."""
+    PyKEEN's ``batch × entities × dim`` broadcast.
+
+    A *reciprocal* model (``num_base_relations`` R, relation representations for 2R ids) has learned an inverse
+    relation ``r + R`` for every relation ``r``: the head query ``(?, r, t)`` is answered as the tail query
+    ``(t, r + R, ?)``, here and in every other scorer (:func:`orient`)."""
+
+    def __init__(self, *args: Any, num_base_relations: int | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.num_base_relations = self.num_relations if num_base_relations is None else num_base_relations
+        self.reciprocal = self.num_relations == 2 * self.num_base_relations
 
     @property
     def scoring_form(self) -> str | None:
         """The interaction's :func:`product_form` where this model can use it (one relation representation)."""
         return product_form(self.interaction) if len(self.relation_representations) == 1 else None
+
+    def orient(self, side: Side, relations: torch.Tensor) -> tuple[Side, torch.Tensor]:
+        """The side and relation ids a query is scored with: a reciprocal model turns head queries into tail
+        queries of the inverse relation."""
+        if self.reciprocal and side == "head":
+            return "tail", relations + self.num_base_relations
+        return side, relations
 
     def score_t(self, hr_batch: torch.Tensor, *, slice_size=None, mode=None, tails=None) -> torch.Tensor:
         if tails is None and mode is None and self._by_product():
@@ -367,6 +383,9 @@ class TextAwareModel(ERModel):
         if heads is None and mode is None and self._by_product():
             ents = self.entity_representations[0](indices=None)
             return self._score_all("head", ents, ents[rt_batch[:, 1]], rt_batch[:, 0])
+        if self.reciprocal:
+            inverse = torch.stack([rt_batch[:, 1], rt_batch[:, 0] + self.num_base_relations], dim=1)
+            return super().score_t(inverse, slice_size=slice_size, mode=mode, tails=heads)
         return super().score_h(rt_batch, slice_size=slice_size, mode=mode, heads=heads)
 
     def _by_product(self) -> bool:
@@ -381,6 +400,7 @@ class TextAwareModel(ERModel):
     def _score_all(
         self, side: Side, ents: torch.Tensor, anchor: torch.Tensor, relations: torch.Tensor
     ) -> torch.Tensor:
+        side, relations = self.orient(side, relations)
         reps = [rep(indices=relations.to(ents.device)) for rep in self.relation_representations]
         if self._by_product():
             q = to_real_layout(query_vector(self.interaction, side, anchor, reps[0]))
@@ -431,10 +451,24 @@ def build_model(
     relation_init: list[PretrainedInitializer] | None = None,
     loss: str | None = None,
     loss_kwargs: dict[str, Any] | None = None,
+    reciprocal: bool = False,
     seed: int = 0,
 ) -> TextAwareModel:
-    """Compose a PyKEEN ``ERModel``: the text-aware entity representation, PyKEEN relation embeddings, interaction."""
+    """Compose a PyKEEN ``ERModel``: the text-aware entity representation, PyKEEN relation embeddings, interaction.
+
+    ``reciprocal``: one more relation representation per relation, its inverse (see :class:`TextAwareModel`)."""
     spec = interaction_spec(interaction)
+    num_base_relations = info.num_relations
+    if reciprocal:
+        info = KGInfo(
+            num_entities=info.num_entities,
+            num_relations=2 * num_base_relations,
+            create_inverse_triples=False,
+        )
+        if relation_init is not None:  # an inverse starts where its relation does
+            relation_init = [
+                PretrainedInitializer(torch.cat([init.tensor, init.tensor])) for init in relation_init
+            ]
     check_dim(interaction, dim)
     torch.manual_seed(seed)
     entity = TextAwareRepresentation(
@@ -478,6 +512,7 @@ def build_model(
         loss=loss,
         loss_kwargs=loss_kwargs,
         random_seed=seed,
+        num_base_relations=num_base_relations,
     )
 
 

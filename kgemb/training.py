@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import math
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -47,6 +48,8 @@ log = logging.getLogger(__name__)
 
 #: kgemb loss name -> (PyKEEN loss name, default kwargs)
 LOSSES: dict[str, tuple[str, dict[str, Any]]] = {
+    # kgemb's own objective (kgemb.objective): reciprocal 1-N softmax cross-entropy, self-negatives, N3
+    "softmax": ("crossentropy", {}),
     "nssa": ("nssa", {"margin": 9.0, "adversarial_temperature": 1.0}),
     "margin": ("marginranking", {"margin": 1.0}),
     "softplus": ("softplus", {}),
@@ -55,6 +58,14 @@ LOSSES: dict[str, tuple[str, dict[str, Any]]] = {
     "infonce": ("infonce", {"margin": 0.0}),
 }
 SAMPLERS = ("basic", "hard")
+#: softmax objective: every entity is a candidate up to this many entities, else SHARED_NEGATIVES shared ones
+FULL_SCORING_LIMIT = 20_000
+SHARED_NEGATIVES = 4096
+#: N3 weight by interaction (softmax objective): on UMLS N3 0.01 lifted ComplEx from 0.643 to 0.925 test MRR and
+#: lowered RotatE from 0.868 to 0.779
+DEFAULT_N3 = {"complex": 0.01, "distmult": 0.01}
+#: update() continues at this fraction of the original learning rate (Adam moves every candidate row)
+UPDATE_LR_FACTOR = 0.3
 CHECKPOINT_JSON = "checkpoint.json"
 CHECKPOINT_TENSORS = "checkpoint.safetensors"
 
@@ -64,16 +75,20 @@ class TrainingConfig:
     """Every setting of a training run (stored in the model's config.json). ``None`` means "chosen for the graph"."""
 
     mode: str = "fused"
-    interaction: str = "rotate"
-    dim: int = 512  # real numbers per entity vector (complex interactions use dim/2 complex numbers)
-    epochs: int | None = None  # None: about 1.5M training triples seen, between 20 and 200 epochs
+    interaction: str = "complex"  # with the softmax objective and N3, ComplEx beat RotatE on UMLS (0.925 / 0.868)
+    dim: int | None = None  # reals per entity vector (complex: dim/2 complex numbers); None: 512, 256 above 20k entities
+    epochs: int | None = None  # None: about 1M training triples seen (softmax; 1.5M otherwise), 10 to 100 epochs
     batch_size: int | None = None  # None: 256 for small graphs, 1024 from 20,000 training triples
     lr: float = 0.01  # Adam
     weight_decay: float = 1e-5
-    loss: str = "infonce"  # softmax over the positive and its negatives; robust across interactions
+    loss: str = "softmax"  # kgemb.objective (reciprocal 1-N); or one of PyKEEN's, trained by its loops
     margin: float | None = None  # loss margin (nssa, margin, infonce); None: the loss's default
-    temperature: float | None = None  # InfoNCE softmax temperature / NSSA adversarial temperature
-    negatives: int = 32  # negatives per positive (sLCWA losses)
+    temperature: float | None = None  # softmax / InfoNCE temperature, NSSA adversarial temperature
+    # softmax: shared negatives per batch (None: every entity up to FULL_SCORING_LIMIT, else 4,096);
+    # PyKEEN's sLCWA losses: negatives per positive (None: 32)
+    negatives: int | None = None
+    label_smoothing: float = 0.1  # softmax
+    n3: float | None = None  # softmax: weight of the N3 regulariser; None: chosen for the graph
     sampler: str | None = (
         None  # "basic" (uniform) or "hard" (text neighbours + in-batch); None: hard for infonce
     )
@@ -86,7 +101,7 @@ class TrainingConfig:
     relation_text_init: bool = False
     languages: list[str] | None = None
     early_stopping: bool = True
-    eval_every: int = 10
+    eval_every: int | None = None  # None: a tenth of the epochs
     patience: int = 3
     valid_max_triples: int | None = 2000
     max_minutes: float | None = None  # stop after the epoch that passes this much training time
@@ -119,12 +134,25 @@ class TrainingConfig:
         self.combination = _choice("combination", self.combination, COMBINATIONS)
         if self.sampler is not None:
             self.sampler = _choice("sampler", self.sampler, SAMPLERS)
-        check_dim(self.interaction, self.dim)
+        if self.dim is not None:
+            check_dim(self.interaction, self.dim)
         for name in ("epochs", "batch_size"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ConfigError(f"{name}={value!r} must be a whole number of at least 1")
-        for name in ("negatives", "eval_every", "patience", "heads"):
+        if self.negatives is not None and (
+            isinstance(self.negatives, bool) or not isinstance(self.negatives, int) or self.negatives < 1
+        ):
+            raise ConfigError(f"negatives={self.negatives!r} must be a whole number of at least 1")
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"label_smoothing={self.label_smoothing!r} must lie in [0, 1)")
+        if self.n3 is not None and not self.n3 >= 0:
+            raise ConfigError(f"n3={self.n3!r} must be 0 (off) or positive")
+        if self.eval_every is not None and (
+            isinstance(self.eval_every, bool) or not isinstance(self.eval_every, int) or self.eval_every < 1
+        ):
+            raise ConfigError(f"eval_every={self.eval_every!r} must be a whole number of at least 1")
+        for name in ("patience", "heads"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name}={value!r} must be a whole number of at least 1")
@@ -162,16 +190,55 @@ class TrainingConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in training.items() if k in known})
 
-    def resolved(self, num_train: int) -> TrainingConfig:
-        """A copy with the graph-dependent defaults (epochs, batch size, sampler) filled in."""
+    @property
+    def reciprocal(self) -> bool:
+        """Whether the model learns an inverse of every relation (the softmax objective trains both directions)."""
+        return self.loss == "softmax"
+
+    def resolved(self, num_train: int, num_entities: int = 0) -> TrainingConfig:
+        """A copy with the graph-dependent defaults (epochs, batch size, sampler, negatives) filled in."""
         out = TrainingConfig(**asdict(self))
+        large = num_entities > FULL_SCORING_LIMIT
+        if out.dim is None:
+            out.dim = 256 if large else 512
+            check_dim(out.interaction, out.dim)
+        if out.loss == "softmax":
+            if out.negatives is None and large:
+                out.negatives = SHARED_NEGATIVES
+            if out.n3 is None:
+                out.n3 = DEFAULT_N3.get(out.interaction, 0.0)
+            if out.epochs is None:
+                out.epochs = int(min(100, max(10, math.ceil(1_000_000 / max(num_train, 1)))))
+        elif out.negatives is None:
+            out.negatives = 32
         if out.epochs is None:
             out.epochs = int(min(200, max(20, math.ceil(1_500_000 / max(num_train, 1)))))
+        if out.eval_every is None:
+            out.eval_every = max(1, out.epochs // 10)
         if out.batch_size is None:
             out.batch_size = 256 if num_train < 20_000 else 1024
         if out.sampler is None:
             out.sampler = "hard" if out.loss == "infonce" and out.mode != "structure" else "basic"
         return out
+
+    def describe(self, kg: KnowledgeGraph) -> str:
+        """What a run will do, in two lines: the graph's counts and the settings (printed before training)."""
+        splits = ", ".join(f"{len(a):,} {name}" for name, a in kg.splits.items())
+        if self.loss == "softmax":
+            candidates = "every entity" if self.negatives is None else f"{self.negatives:,} shared negatives"
+            objective = (
+                f"reciprocal 1-N softmax over {candidates} + self-negatives, label smoothing "
+                f"{self.label_smoothing}, N3 {self.n3}"
+            )
+        else:
+            objective = f"{self.loss} loss, {self.negatives} negatives per triple (PyKEEN loop)"
+        return (
+            f"graph: {kg.num_entities:,} entities, {kg.num_relations:,} relations, triples {splits}\n"
+            f"training: {self.mode} {self.interaction}, dim {self.dim}, {objective}; batch {self.batch_size}, "
+            f"up to {self.epochs} epochs, lr {self.lr}"
+            + (f", validation every {self.eval_every} (patience {self.patience})" if self.early_stopping else "")
+            + (f", at most {self.max_minutes} min" if self.max_minutes else "")
+        )
 
     def loss_kwargs(self) -> dict[str, Any]:
         kwargs = dict(LOSSES[self.loss][1])
@@ -508,6 +575,18 @@ def _make_loop(model: Any, factory: Any, cfg: TrainingConfig, features: TextFeat
         optimizer_kwargs=optimizer_kwargs,
         automatic_memory_optimization=False,
     )
+    if cfg.loss == "softmax":
+        from kgemb.objective import Objective, OneToNLoop
+
+        objective = Objective(
+            negatives=cfg.negatives,
+            label_smoothing=cfg.label_smoothing,
+            n3=cfg.n3 or 0.0,
+            temperature=cfg.temperature or 1.0,
+            lr=cfg.lr,
+            weight_decay=cfg.weight_decay,
+        )
+        return OneToNLoop(model, factory.mapped_triples.numpy(), objective)
     if cfg.loss == "crossentropy":
         return LCWATrainingLoop(**common)
     sampler_kwargs: dict[str, Any] = {"num_negs_per_pos": cfg.negatives}
@@ -561,6 +640,7 @@ def model_for(
         relation_init=relation_init,
         loss=LOSSES[cfg.loss][0],
         loss_kwargs=cfg.loss_kwargs(),
+        reciprocal=cfg.reciprocal,
         seed=cfg.seed,
     )
 
@@ -583,7 +663,9 @@ def train(kg: KnowledgeGraph, *, encoder: Any = "default", **options: Any) -> Tr
     cfg = TrainingConfig.from_options(options)
     check_graph(kg)
     train_triples = kg.triples("train")
-    cfg = cfg.resolved(len(train_triples))
+    cfg = cfg.resolved(len(train_triples), kg.num_entities)
+    if cfg.show_progress:
+        print(cfg.describe(kg), file=sys.stderr, flush=True)
     started = time.perf_counter()
     with _threads(_auto_threads(cfg.threads, len(train_triples))):
         needs_encoder = cfg.mode != "structure" or cfg.relation_text_init
@@ -604,6 +686,7 @@ def train(kg: KnowledgeGraph, *, encoder: Any = "default", **options: Any) -> Tr
         "mode": cfg.mode,
         "interaction": cfg.interaction,
         "dim": cfg.dim,
+        "reciprocal": cfg.reciprocal,
         "text_dim": features.dim if features is not None else None,
         "encoder": info,
         "training": {**cfg.trained_settings(), "epochs": cfg.epochs, **summary},
@@ -735,7 +818,7 @@ def update(
         checkpoint_dir=None,
         resume=False,
         seed=old_cfg.seed if seed is None else seed,
-        lr=lr if lr is not None else old_cfg.lr,
+        lr=lr if lr is not None else old_cfg.lr * UPDATE_LR_FACTOR,
         show_progress=old_cfg.show_progress if show_progress is None else show_progress,
     )
     cfg = TrainingConfig(**settings)
@@ -869,6 +952,8 @@ def _transfer_weights(old: Any, new: Any, entity_map: np.ndarray, relation_map: 
             target.copy_(value)
             continue
         rows = emap if name.startswith("entity_representations") else rmap
+        if len(value) == 2 * len(rmap) and rows is rmap:  # a reciprocal model: the inverses follow
+            rows = torch.cat([rmap, rmap + len(target) // 2])
         if fused and name.startswith("entity_representations"):
             target.zero_()  # a new entity starts from its text part alone
         target[rows] = value

@@ -51,12 +51,18 @@ class CandidateScorer:
         """Real vectors (``model.embed_texts``) in the interaction's layout, normalised like the model's."""
         return to_interaction_layout(vectors.float(), self.complex)
 
-    def relations(self, ids: Sequence[int] | np.ndarray | torch.Tensor) -> Any:
-        """Relation representations (a list where the interaction takes several per relation)."""
-        r = torch.as_tensor(np.asarray(ids), dtype=torch.long)
+    def relations(self, ids: Sequence[int] | np.ndarray | torch.Tensor) -> torch.Tensor:
+        """The relations of a batch of queries, to pass to :meth:`top`, :meth:`chunk` and :meth:`exact`."""
+        return torch.as_tensor(np.asarray(ids), dtype=torch.long)
+
+    def _orient(self, side: Side, relations: torch.Tensor) -> tuple[Side, Any]:
+        """The side and relation representations a query is scored with (a reciprocal model answers head
+        queries as tail queries of the inverse relation); a list where the interaction takes several."""
+        pykeen_model = self.model.pykeen_model
+        side, ids = pykeen_model.orient(side, relations)
         with torch.no_grad():
-            reps = [rep(indices=r) for rep in self.model.pykeen_model.relation_representations]
-        return reps[0] if len(reps) == 1 else reps
+            reps = [rep(indices=ids) for rep in pykeen_model.relation_representations]
+        return side, reps[0] if len(reps) == 1 else reps
 
     def _entity_norms(self, ents: torch.Tensor) -> torch.Tensor:
         key = ents.data_ptr()
@@ -79,6 +85,7 @@ class CandidateScorer:
 
         ``raw=False`` may return values that only rank like the raw scores within each row (for the distance
         forms, ``2 q·t - |t|^2`` instead of ``-|q - t|``: one fused matrix product, no square root)."""
+        side, rel = self._orient(side, rel)
         return self._chunk(self._prepare(side, anchor, rel), side, anchor, rel, start, stop, raw)
 
     def _prepare(
@@ -111,6 +118,7 @@ class CandidateScorer:
 
     def exact(self, side: Side, anchor: torch.Tensor, rel: Any, candidates: torch.Tensor) -> torch.Tensor:
         """The model's own scores ``(b, k)`` of candidate ids ``(b, k)`` as the ``side`` of each query row."""
+        side, rel = self._orient(side, rel)
         cand = self.entities()[candidates]
         rel_b = [x.unsqueeze(1) for x in rel] if isinstance(rel, list) else rel.unsqueeze(1)
         with torch.no_grad():
@@ -149,6 +157,7 @@ class CandidateScorer:
         b = anchor.shape[0]
         out_rows = rows if rows is not None else b
         k = min(k, num)
+        side, rel = self._orient(side, rel)
         prepared = self._prepare(side, anchor, rel)
         step = self._chunk_len(b, prepared[0])
         best_v = torch.full((out_rows, 0), float("-inf"))

@@ -1,0 +1,277 @@
+"""kgemb's training objective: reciprocal 1-N softmax cross-entropy with self-negatives, N3 and row-wise Adam.
+
+Every training triple ``(h, r, t)`` gives two queries, ``(h, r, ?)`` and ``(t, r + R, ?)`` (a reciprocal model, see
+:class:`~kgemb.model.TextAwareModel`), so one objective trains both directions. Each query is scored against its
+candidates by the same matrix product that evaluation and ranking use (:func:`~kgemb.model.product_form`):
+
+- all entities, when ``negatives`` is None (1-N scoring, the candidate matrix costs one ``batch × entities``
+  product);
+- otherwise ``negatives`` entities drawn uniformly and shared by the batch, plus every true answer and every query
+  entity of the batch: in-batch negatives, and **self-negatives** — the query entity itself is always a candidate,
+  as it is in evaluation (its own vector is its nearest neighbour, so a model never shown it as a negative ranks it
+  first).
+
+Other true answers of a query in the training graph are masked out of its negatives. The loss is softmax
+cross-entropy with label smoothing, plus an N3 penalty (Lacroix et al. 2018) on the factors the batch uses. The
+optimiser (:class:`RowAdam`) updates only the embedding rows a batch touched when the candidates are sampled.
+
+:class:`OneToNLoop` has the attributes PyKEEN's training loops expose to callbacks (``model``, ``optimizer``,
+``_epoch``, ``losses_per_epochs``, ``_should_stop``), so early stopping, the time limit and checkpoints are shared
+with PyKEEN's loops.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from kgemb.model import TextAwareModel, query_vector, to_real_layout
+
+
+@dataclass(frozen=True)
+class Objective:
+    """The settings of :class:`OneToNLoop` (see the module docstring)."""
+
+    negatives: int | None = None  # shared negatives per batch; None: every entity is a candidate
+    label_smoothing: float = 0.1
+    n3: float = 0.0  # weight of the N3 penalty
+    temperature: float = 1.0  # logits are scores / temperature
+    lr: float = 0.01
+    weight_decay: float = 0.0  # L2 on the dense (non-embedding) weights: projection, gate, pooling
+
+
+class RowAdam(torch.optim.Optimizer):
+    """Adam that, for a sparse gradient (an embedding looked up by ids), reads and writes only the rows it holds —
+    the lazy Adam of torch's ``SparseAdam`` — and is plain Adam with L2 ``weight_decay`` for dense gradients.
+
+    Complex parameters are updated as their real view (moments per real and imaginary part).
+    """
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay})
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> None:  # type: ignore[override]
+        for group in self.param_groups:
+            lr, (b1, b2), eps, decay = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                grad = p.grad
+                state = self.state[p]
+                if not state:
+                    state["step"] = torch.zeros((), dtype=torch.float32)
+                    state["exp_avg"] = torch.zeros_like(p)
+                    state["exp_avg_sq"] = torch.zeros_like(p)
+                state["step"] += 1
+                t = float(state["step"])
+                c1, c2 = 1 - b1**t, 1 - b2**t
+                w, m, v = (_real(x) for x in (p, state["exp_avg"], state["exp_avg_sq"]))
+                if grad.is_sparse:
+                    grad = grad.coalesce()
+                    rows, values = grad.indices()[0], _real(grad.values())
+                    m_rows = m[rows].mul_(b1).add_(values, alpha=1 - b1)
+                    v_rows = v[rows].mul_(b2).addcmul_(values, values, value=1 - b2)
+                    m[rows], v[rows] = m_rows, v_rows
+                    w[rows] -= (lr / c1) * m_rows / ((v_rows / c2).sqrt_().add_(eps))
+                    continue
+                g = _real(grad)
+                if decay:
+                    g = g.add(w, alpha=decay)
+                m.mul_(b1).add_(g, alpha=1 - b1)
+                v.mul_(b2).addcmul_(g, g, value=1 - b2)
+                w.addcdiv_(m, (v / c2).sqrt_().add_(eps), value=-lr / c1)
+
+
+def _real(x: torch.Tensor) -> torch.Tensor:
+    return torch.view_as_real(x) if torch.is_complex(x) else x
+
+
+class KnownAnswers:
+    """The true answers of every training query ``(anchor, relation)`` (relation ids of the reciprocal model),
+    stored as CSR over the distinct queries, to mask other true answers out of a query's negatives."""
+
+    def __init__(self, anchors: np.ndarray, relations: np.ndarray, answers: np.ndarray, num_relations: int):
+        key = anchors.astype(np.int64) * num_relations + relations
+        order = np.lexsort((answers, key))
+        keys, starts = np.unique(key[order], return_index=True)
+        self.indptr = torch.from_numpy(np.append(starts, len(key)).astype(np.int64))
+        self.answers = torch.from_numpy(answers[order].astype(np.int64))
+        #: the query id of each example (position in the distinct queries)
+        self.query_of = torch.from_numpy(np.searchsorted(keys, key).astype(np.int64))
+
+    def pairs(self, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(row, entity)`` for every true answer of each query row."""
+        starts = self.indptr[queries]
+        counts = self.indptr[queries + 1] - starts
+        rows = torch.repeat_interleave(torch.arange(len(queries)), counts)
+        first = torch.cumsum(counts, 0) - counts
+        within = torch.arange(int(counts.sum())) - first[rows]
+        return rows, self.answers[starts[rows] + within]
+
+
+def reciprocal_examples(triples: np.ndarray, num_relations: int) -> np.ndarray:
+    """``(anchor, relation, answer)`` rows of both directions: ``(h, r, t)`` and ``(t, r + R, h)``."""
+    h, r, t = triples[:, 0], triples[:, 1], triples[:, 2]
+    return np.concatenate([np.stack([h, r, t], 1), np.stack([t, r + num_relations, h], 1)]).astype(np.int64)
+
+
+def shared_candidates(
+    num_entities: int, negatives: int, anchors: torch.Tensor, answers: torch.Tensor
+) -> torch.Tensor:
+    """The sorted candidate ids of a batch: ``negatives`` uniform draws, every true answer of the batch (in-batch
+    negatives for the other rows) and every query entity (self-negatives)."""
+    drawn = torch.randint(num_entities, (negatives,)).to(anchors.device)
+    return torch.unique(torch.cat([drawn, answers, anchors]))
+
+
+def embedding_parameters(model: TextAwareModel) -> list[tuple[str, torch.nn.Parameter]]:
+    """The embedding tables (entity structure, relations): regularised by N3, updated row-wise."""
+    return [(n, p) for n, p in model.named_parameters() if n.endswith("_embeddings.weight")]
+
+
+class OneToNLoop:
+    """Train a reciprocal :class:`~kgemb.model.TextAwareModel` with :class:`Objective` (see the module docstring)."""
+
+    def __init__(self, model: TextAwareModel, triples: np.ndarray, objective: Objective) -> None:
+        if not model.reciprocal:
+            raise ValueError("the 1-N objective trains reciprocal models (build_model(..., reciprocal=True))")
+        self.model = model
+        self.objective = objective
+        self.num_entities = model.num_entities
+        self.examples = torch.from_numpy(reciprocal_examples(np.asarray(triples), model.num_base_relations))
+        ex = self.examples.numpy()
+        self.known = KnownAnswers(ex[:, 0], ex[:, 1], ex[:, 2], model.num_relations)
+        self.sampled = objective.negatives is not None and objective.negatives < self.num_entities
+        tables = embedding_parameters(model)
+        if self.sampled:  # look-ups by id give sparse gradients: RowAdam touches those rows only
+            for module in model.modules():
+                if isinstance(module, torch.nn.Embedding):
+                    module.sparse = True
+        table_ids = {id(p) for _, p in tables}
+        dense = [p for p in model.parameters() if p.requires_grad and id(p) not in table_ids]
+        groups = [{"params": [p for _, p in tables], "weight_decay": 0.0}]
+        if dense:
+            groups.append({"params": dense, "weight_decay": objective.weight_decay})
+        self.optimizer = RowAdam(groups, lr=objective.lr)
+        self._epoch = 0
+        self.losses_per_epochs: list[float] = []
+        self._should_stop = False
+
+    # -- PyKEEN's TrainingLoop surface used by kgemb's callbacks --------------------------------------------------
+    def train(
+        self,
+        *,
+        num_epochs: int,
+        batch_size: int,
+        use_tqdm: bool = True,
+        tqdm_kwargs: dict[str, Any] | None = None,
+        callbacks: list[Any] | None = None,
+        continue_training: bool = False,
+        **_: Any,
+    ) -> list[float]:
+        callbacks = callbacks or []
+        for callback in callbacks:
+            callback.register_training_loop(self)
+        if not continue_training:
+            self._epoch, self.losses_per_epochs = 0, []
+        self._should_stop = False
+        n = len(self.examples)
+        epochs = range(self._epoch + 1, num_epochs + 1)
+        bar = tqdm(epochs, disable=not use_tqdm, unit="epoch", **(tqdm_kwargs or {}))
+        for epoch in bar:
+            self.model.train()
+            order = torch.randperm(n)
+            total = 0.0
+            for start in range(0, n, batch_size):
+                rows = order[start : start + batch_size]
+                total += self._step(rows) * len(rows)
+            self._epoch = epoch
+            self.losses_per_epochs.append(total / n)
+            bar.set_postfix(loss=f"{total / n:.4f}")
+            for callback in callbacks:
+                callback.post_epoch(epoch=epoch, epoch_loss=total / n)
+            if self._should_stop:
+                break
+        self.model.eval()
+        for callback in callbacks:
+            callback.post_train(losses=self.losses_per_epochs)
+        return self.losses_per_epochs
+
+    # -- one step -------------------------------------------------------------------------------------------------
+    def _step(self, rows: torch.Tensor) -> float:
+        model, obj = self.model, self.objective
+        device = next(model.parameters()).device
+        batch = self.examples[rows].to(device)
+        anchors, relations, answers = batch[:, 0], batch[:, 1], batch[:, 2]
+        entity_rep = model.entity_representations[0]
+        if self.sampled:
+            candidates = shared_candidates(self.num_entities, obj.negatives, anchors, answers)
+            ents = entity_rep(indices=candidates)
+            target = torch.searchsorted(candidates, answers.contiguous())
+            anchor_vec = ents[torch.searchsorted(candidates, anchors.contiguous())]
+        else:
+            candidates = None
+            ents = entity_rep(indices=None)
+            target = answers
+            anchor_vec = ents[anchors]
+        rels = [rep(indices=relations) for rep in model.relation_representations]
+        logits = self._scores(anchor_vec, rels, ents)
+        if obj.temperature != 1.0:
+            logits = logits / obj.temperature
+        mask = self._mask(self.known.query_of[rows], target, candidates, logits.shape[1])
+        lse = torch.logsumexp(logits.masked_fill(mask, float("-inf")), dim=1)
+        loss = lse - logits.gather(1, target.unsqueeze(1)).squeeze(1)
+        if obj.label_smoothing:  # cross-entropy against the uniform distribution over the row's candidates
+            valid = (~mask).sum(dim=1)
+            spread = lse - logits.masked_fill(mask, 0.0).sum(dim=1) / valid
+            loss = (1 - obj.label_smoothing) * loss + obj.label_smoothing * spread
+        loss = loss.mean()
+        if obj.n3:
+            factors = [anchor_vec, ents[target], *rels]
+            loss = loss + obj.n3 * sum(x.abs().pow(3).sum() for x in factors) / len(rows)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        model.post_parameter_update()
+        return float(loss.detach())
+
+    def _scores(self, anchor: torch.Tensor, rels: list[torch.Tensor], ents: torch.Tensor) -> torch.Tensor:
+        """Scores ``(b, C)`` of every candidate as the tail of each query, with gradients."""
+        model = self.model
+        if model.scoring_form is None:
+            r = rels[0].unsqueeze(1) if len(rels) == 1 else [x.unsqueeze(1) for x in rels]
+            return model.interaction(h=anchor.unsqueeze(1), r=r, t=ents.unsqueeze(0))
+        q = to_real_layout(query_vector(model.interaction, "tail", anchor, rels[0]))
+        e = to_real_layout(ents)
+        if model.scoring_form == "dot":
+            return q @ e.T
+        squared = (q * q).sum(dim=1, keepdim=True) - 2 * (q @ e.T) + (e * e).sum(dim=1)
+        return -squared.clamp_min(1e-12).sqrt()
+
+    def _mask(
+        self, queries: torch.Tensor, target: torch.Tensor, candidates: torch.Tensor | None, width: int
+    ) -> torch.Tensor:
+        """True where a candidate is another known answer of the row's query (never the row's own target)."""
+        rows, ents = (x.to(target.device) for x in self.known.pairs(queries))
+        if candidates is None:
+            cols = ents
+        else:
+            cols = torch.searchsorted(candidates, ents).clamp_max(width - 1)
+            present = candidates[cols] == ents
+            rows, cols = rows[present], cols[present]
+        other = cols != target[rows]
+        mask = torch.zeros(len(queries), width, dtype=torch.bool, device=target.device)
+        mask[rows[other], cols[other]] = True
+        return mask
