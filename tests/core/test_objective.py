@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from kgemb.connectors import tabular
 
 import kgemb
-from kgemb.connectors import tabular
 from kgemb.objective import KnownAnswers, OneToNLoop, RowAdam, reciprocal_examples, shared_candidates
 
 FAST = dict(dim=16, epochs=12, batch_size=16, lr=0.02, show_progress=False, seed=0)
