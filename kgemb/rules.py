@@ -412,7 +412,7 @@ def rule_metrics(
     ``(t, r + R, ?)``), ties at the mean of the optimistic and pessimistic rank (PyKEEN's "realistic"), every
     triple of ``known`` (and ``triples``) other than the answer filtered."""
     triples = np.asarray(triples, dtype=np.int64).reshape(-1, 3)
-    n, nr = rules.num_entities, rules.num_relations
+    nr = rules.num_relations
     queries = np.concatenate([triples, np.stack([triples[:, 2], triples[:, 1] + nr, triples[:, 0]], axis=1)])
     filt = _reciprocal(np.concatenate([triples, *[np.asarray(k).reshape(-1, 3) for k in known]]), nr)
     filt = np.unique(filt, axis=0)  # sorted by (anchor, relation, answer)
