@@ -160,20 +160,14 @@ class RuleSet:
         self._conf1[heads[m], self.rules[m, 2]] = self.confidence[m]
         m = kinds == PATH2
         self._conf2[heads[m], self.rules[m, 2], self.rules[m, 3]] = self.confidence[m]
-        self._const: dict[int, sp.csr_matrix] = {}
-        self._any: dict[int, sp.csr_matrix] = {}
-        for h in range(r2):
-            m = (heads == h) & (kinds == CONST)
-            if m.any():
-                rows = self.rules[m, 2] * n + self.rules[m, 4]
-                self._const[h] = sp.csr_matrix(
-                    (self.confidence[m], (rows, self.rules[m, 5])), shape=(r2 * n, n)
-                )
-            m = (heads == h) & (kinds == ANY)
-            if m.any():
-                self._any[h] = sp.csr_matrix(
-                    (self.confidence[m], (self.rules[m, 2], self.rules[m, 5])), shape=(r2, n)
-                )
+        # const and any rules as sorted keys (head, body relation, body constant) -> (predicted constant, conf)
+        self._const = _Lookup(
+            (heads * r2 + self.rules[:, 2]) * n + self.rules[:, 4],
+            self.rules[:, 5],
+            self.confidence,
+            kinds == CONST,
+        )
+        self._any = _Lookup(heads * r2 + self.rules[:, 2], self.rules[:, 5], self.confidence, kinds == ANY)
         self._hstack: dict[tuple[int, int], tuple[sp.csr_matrix, np.ndarray]] = {}
 
     def _path2_targets(self, h: int, b: int) -> tuple[sp.csr_matrix, np.ndarray]:
@@ -207,14 +201,14 @@ class RuleSet:
             reached = (g.adj[b][anchors] @ targets).tocoo()
             which, y2 = np.divmod(reached.col.astype(np.int64), n)
             keep(reached.row.astype(np.int64), y2, self._conf2[h, b][us][which])
-        if h in self._const:
-            q, y3, c = _expand(rows.row.astype(np.int64), rows.col.astype(np.int64), self._const[h])
-            keep(q, y3, c)
-        if h in self._any:
-            present = np.unique(rows.row.astype(np.int64) * (2 * self.num_relations) + rel)
-            q, b = np.divmod(present, 2 * self.num_relations)
-            q, y4, c = _expand(q, b, self._any[h])
-            keep(q, y4, c)
+        r2 = 2 * self.num_relations
+        if len(self._const.keys):
+            q, pos = _matches(self._const.keys, h * r2 * n + rows.col.astype(np.int64))
+            keep(rows.row[q].astype(np.int64), self._const.cols[pos], self._const.vals[pos])
+        if len(self._any.keys):
+            present = np.unique(rows.row.astype(np.int64) * r2 + rel)
+            q, pos = _matches(self._any.keys, h * r2 + present % r2)
+            keep(present[q] // r2, self._any.cols[pos], self._any.vals[pos])
         if not out_q:
             empty = np.zeros(0, dtype=np.int64)
             return empty, empty, np.zeros(0)
@@ -502,19 +496,21 @@ def _as_ids(values: Any, what: str) -> np.ndarray:
     return arr.astype(np.int64)
 
 
-def _expand(
-    q: np.ndarray, rows: np.ndarray, table: sp.csr_matrix
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For each (query, table row) pair, every entry of that row: (query, column, value)."""
-    start, stop = table.indptr[rows], table.indptr[rows + 1]
-    counts = stop - start
+class _Lookup:
+    """Rows of a rule table sorted by an integer key, for vectorised look-up with :func:`_matches`."""
+
+    def __init__(self, keys: np.ndarray, cols: np.ndarray, vals: np.ndarray, mask: np.ndarray) -> None:
+        order = np.argsort(keys[mask], kind="stable")
+        self.keys, self.cols, self.vals = keys[mask][order], cols[mask][order], vals[mask][order]
+
+
+def _matches(sorted_keys: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every (index into ``query``, position in ``sorted_keys``) with equal keys."""
+    lo, hi = np.searchsorted(sorted_keys, query, "left"), np.searchsorted(sorted_keys, query, "right")
+    counts = hi - lo
     total = int(counts.sum())
-    if total == 0:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, np.zeros(0)
     offsets = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
-    pos = np.repeat(start, counts) + offsets
-    return np.repeat(q, counts), table.indices[pos].astype(np.int64), table.data[pos]
+    return np.repeat(np.arange(len(query)), counts), np.repeat(lo, counts) + offsets
 
 
 def _aggregate(key: np.ndarray, conf: np.ndarray, size: int, how: str) -> np.ndarray:
@@ -552,15 +548,8 @@ def _mine_paths(graph: _Graph, opts: MiningOptions) -> tuple[np.ndarray, ...]:
 
     def head_counts(x: np.ndarray, y: np.ndarray, group: np.ndarray, groups: int) -> np.ndarray:
         """(groups, R) counts of body pairs (x, y) in each group that are also h(x, y), per forward head h."""
-        qk = x * n + y
-        lo, hi = np.searchsorted(fkey, qk, "left"), np.searchsorted(fkey, qk, "right")
-        counts = hi - lo
-        total = int(counts.sum())
-        if total == 0:
-            return np.zeros((groups, nr), dtype=np.int64)
-        offsets = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
-        heads = frel[np.repeat(lo, counts) + offsets]
-        return np.bincount(np.repeat(group, counts) * nr + heads, minlength=groups * nr).reshape(groups, nr)
+        q, pos = _matches(fkey, x * n + y)
+        return np.bincount(group[q] * nr + frel[pos], minlength=groups * nr).reshape(groups, nr)
 
     rules, sup, body = [], [], []
     # path1: h(X,Y) <= b(X,Y)
