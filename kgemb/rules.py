@@ -40,6 +40,7 @@ KINDS: tuple[str, ...] = ("path1", "path2", "const", "any")
 PATH1, PATH2, CONST, ANY = range(4)
 AGGREGATES: tuple[str, ...] = ("maxplus", "noisy-or", "max")
 _TIE = 1e-3  # maxplus: weight of the second-best rule (and its square for the third) below the best one
+_BITS, _SCALE = 25, 1 << 24  # maxplus/max: a confidence packed in the low bits of a sort key
 
 
 @dataclass(frozen=True)
@@ -168,15 +169,14 @@ class RuleSet:
             kinds == CONST,
         )
         self._any = _Lookup(heads * r2 + self.rules[:, 2], self.rules[:, 5], self.confidence, kinds == ANY)
-        self._hstack: dict[tuple[int, int], tuple[sp.csr_matrix, np.ndarray]] = {}
+        self._hstack: dict[int, tuple[sp.csr_matrix, np.ndarray]] = {}
 
-    def _path2_targets(self, h: int, b: int) -> tuple[sp.csr_matrix, np.ndarray]:
-        """``[A_u1 | A_u2 | ...]`` over the ``u`` with a rule ``h <= b, u``, and those ``u`` (cached)."""
-        key = (h, b)
-        if key not in self._hstack:
-            us = np.flatnonzero(self._conf2[h, b])
-            self._hstack[key] = (sp.hstack([self._graph.adj[u] for u in us], format="csr"), us)
-        return self._hstack[key]
+    def _path2_targets(self, h: int) -> tuple[sp.csr_matrix, np.ndarray]:
+        """``[A_u1 | A_u2 | ...]`` over the ``u`` that end a path2 rule of head ``h``, and those ``u`` (cached)."""
+        if h not in self._hstack:
+            us = np.flatnonzero(self._conf2[h].any(axis=0))
+            self._hstack[h] = (sp.hstack([self._graph.adj[u] for u in us], format="csr"), us)
+        return self._hstack[h]
 
     def firings(self, anchors: np.ndarray, relation: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every (query index, candidate, confidence) that a rule of ``relation`` predicts for ``anchors``:
@@ -194,14 +194,22 @@ class RuleSet:
         h = int(relation)
         rows = g.flat[anchors].tocoo()  # (b, 2R*n): column b*n + y for each edge b(anchor, y)
         rel, y = np.divmod(rows.col.astype(np.int64), n)
+        q1 = rows.row.astype(np.int64)
         if self._conf1[h].any():
-            keep(rows.row.astype(np.int64), y, self._conf1[h][rel])
-        for b in np.flatnonzero(self._conf2[h].any(axis=1)):
-            targets, us = self._path2_targets(h, int(b))
-            reached = (g.adj[b][anchors] @ targets).tocoo()
-            which, y2 = np.divmod(reached.col.astype(np.int64), n)
-            keep(reached.row.astype(np.int64), y2, self._conf2[h, b][us][which])
+            keep(q1, y, self._conf1[h][rel])
         r2 = 2 * self.num_relations
+        first = self._conf2[h].any(axis=1)[rel]  # first hops b(anchor, z) that start a path2 rule
+        if first.any():
+            # one product for every rule of h: rows (query, b), columns (u, y) over the rules' u
+            hops = sp.csr_matrix(
+                (np.ones(int(first.sum()), dtype=np.float32), (q1[first] * r2 + rel[first], y[first])),
+                shape=(len(anchors) * r2, n),
+            )
+            targets, us = self._path2_targets(h)
+            reached = (hops @ targets).tocoo()
+            qb, which_y = reached.row.astype(np.int64), reached.col.astype(np.int64)
+            which, y2 = np.divmod(which_y, n)
+            keep(qb // r2, y2, self._conf2[h, qb % r2, us[which]])
         if len(self._const.keys):
             q, pos = _matches(self._const.keys, h * r2 * n + rows.col.astype(np.int64))
             keep(rows.row[q].astype(np.int64), self._const.cols[pos], self._const.vals[pos])
@@ -515,15 +523,16 @@ def _matches(sorted_keys: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, np
 
 def _aggregate(key: np.ndarray, conf: np.ndarray, size: int, how: str) -> np.ndarray:
     """One score per cell ``key`` from the confidences of the rules that fire there."""
-    out = np.zeros(size, dtype=np.float64)
     if len(key) == 0:
-        return out
+        return np.zeros(size)
     if how == "noisy-or":
-        cells, inv = np.unique(key, return_inverse=True)
-        out[cells] = -np.expm1(np.bincount(inv, weights=np.log1p(-np.minimum(conf, 1 - 1e-9))))
-        return out
-    order = np.lexsort((-conf, key))
-    key, conf = key[order], conf[order]
+        return -np.expm1(np.bincount(key, weights=np.log1p(-np.minimum(conf, 1 - 1e-9)), minlength=size))
+    # one sort of (cell, confidence descending) packed in an int64: confidence kept to 2**-24 (float32 output)
+    level = np.rint(np.clip(conf, 0.0, 1.0) * _SCALE).astype(np.int64)
+    packed = (key << _BITS) | (_SCALE - level)
+    packed.sort()
+    key, conf = packed >> _BITS, (_SCALE - (packed & (2 * _SCALE - 1))) / _SCALE
+    out = np.zeros(size)
     first = np.ones(len(key), dtype=bool)
     first[1:] = key[1:] != key[:-1]
     out[key[first]] = conf[first]
