@@ -35,11 +35,11 @@ def load(dataset: str, data: Path):
 
 def reverse_edge_rules(kg):
     """The reverse-edge rule alone: (x, r, ?) -> every y with (y, r, x) in train, confidence 1."""
-    from kgemb.rules import PATH1, RuleSet
+    from kgemb.rules import COLUMNS, PATH1, RuleSet
 
     nr = kg.num_relations
     heads = np.arange(2 * nr)
-    table = np.full((2 * nr, 6), -1, dtype=np.int64)
+    table = np.full((2 * nr, len(COLUMNS)), -1, dtype=np.int64)
     table[:, 0], table[:, 1], table[:, 2] = heads, PATH1, np.where(heads < nr, heads + nr, heads - nr)
     ones = np.ones(2 * nr, dtype=np.int64)
     return RuleSet(kg.triples("train"), kg.num_entities, nr, table, ones, ones, np.ones(2 * nr))

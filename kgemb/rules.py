@@ -36,8 +36,9 @@ from kgemb.files import file_sha256, write_atomic
 FORMAT = "kgemb.rules/1"
 RULES_JSON = "rules.json"
 RULES_ARRAYS = "rules.npz"
-KINDS: tuple[str, ...] = ("path1", "path2", "const", "any")
-PATH1, PATH2, CONST, ANY = range(4)
+KINDS: tuple[str, ...] = ("path1", "path2", "path3", "const", "any")
+PATH1, PATH2, PATH3, CONST, ANY = range(5)
+COLUMNS: tuple[str, ...] = ("head", "kind", "b", "u", "v", "d", "c")  # the rule table; -1 where unused
 AGGREGATES: tuple[str, ...] = ("maxplus", "noisy-or", "max")
 _TIE = 1e-3  # maxplus: weight of the second-best rule (and its square for the third) below the best one
 _BITS, _SCALE = 25, 1 << 24  # maxplus/max: a confidence packed in the low bits of a sort key
@@ -52,6 +53,7 @@ class MiningOptions:
     min_confidence: float = 0.001
     pc: float = 5.0
     constants: bool = True
+    max_walks: int = 30_000_000  # path3 rules are mined when the graph has at most this many 3-edge walks
     const_min_support: int = 2
     const_min_confidence: float = 0.01
 
@@ -77,15 +79,15 @@ class RuleSet:
         aggregate: str = "maxplus",
         stats: dict[str, Any] | None = None,
     ) -> None:
-        """``rules`` is an ``(n, 6)`` int64 table: head relation, kind, body relation ``b``, second body relation
-        ``u`` (path2), constant ``d`` (const), constant ``c`` (const, any); -1 where unused."""
+        """``rules`` is an ``(n, 7)`` int64 table (:data:`COLUMNS`): head relation, kind, body relations ``b``,
+        ``u`` (path2, path3), ``v`` (path3), body constant ``d`` (const), predicted constant ``c`` (const, any)."""
         if aggregate not in AGGREGATES:
             raise InputError(f"unknown rule aggregate {aggregate!r}; choose one of {', '.join(AGGREGATES)}")
         self.num_entities = int(num_entities)
         self.num_relations = int(num_relations)
         self.triples = np.asarray(triples, dtype=np.int64).reshape(-1, 3)
         order = np.argsort(-confidence, kind="stable")  # strongest first, everywhere
-        self.rules = np.asarray(rules, dtype=np.int64).reshape(-1, 6)[order]
+        self.rules = np.asarray(rules, dtype=np.int64).reshape(-1, len(COLUMNS))[order]
         self.support = np.asarray(support, dtype=np.int64)[order]
         self.body_support = np.asarray(body_support, dtype=np.int64)[order]
         self.confidence = np.asarray(confidence, dtype=np.float64)[order]
@@ -161,14 +163,14 @@ class RuleSet:
         self._conf1[heads[m], self.rules[m, 2]] = self.confidence[m]
         m = kinds == PATH2
         self._conf2[heads[m], self.rules[m, 2], self.rules[m, 3]] = self.confidence[m]
-        # const and any rules as sorted keys (head, body relation, body constant) -> (predicted constant, conf)
-        self._const = _Lookup(
-            (heads * r2 + self.rules[:, 2]) * n + self.rules[:, 4],
-            self.rules[:, 5],
-            self.confidence,
-            kinds == CONST,
+        # path3 rules keyed by (head, b, u, v); const and any by (head, b[, d]) -> (predicted constant, conf)
+        b, u, v, d, c = (self.rules[:, i] for i in range(2, 7))
+        self._path3 = _Lookup(((heads * r2 + b) * r2 + u) * r2 + v, v, self.confidence, kinds == PATH3)
+        self._path3_prefix = np.unique(
+            (heads[kinds == PATH3] * r2 + b[kinds == PATH3]) * r2 + u[kinds == PATH3]
         )
-        self._any = _Lookup(heads * r2 + self.rules[:, 2], self.rules[:, 5], self.confidence, kinds == ANY)
+        self._const = _Lookup((heads * r2 + b) * n + d, c, self.confidence, kinds == CONST)
+        self._any = _Lookup(heads * r2 + b, c, self.confidence, kinds == ANY)
         self._hstack: dict[int, tuple[sp.csr_matrix, np.ndarray]] = {}
 
     def _path2_targets(self, h: int) -> tuple[sp.csr_matrix, np.ndarray]:
@@ -210,6 +212,7 @@ class RuleSet:
             qb, which_y = reached.row.astype(np.int64), reached.col.astype(np.int64)
             which, y2 = np.divmod(which_y, n)
             keep(qb // r2, y2, self._conf2[h, qb % r2, us[which]])
+        self._fire_path3(h, anchors, q1, rel, y, keep)
         if len(self._const.keys):
             q, pos = _matches(self._const.keys, h * r2 * n + rows.col.astype(np.int64))
             keep(rows.row[q].astype(np.int64), self._const.cols[pos], self._const.vals[pos])
@@ -221,6 +224,40 @@ class RuleSet:
             empty = np.zeros(0, dtype=np.int64)
             return empty, empty, np.zeros(0)
         return np.concatenate(out_q), np.concatenate(out_y), np.concatenate(out_c)
+
+    def _fire_path3(
+        self, h: int, anchors: np.ndarray, q1: np.ndarray, rel: np.ndarray, z1: np.ndarray, keep: Callable
+    ) -> None:
+        """path3 rules of head ``h``: walks anchor -b-> z1 -u-> z2 -v-> y counted by two sparse products, kept
+        where a walk with distinct entities exists (:func:`_distinct_walks`)."""
+        if not len(self._path3.keys):
+            return
+        g, n, r2 = self._graph, self.num_entities, 2 * self.num_relations
+        lo = np.searchsorted(self._path3_prefix, h * r2 * r2)
+        prefixes = self._path3_prefix[lo : np.searchsorted(self._path3_prefix, (h + 1) * r2 * r2)]
+        if not len(prefixes):
+            return
+        starts = np.unique(prefixes // r2 % r2)
+        first = np.isin(rel, starts)
+        if not first.any():
+            return
+        hop1 = sp.csr_matrix(
+            (np.ones(int(first.sum()), dtype=np.float32), (q1[first] * r2 + rel[first], z1[first])),
+            shape=(len(anchors) * r2, n),
+        )
+        two = (hop1 @ g.flat).tocoo()  # rows (query, b), columns (u, z2), walk counts
+        qb = two.row.astype(np.int64)
+        u, z2 = np.divmod(two.col.astype(np.int64), n)
+        ok = np.isin(h * r2 * r2 + (qb % r2) * r2 + u, prefixes)
+        hop2 = sp.csr_matrix((two.data[ok], (qb[ok] * r2 + u[ok], z2[ok])), shape=(len(anchors) * r2 * r2, n))
+        three = (hop2 @ g.flat).tocoo()  # rows (query, b, u), columns (v, y)
+        qbu = three.row.astype(np.int64)
+        v, y = np.divmod(three.col.astype(np.int64), n)
+        q, b, u = qbu // (r2 * r2), qbu // r2 % r2, qbu % r2
+        idx, pos = _matches(self._path3.keys, ((h * r2 + b) * r2 + u) * r2 + v)
+        x = anchors[q[idx]]
+        fine = _distinct_walks(g, x, b[idx], u[idx], v[idx], y[idx], three.data[idx])
+        keep(q[idx][fine], y[idx][fine], self._path3.vals[pos][fine])
 
     def tail_scores(
         self,
@@ -271,7 +308,7 @@ class RuleSet:
         if h == t:
             return out
         for i in np.flatnonzero(self.rules[:, 0] == r):
-            _, kind, b, u, d, c = (int(v) for v in self.rules[i])
+            _, kind, b, u, v, d, c = (int(x) for x in self.rules[i])
             path = None
             if kind == PATH1 and g.has(h, b, t):
                 path = [h, t]
@@ -280,6 +317,14 @@ class RuleSet:
                 mids = mids[(mids != h) & (mids != t)]
                 if len(mids):
                     path = [h, int(mids[0]), t]
+            elif kind == PATH3:
+                ends = g.adj[_inverse(v, self.num_relations)][t].indices
+                for z1 in g.adj[b][h].indices:
+                    z2s = np.intersect1d(g.adj[u][z1].indices, ends)
+                    z2s = z2s[(z2s != h) & (z2s != t) & (z2s != z1)]
+                    if z1 not in (h, t) and len(z2s):
+                        path = [h, int(z1), int(z2s[0]), t]
+                        break
             elif kind == CONST and c == t and g.has(h, b, d):
                 path = [h, d]
             elif kind == ANY and c == t:
@@ -304,12 +349,15 @@ class RuleSet:
 
     def rule_text(self, i: int, entity_name: Callable[[int], str] | None = None) -> str:
         """Rule ``i`` as text over forward relation names, e.g. ``hypernym(X,Y) <= hypernym(X,Z), ...``."""
-        h, kind, b, u, d, c = (int(v) for v in self.rules[i])
+        h, kind, b, u, v, d, c = (int(x) for x in self.rules[i])
         const = entity_name or (lambda e: f"e{e}")
         if kind == PATH1:
             return f"{self._atom(h, 'X', 'Y')} <= {self._atom(b, 'X', 'Y')}"
         if kind == PATH2:
             return f"{self._atom(h, 'X', 'Y')} <= {self._atom(b, 'X', 'Z')}, {self._atom(u, 'Z', 'Y')}"
+        if kind == PATH3:
+            atoms = [self._atom(b, "X", "A"), self._atom(u, "A", "B"), self._atom(v, "B", "Y")]
+            return f"{self._atom(h, 'X', 'Y')} <= {', '.join(atoms)}"
         if kind == CONST:
             return f"{self._atom(h, 'X', const(c))} <= {self._atom(b, 'X', const(d))}"
         return f"{self._atom(h, 'X', const(c))} <= {self._atom(b, 'X', 'Z')}"
@@ -376,7 +424,7 @@ class RuleSet:
             rules = arrays["rules"]
             ok = (
                 rules.ndim == 2
-                and rules.shape[1] == 6
+                and rules.shape[1] == len(COLUMNS)
                 and all(len(arrays[k]) == len(rules) for k in ("support", "body_support", "confidence"))
                 and len(rules) == int(meta["num_rules"])
             )
@@ -462,10 +510,41 @@ class _Graph:
         for r in range(r2):
             m = rec[:, 1] == r
             self.adj.append(sp.csr_matrix((ones[m], (rec[m, 0], rec[m, 2])), shape=(n, n)))
+        self.keys = (rec[:, 0] * r2 + rec[:, 1]) * n + rec[:, 2]  # sorted: rec is unique-sorted by (x, r, y)
+        # 2-cycles x -b-> z -u-> x, counted per (x, b, u): the walks that revisit an entity
+        pair = rec[:, 0] * n + rec[:, 2]
+        order = np.argsort(pair, kind="stable")
+        e, pos = _matches(pair[order], rec[:, 2] * n + rec[:, 0])
+        cycles = (rec[e, 0] * r2 + rec[e, 1]) * r2 + rec[order[pos], 1]
+        self.cycle_keys, self.cycle_counts = np.unique(cycles, return_counts=True)
 
     def has(self, h: int, r: int, t: int) -> bool:
-        row = self.adj[r][h].indices
-        return bool(len(row)) and bool(np.isin(t, row))
+        """Whether the edge ``r(h, t)`` is in the graph."""
+        return bool(self.has_many(np.array([h]), np.array([r]), np.array([t]))[0])
+
+    def has_many(self, x: np.ndarray, r: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Whether each edge ``r(x, y)`` is in the graph."""
+        key = (x * 2 * self.num_relations + r) * self.num_entities + y
+        pos = np.minimum(np.searchsorted(self.keys, key), len(self.keys) - 1)
+        return self.keys[pos] == key if len(self.keys) else np.zeros(len(key), dtype=bool)
+
+    def cycle_count(self, x: np.ndarray, b: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """How many ``z`` close the 2-cycle ``x -b-> z -u-> x``."""
+        key = (x * 2 * self.num_relations + b) * 2 * self.num_relations + u
+        if not len(self.cycle_keys):
+            return np.zeros(len(key), dtype=np.int64)
+        pos = np.minimum(np.searchsorted(self.cycle_keys, key), len(self.cycle_keys) - 1)
+        return np.where(self.cycle_keys[pos] == key, self.cycle_counts[pos], 0)
+
+
+def _distinct_walks(
+    g: _Graph, x: np.ndarray, b: np.ndarray, u: np.ndarray, v: np.ndarray, y: np.ndarray, walks: np.ndarray
+) -> np.ndarray:
+    """Whether, of the ``walks`` x -b-> z1 -u-> z2 -v-> y, one has z1 != y and z2 != x (AnyBURL's object
+    identity): the walks through z2 == x or z1 == y are counted from 2-cycles and subtracted."""
+    hb, hv, hu = g.has_many(x, b, y), g.has_many(x, v, y), g.has_many(y, u, x)
+    bad = g.cycle_count(x, b, u) * hv + hb * g.cycle_count(y, u, v) - (hb & hu & hv)
+    return walks - bad > 0.5
 
 
 def _inverse(rel: int | np.ndarray, num_relations: int) -> Any:
@@ -547,7 +626,8 @@ def _aggregate(key: np.ndarray, conf: np.ndarray, size: int, how: str) -> np.nda
 
 
 def _mine_paths(graph: _Graph, opts: MiningOptions) -> tuple[np.ndarray, ...]:
-    """path1 and path2 rules for the forward heads, counted on the graph, then mirrored to the inverse heads."""
+    """path1, path2 (and path3 when the graph's 3-edge walks fit ``max_walks``) rules for the forward heads,
+    counted on the graph, then mirrored to the inverse heads."""
     n, nr = graph.num_entities, graph.num_relations
     r2 = 2 * nr
     fwd = graph.rec[graph.rec[:, 1] < nr]
@@ -560,50 +640,69 @@ def _mine_paths(graph: _Graph, opts: MiningOptions) -> tuple[np.ndarray, ...]:
         q, pos = _matches(fkey, x * n + y)
         return np.bincount(group[q] * nr + frel[pos], minlength=groups * nr).reshape(groups, nr)
 
-    rules, sup, body = [], [], []
+    rules: list[tuple[int, ...]] = []
+    sup, body = [], []
+
+    def add(counts: np.ndarray, bodies: np.ndarray, make: Callable[[int], tuple[int, ...]]) -> None:
+        for g_, h in zip(*np.nonzero(counts), strict=True):
+            rules.append((h, *make(int(g_))))
+            sup.append(counts[g_, h])
+            body.append(bodies[g_])
+
     # path1: h(X,Y) <= b(X,Y)
     for b in range(r2):
         a = graph.adj[b].tocoo()
         x, y = a.row.astype(np.int64), a.col.astype(np.int64)
         ok = x != y
-        x, y = x[ok], y[ok]
-        counts = head_counts(x, y, np.zeros(len(x), dtype=np.int64), 1)[0]
-        for h in np.flatnonzero(counts):
-            if h == b:
-                continue
-            rules.append((h, PATH1, b, -1))
-            sup.append(counts[h])
-            body.append(len(x))
+        counts = head_counts(x[ok], y[ok], np.zeros(int(ok.sum()), dtype=np.int64), 1)
+        if b < nr:
+            counts[0, b] = 0  # h <= h
+        add(counts, np.array([ok.sum()]), lambda _, b=b: (PATH1, b, -1, -1))
     # path2: h(X,Y) <= b(X,Z), u(Z,Y), all u at once: A_b @ [A_0 | ... | A_2R-1]
+    degree = np.diff(graph.flat.indptr)
+    walks3 = 0
     for b in range(r2):
         reached = (graph.adj[b] @ graph.flat).tocoo()
         x = reached.row.astype(np.int64)
         u, y = np.divmod(reached.col.astype(np.int64), n)
+        walks3 += int(degree[y].sum())
         ok = x != y
         x, u, y = x[ok], u[ok], y[ok]
-        bodies = np.bincount(u, minlength=r2)
-        counts = head_counts(x, y, u, r2)
-        for uu, h in zip(*np.nonzero(counts), strict=True):
-            rules.append((h, PATH2, b, uu))
-            sup.append(counts[uu, h])
-            body.append(bodies[uu])
-    if not rules:
-        return (np.zeros((0, 6), dtype=np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
-    table = np.asarray(rules, dtype=np.int64)
+        add(head_counts(x, y, u, r2), np.bincount(u, minlength=r2), lambda g_, b=b: (PATH2, b, g_, -1))
+    # path3: h(X,Y) <= b(X,A), u(A,B), v(B,Y): rows (x, u), columns (v, y) of (A_b @ flat) @ flat, walk counts
+    mined3 = walks3 <= opts.max_walks
+    for b in range(r2) if mined3 else ():
+        two = (graph.adj[b] @ graph.flat).tocoo()
+        u, z2 = np.divmod(two.col.astype(np.int64), n)
+        hop = sp.csr_matrix((two.data, (two.row.astype(np.int64) * r2 + u, z2)), shape=(n * r2, n))
+        three = (hop @ graph.flat).tocoo()
+        x, u = np.divmod(three.row.astype(np.int64), r2)
+        v, y = np.divmod(three.col.astype(np.int64), n)
+        ok = x != y
+        ok[ok] = _distinct_walks(graph, x[ok], np.full(int(ok.sum()), b), u[ok], v[ok], y[ok], three.data[ok])
+        group = u[ok] * r2 + v[ok]
+        add(
+            head_counts(x[ok], y[ok], group, r2 * r2),
+            np.bincount(group, minlength=r2 * r2),
+            lambda g_, b=b: (PATH3, b, g_ // r2, g_ % r2),
+        )
+    out = np.full((len(rules), len(COLUMNS)), -1, dtype=np.int64)
+    if rules:
+        out[:, :5] = np.asarray(rules, dtype=np.int64)
     sup_a, body_a = np.asarray(sup, dtype=np.int64), np.asarray(body, dtype=np.int64)
     conf = sup_a / (body_a + opts.pc)
     keep = (sup_a >= opts.min_support) & (conf >= opts.min_confidence)
-    table, sup_a, body_a, conf = table[keep], sup_a[keep], body_a[keep], conf[keep]
-    # mirror: (h+R)(X,Y) <= b^-1(X,Y);  (h+R)(X,Y) <= u^-1(X,Z), b^-1(Z,Y) — same counts, same confidence
+    table, sup_a, body_a, conf = out[keep], sup_a[keep], body_a[keep], conf[keep]
+    # mirror for the inverse heads: the body read backwards, inverted; same counts, same confidence
+    # (h+R)(X,Y) <= b^-1(X,Y) ;  <= u^-1(X,Z), b^-1(Z,Y) ;  <= v^-1(X,A), u^-1(A,B), b^-1(B,Y)
     mirror = table.copy()
     mirror[:, 0] = table[:, 0] + nr
-    is2 = table[:, 1] == PATH2
-    mirror[:, 2] = np.where(is2, _inverse(table[:, 3], nr), _inverse(table[:, 2], nr))
-    mirror[:, 3] = np.where(is2, _inverse(table[:, 2], nr), -1)
-    full = np.concatenate([table, mirror])
-    out = np.full((len(full), 6), -1, dtype=np.int64)
-    out[:, :4] = full
-    return out, np.tile(sup_a, 2), np.tile(body_a, 2), np.tile(conf, 2)
+    length = np.select([table[:, 1] == PATH1, table[:, 1] == PATH2], [1, 2], 3)
+    for i in range(3):  # position i of the mirrored body is position length-1-i of the body, inverted
+        src = np.clip(length - 1 - i, 0, 2) + 2
+        inv = _inverse(table[np.arange(len(table)), src], nr)
+        mirror[:, 2 + i] = np.where(i < length, inv, -1)
+    return np.concatenate([table, mirror]), np.tile(sup_a, 2), np.tile(body_a, 2), np.tile(conf, 2)
 
 
 def _mine_constants(graph: _Graph, opts: MiningOptions) -> tuple[np.ndarray, ...]:
@@ -627,8 +726,8 @@ def _mine_constants(graph: _Graph, opts: MiningOptions) -> tuple[np.ndarray, ...
     b, d = np.divmod(body_col, n)
     h, c = np.divmod(head_col, n)
     keep = (d != c) | (b != h)
-    table = np.full((int(keep.sum()), 6), -1, dtype=np.int64)
-    table[:, 0], table[:, 1], table[:, 2], table[:, 4], table[:, 5] = (
+    table = np.full((int(keep.sum()), len(COLUMNS)), -1, dtype=np.int64)
+    table[:, 0], table[:, 1], table[:, 2], table[:, 5], table[:, 6] = (
         h[keep],
         CONST,
         b[keep],
@@ -650,8 +749,8 @@ def _mine_constants(graph: _Graph, opts: MiningOptions) -> tuple[np.ndarray, ...
     bodies = has_count[b]
     conf = sup / (bodies + opts.pc)
     keep = (b != h) & (sup >= opts.const_min_support) & (conf >= opts.const_min_confidence)
-    table = np.full((int(keep.sum()), 6), -1, dtype=np.int64)
-    table[:, 0], table[:, 1], table[:, 2], table[:, 5] = h[keep], ANY, b[keep], c[keep]
+    table = np.full((int(keep.sum()), len(COLUMNS)), -1, dtype=np.int64)
+    table[:, 0], table[:, 1], table[:, 2], table[:, 6] = h[keep], ANY, b[keep], c[keep]
     out_rules.append(table)
     out_sup.append(sup[keep])
     out_body.append(bodies[keep])

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from kgemb.errors import InputError
-from kgemb.rules import RuleSet, rule_metrics
+from kgemb.rules import PATH3, RuleSet, rule_metrics
 
 PARENT, CHILD, GRAND = 0, 1, 2  # forward relations; +3 is the inverse
 NAMES = ["parent_of", "child_of", "grandparent_of"]
@@ -29,11 +29,16 @@ def family() -> np.ndarray:
     )
 
 
-def rule(rs: RuleSet, head: int, kind: int, b: int, u: int = -1) -> int:
-    hits = np.flatnonzero(
-        (rs.rules[:, 0] == head) & (rs.rules[:, 1] == kind) & (rs.rules[:, 2] == b) & (rs.rules[:, 3] == u)
+def find(rs: RuleSet, head: int, kind: int, b: int, u: int = -1, v: int = -1) -> np.ndarray:
+    t = rs.rules
+    return np.flatnonzero(
+        (t[:, 0] == head) & (t[:, 1] == kind) & (t[:, 2] == b) & (t[:, 3] == u) & (t[:, 4] == v)
     )
-    assert len(hits) == 1, f"rule {(head, kind, b, u)} not found once"
+
+
+def rule(rs: RuleSet, head: int, kind: int, b: int, u: int = -1, v: int = -1) -> int:
+    hits = find(rs, head, kind, b, u, v)
+    assert len(hits) == 1, f"rule {(head, kind, b, u, v)} not found once"
     return int(hits[0])
 
 
@@ -54,6 +59,22 @@ def test_inverse_and_path_rules_have_their_confidence() -> None:
     # the inverse of child_of's head query is the forward parent_of: parent_of(X,Y) <= child_of(Y,X)
     k = rule(rs, PARENT, 0, CHILD + R)
     assert (rs.support[k], rs.body_support[k]) == (7, 7)
+
+
+def test_length_3_rules_and_distinct_entities() -> None:
+    # a chain 0 -> 1 -> ... -> 9 (next, 0) with three_ahead (1) for 5 of the 7 three-step pairs
+    chain = [(i, 0, i + 1) for i in range(9)] + [(i, 1, i + 3) for i in range(5)]
+    rs = RuleSet.mine(np.array(chain), 10, 2, relation_names=["next", "three_ahead"], constants=False)
+    i = rule(rs, 1, PATH3, 0, 0, 0)
+    assert (rs.support[i], rs.body_support[i]) == (5, 7) and rs.confidence[i] == pytest.approx(5 / 12)
+    assert rs.rule_text(i) == "three_ahead(X,Y) <= next(X,A), next(A,B), next(B,Y)"
+    scores = rs.tail_scores([5, 8], [1, 1 + 2])  # (5, three_ahead, ?) and (?, three_ahead, 8)
+    assert int(scores[0].argmax()) == 8 and int(scores[1].argmax()) == 5
+    assert any(f["path"] == [5, 6, 7, 8] and f["kind"] == "path3" for f in rs.explain(5, 1, 8, k=50))
+    # parent_of(X,Y) <= parent_of(X,A), parent_of(A,B), child_of(B,Y) holds only through A = Y (each child has
+    # one parent): with distinct variables it has no support and is not mined
+    fam = RuleSet.mine(family(), 10, R, constants=False)
+    assert len(find(fam, PARENT, PATH3, PARENT, PARENT, CHILD)) == 0
 
 
 @pytest.mark.parametrize("constants", [False, True])
