@@ -2,18 +2,21 @@
 
 The miner works on the reciprocal graph: relation ids ``0..R-1`` are the forward relations and ``r + R`` is the
 inverse of ``r``, so a head query ``(?, r, t)`` is the tail query ``(t, r + R, ?)``. Rules are mined for all
-``2R`` head relations, of four kinds (``X`` is the query's anchor, ``Y`` the predicted entity):
+``2R`` head relations, of five kinds (``X`` is the query's anchor, ``Y`` the predicted entity):
 
 * ``path1``  ``h(X,Y) <= b(X,Y)``                  inverse, symmetry (``b = h + R``) and equivalence rules
 * ``path2``  ``h(X,Y) <= b(X,Z), u(Z,Y)``          closed paths of length 2, every direction combination
+* ``path3``  ``h(X,Y) <= b(X,A), u(A,B), v(B,Y)``  length 3, when the graph's 3-edge walks fit ``max_walks``
 * ``const``  ``h(X,c) <= b(X,d)``                  AnyBURL's acyclic rules with constants
 * ``any``    ``h(X,c) <= b(X,Z)``                  acyclic rules with a dangling variable
 
 A rule's confidence is AnyBURL's pessimistic ``support / (body support + pc)`` over the training graph, with
-distinct variables bound to distinct entities (``X != Y``). The score of a candidate aggregates the confidences of
-the rules that predict it (``maxplus``: the best rule, ties broken by the next ones; or ``noisy-or``; or ``max``).
+distinct variables bound to distinct entities (``X != Y``; in path3 also ``A != Y`` and ``B != X``, found by
+subtracting the walks through 2-cycles from the walk counts), in mining and in scoring alike. The score of a
+candidate aggregates the confidences of the rules that predict it (``maxplus``: the best rule, ties broken by the
+next two; or ``noisy-or``; or ``max``).
 Grounding is batched with scipy.sparse: per relation a CSR adjacency ``A_b``, and a length-2 rule's candidates
-for a batch of anchors are the non-zeros of ``A_b[anchors] @ A_u``.
+for a batch of anchors are the non-zeros of ``A_b[anchors] @ A_u`` (all rules of a head in one product).
 """
 
 from __future__ import annotations
