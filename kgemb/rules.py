@@ -415,7 +415,9 @@ class RuleSet:
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise InputError(f"{path} is not a kgemb rule set ({FORMAT}); mine and save the rules again")
         arrays_path = src / RULES_ARRAYS
-        if not arrays_path.is_file() or file_sha256(arrays_path) != meta.get("files", {}).get(RULES_ARRAYS):
+        files = meta.get("files")
+        digest = files.get(RULES_ARRAYS) if isinstance(files, dict) else None
+        if not arrays_path.is_file() or file_sha256(arrays_path) != digest:
             raise InputError(
                 f"{arrays_path} is missing or does not match the checksum in {RULES_JSON}; "
                 "mine and save the rules again"
@@ -463,7 +465,8 @@ def rule_metrics(
 ) -> dict[str, float]:
     """Filtered MRR and Hits@1/3/10 of the rule scores alone on ``triples``, both directions (head queries as
     ``(t, r + R, ?)``), ties at the mean of the optimistic and pessimistic rank (PyKEEN's "realistic"), every
-    triple of ``known`` (and ``triples``) other than the answer filtered."""
+    triple of ``known`` (and ``triples``) other than the answer filtered. ``ranks_out`` receives the ranks: the
+    tail queries of ``triples`` in order, then their head queries."""
     triples = np.asarray(triples, dtype=np.int64).reshape(-1, 3)
     nr = rules.num_relations
     queries = np.concatenate([triples, np.stack([triples[:, 2], triples[:, 1] + nr, triples[:, 0]], axis=1)])
