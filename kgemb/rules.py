@@ -58,7 +58,7 @@ class MiningOptions:
     constants: bool = True
     max_walks: int = 30_000_000  # path3 rules are mined when the graph has at most this many 3-edge walks
     const_min_support: int = 2
-    const_min_confidence: float = 0.01
+    const_min_confidence: float = 0.001  # chosen on WN18RR valid (0.4717 vs 0.4700 at 0.01)
 
     def to_json(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
