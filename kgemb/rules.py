@@ -166,12 +166,13 @@ class RuleSet:
         self._conf1[heads[m], self.rules[m, 2]] = self.confidence[m]
         m = kinds == PATH2
         self._conf2[heads[m], self.rules[m, 2], self.rules[m, 3]] = self.confidence[m]
-        # path3 rules keyed by (head, b, u, v); const and any by (head, b[, d]) -> (predicted constant, conf)
+        # path3: a dense (b, u, v) confidence table per head that has such rules
         b, u, v, d, c = (self.rules[:, i] for i in range(2, 7))
-        self._path3 = _Lookup(((heads * r2 + b) * r2 + u) * r2 + v, v, self.confidence, kinds == PATH3)
-        self._path3_prefix = np.unique(
-            (heads[kinds == PATH3] * r2 + b[kinds == PATH3]) * r2 + u[kinds == PATH3]
-        )
+        self._conf3: dict[int, np.ndarray] = {}
+        for i in np.flatnonzero(kinds == PATH3):
+            table = self._conf3.setdefault(int(heads[i]), np.zeros((r2, r2, r2)))
+            table[b[i], u[i], v[i]] = self.confidence[i]
+        # const and any rules keyed by (head, b[, d]) -> (predicted constant, confidence)
         self._const = _Lookup((heads * r2 + b) * n + d, c, self.confidence, kinds == CONST)
         self._any = _Lookup(heads * r2 + b, c, self.confidence, kinds == ANY)
         self._hstack: dict[int, tuple[sp.csr_matrix, np.ndarray]] = {}
@@ -233,15 +234,12 @@ class RuleSet:
     ) -> None:
         """path3 rules of head ``h``: walks anchor -b-> z1 -u-> z2 -v-> y counted by two sparse products, kept
         where a walk with distinct entities exists (:func:`_distinct_walks`)."""
-        if not len(self._path3.keys):
+        conf = self._conf3.get(h)
+        if conf is None:
             return
         g, n, r2 = self._graph, self.num_entities, 2 * self.num_relations
-        lo = np.searchsorted(self._path3_prefix, h * r2 * r2)
-        prefixes = self._path3_prefix[lo : np.searchsorted(self._path3_prefix, (h + 1) * r2 * r2)]
-        if not len(prefixes):
-            return
-        starts = np.unique(prefixes // r2 % r2)
-        first = np.isin(rel, starts)
+        prefix = conf.any(axis=2)  # (b, u) that start a rule
+        first = prefix.any(axis=1)[rel]
         if not first.any():
             return
         hop1 = sp.csr_matrix(
@@ -251,16 +249,16 @@ class RuleSet:
         two = (hop1 @ g.flat).tocoo()  # rows (query, b), columns (u, z2), walk counts
         qb = two.row.astype(np.int64)
         u, z2 = np.divmod(two.col.astype(np.int64), n)
-        ok = np.isin(h * r2 * r2 + (qb % r2) * r2 + u, prefixes)
+        ok = prefix[qb % r2, u]
         hop2 = sp.csr_matrix((two.data[ok], (qb[ok] * r2 + u[ok], z2[ok])), shape=(len(anchors) * r2 * r2, n))
         three = (hop2 @ g.flat).tocoo()  # rows (query, b, u), columns (v, y)
         qbu = three.row.astype(np.int64)
         v, y = np.divmod(three.col.astype(np.int64), n)
         q, b, u = qbu // (r2 * r2), qbu // r2 % r2, qbu % r2
-        idx, pos = _matches(self._path3.keys, ((h * r2 + b) * r2 + u) * r2 + v)
-        x = anchors[q[idx]]
-        fine = _distinct_walks(g, x, b[idx], u[idx], v[idx], y[idx], three.data[idx])
-        keep(q[idx][fine], y[idx][fine], self._path3.vals[pos][fine])
+        c = conf[b, u, v]
+        idx = np.flatnonzero(c > 0)
+        fine = _distinct_walks(g, anchors[q[idx]], b[idx], u[idx], v[idx], y[idx], three.data[idx])
+        keep(q[idx][fine], y[idx][fine], c[idx][fine])
 
     def tail_scores(
         self,
