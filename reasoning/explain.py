@@ -47,6 +47,19 @@ class SupportingPath:
 
 
 @dataclass
+class FiredRule:
+    """A mined rule (``kgemb.rules``) that predicts the link, with one grounding of its body in the graph."""
+
+    rule: str  # readable, e.g. ``hypernym(X,Y) <= derivationally_related_form(X,Z), hypernym(Z,Y)``
+    kind: str
+    confidence: float
+    support: int
+    body_support: int
+    path: list[str]  # entity keys along the grounding, from the head
+    path_labels: list[str]
+
+
+@dataclass
 class Neighbour:
     key: str
     label: str
@@ -71,6 +84,7 @@ class Explanation:
         default_factory=list
     )  # like the head by text, with the same link to the tail
     notes: list[str] = field(default_factory=list)
+    rules: list[FiredRule] = field(default_factory=list)  # mined rules that fired (model folders with rules)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -89,6 +103,12 @@ class Explanation:
         for p in self.paths:
             chain = " ; ".join(f"{s.source_label} -[{s.relation_label}]-> {s.target_label}" for s in p.steps)
             lines.append(f"  {p.strength:.2f}  {chain}")
+        if self.rules:
+            lines += ["", "rules that fired (confidence, support / body support; one grounding):"]
+            lines.extend(
+                f"  {f.confidence:.3f}  ({f.support}/{f.body_support})  {f.rule}   [{' -> '.join(f.path_labels)}]"
+                for f in self.rules
+            )
         for title, items in (
             (f"entities like {self.head_label} by text", self.head_neighbours),
             (f"entities like {self.tail_label} by text", self.tail_neighbours),
@@ -135,6 +155,7 @@ def explain(
         known,
     )
     out.paths = _supporting_paths(predictor, h, r, t, max_length, paths, max_paths_considered, sample)
+    out.rules = fired_rules(predictor, h, r, t, paths, out.notes)
     try:
         index = predictor.text_index
     except KgembError as exc:
@@ -149,6 +170,40 @@ def explain(
             if len(out.analogues) == neighbours:
                 break
     return out
+
+
+def fired_rules(
+    predictor: LinkPredictor, h: int, r: int, t: int, k: int, notes: list[str] | None = None
+) -> list[FiredRule]:
+    """The ``k`` strongest mined rules that predict ``(h, r, t)``: from the model's ``rules`` attribute or the
+    model folder's ``rules.json`` (:class:`kgemb.rules.RuleSet`); none when the model carries no rules."""
+    from kgemb.rules import RULES_JSON, RuleSet
+
+    rules = getattr(predictor, "_rules", None) or getattr(predictor.model, "rules", None)
+    if rules is None and predictor.directory is not None and (predictor.directory / RULES_JSON).is_file():
+        rules = RuleSet.load(predictor.directory)
+    if rules is None:
+        return []
+    predictor._rules = rules  # type: ignore[attr-defined]
+    kg = predictor.kg
+    if (rules.num_entities, rules.num_relations) != (kg.num_entities, kg.num_relations):
+        if notes is not None:
+            notes.append(
+                "the saved rules were mined on another graph (entity/relation counts differ); not shown"
+            )
+        return []
+    return [
+        FiredRule(
+            f["rule"],
+            f["kind"],
+            round(f["confidence"], 4),
+            f["support"],
+            f["body_support"],
+            [kg.entities[e].key for e in f["path"]],
+            [predictor._label(e) for e in f["path"]],
+        )
+        for f in rules.explain(h, r, t, k, entity_name=predictor._label)
+    ]
 
 
 def _graph(predictor: LinkPredictor) -> networkx.MultiGraph:

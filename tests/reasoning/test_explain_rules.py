@@ -1,0 +1,34 @@
+"""`explain` shows the mined rules that fired when the model folder carries rules (kgemb.rules)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+from kgemb.rules import RuleSet
+
+MED = "http://example.org/med/"
+
+
+def test_explain_shows_the_rules_that_fired(tmp_path, medical_model_dir) -> None:
+    from kgemb.reasoning import LinkPredictor
+
+    folder = tmp_path / "model"
+    shutil.copytree(medical_model_dir, folder)
+    plain = LinkPredictor.load(folder).explain("measles", "has_symptom", "fever")
+    assert plain.rules == []  # no rules in the folder: nothing shown, nothing fails
+
+    kg = LinkPredictor.load(folder).kg
+    names = [kg.relation_text(r) for r in range(kg.num_relations)]
+    RuleSet.mine(kg.triples("train"), kg.num_entities, kg.num_relations, relation_names=names).save(folder)
+    found = LinkPredictor.load(folder).explain("measles", "has_symptom", "fever")
+    assert found.rules, "diseases that share symptoms with measles have fever: some rule fires"
+    conf = [f.confidence for f in found.rules]
+    assert conf == sorted(conf, reverse=True) and all(0 < c <= 1 for c in conf)
+    for fired in found.rules:
+        assert fired.path[0] == MED + "measles" and fired.rule.startswith("has symptom(X,")
+        if fired.kind in ("path1", "path2"):
+            assert fired.path[-1] == MED + "fever" and len(fired.path) == {"path1": 2, "path2": 3}[fired.kind]
+        assert fired.support <= fired.body_support
+    assert "rules that fired" in found.format()
+    assert json.loads(json.dumps(found.to_dict()))["rules"][0]["rule"] == found.rules[0].rule
