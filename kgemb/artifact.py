@@ -51,6 +51,12 @@ def save(trained: TrainedModel, directory: str | os.PathLike) -> None:
         files.append(FEATURES)
     else:
         (out / FEATURES).unlink(missing_ok=True)
+    channel = trained.pykeen_model.rule_channel
+    if channel is not None:
+        from kgemb.rules import RULES_ARRAYS, RULES_JSON
+
+        channel.rules.save(out)
+        files += [RULES_JSON, RULES_ARRAYS]
     trained.kg.save(out / GRAPH)
     files += sorted(
         f"{GRAPH}/{p.name}" for p in (out / GRAPH).iterdir() if p.is_file() and not p.name.startswith(".")
@@ -134,6 +140,17 @@ def load(directory: str | os.PathLike, *, encoder: Any = None) -> TrainedModel:
             "save or train the model again"
         ) from None
     model.eval()
+    rules = config.get("rules") or {}
+    if rules.get("used"):
+        from kgemb.rule_channel import RuleChannel
+        from kgemb.rules import RuleSet
+
+        try:
+            model.rule_channel = RuleChannel(RuleSet.load(src), rules["weights"])
+        except (KeyError, ValueError) as exc:
+            raise InputError(
+                f"the rules in {src} do not fit the model ({exc}); save the model again"
+            ) from None
     return TrainedModel(kg, model, config, features, enc)
 
 

@@ -360,6 +360,7 @@ class TextAwareModel(ERModel):
         super().__init__(*args, **kwargs)
         self.num_base_relations = self.num_relations if num_base_relations is None else num_base_relations
         self.reciprocal = self.num_relations == 2 * self.num_base_relations
+        self.rule_channel: Any = None  # a kgemb.rule_channel.RuleChannel, added to scores by entity ids
 
     @property
     def scoring_form(self) -> str | None:
@@ -373,20 +374,42 @@ class TextAwareModel(ERModel):
             return "tail", relations + self.num_base_relations
         return side, relations
 
-    def score_t(self, hr_batch: torch.Tensor, *, slice_size=None, mode=None, tails=None) -> torch.Tensor:
+    def score_t(
+        self, hr_batch: torch.Tensor, *, slice_size=None, mode=None, tails=None, rules_off: bool = False
+    ) -> torch.Tensor:
         if tails is None and mode is None and self._by_product():
             ents = self.entity_representations[0](indices=None)
-            return self._score_all("tail", ents, ents[hr_batch[:, 0]], hr_batch[:, 1])
-        return super().score_t(hr_batch, slice_size=slice_size, mode=mode, tails=tails)
+            scores = self._score_all("tail", ents, ents[hr_batch[:, 0]], hr_batch[:, 1])
+        else:
+            scores = super().score_t(hr_batch, slice_size=slice_size, mode=mode, tails=tails)
+        return self._with_rules(scores, "tail", hr_batch[:, 0], hr_batch[:, 1], tails, mode, rules_off)
 
-    def score_h(self, rt_batch: torch.Tensor, *, slice_size=None, mode=None, heads=None) -> torch.Tensor:
+    def score_h(
+        self, rt_batch: torch.Tensor, *, slice_size=None, mode=None, heads=None, rules_off: bool = False
+    ) -> torch.Tensor:
         if heads is None and mode is None and self._by_product():
             ents = self.entity_representations[0](indices=None)
-            return self._score_all("head", ents, ents[rt_batch[:, 1]], rt_batch[:, 0])
-        if self.reciprocal:
+            scores = self._score_all("head", ents, ents[rt_batch[:, 1]], rt_batch[:, 0])
+        elif self.reciprocal:
             inverse = torch.stack([rt_batch[:, 1], rt_batch[:, 0] + self.num_base_relations], dim=1)
-            return super().score_t(inverse, slice_size=slice_size, mode=mode, tails=heads)
-        return super().score_h(rt_batch, slice_size=slice_size, mode=mode, heads=heads)
+            scores = super().score_t(inverse, slice_size=slice_size, mode=mode, tails=heads)
+        else:
+            scores = super().score_h(rt_batch, slice_size=slice_size, mode=mode, heads=heads)
+        return self._with_rules(scores, "head", rt_batch[:, 1], rt_batch[:, 0], heads, mode, rules_off)
+
+    def rule_scores(self, side: Side, anchors: torch.Tensor, relations: torch.Tensor) -> torch.Tensor | None:
+        """The rule channel's weighted scores ``(b, num_entities)`` of queries by entity ids, or None."""
+        if self.rule_channel is None:
+            return None
+        # rules answer head queries as tail queries of the inverse, whether or not the model is reciprocal
+        inverse = relations + self.num_base_relations
+        return self.rule_channel.scores(anchors, inverse if side == "head" else relations)
+
+    def _with_rules(self, scores, side, anchors, relations, candidates, mode, rules_off) -> torch.Tensor:
+        if rules_off or candidates is not None or mode is not None or torch.is_grad_enabled():
+            return scores
+        extra = self.rule_scores(side, anchors, relations)
+        return scores if extra is None else scores + extra.to(scores.device, scores.dtype)
 
     def _by_product(self) -> bool:
         return not torch.is_grad_enabled() and self.scoring_form is not None
@@ -553,6 +576,12 @@ class TrainedModel:
     @property
     def mode(self) -> str:
         return self.config["mode"]
+
+    @property
+    def rules(self) -> Any:
+        """The mined rules (:class:`kgemb.rules.RuleSet`) of the model's rule channel, or None."""
+        channel = self.pykeen_model.rule_channel
+        return None if channel is None else channel.rules
 
     @property
     def representation(self) -> TextAwareRepresentation:

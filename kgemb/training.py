@@ -75,9 +75,15 @@ class TrainingConfig:
     """Every setting of a training run (stored in the model's config.json). ``None`` means "chosen for the graph"."""
 
     mode: str = "fused"
-    interaction: str = "complex"  # with the softmax objective and N3, ComplEx beat RotatE on UMLS (0.925 / 0.868)
-    dim: int | None = None  # reals per entity vector (complex: dim/2 complex numbers); None: 512, 256 above 20k entities
-    epochs: int | None = None  # None: about 1M training triples seen (softmax; 1.5M otherwise), 10 to 100 epochs
+    interaction: str = (
+        "complex"  # with the softmax objective and N3, ComplEx beat RotatE on UMLS (0.925 / 0.868)
+    )
+    dim: int | None = (
+        None  # reals per entity vector (complex: dim/2 complex numbers); None: 512, 256 above 20k entities
+    )
+    epochs: int | None = (
+        None  # None: about 1M training triples seen (softmax; 1.5M otherwise), 10 to 100 epochs
+    )
     batch_size: int | None = None  # None: 256 for small graphs, 1024 from 20,000 training triples
     lr: float = 0.01  # Adam
     weight_decay: float = 1e-5
@@ -88,6 +94,7 @@ class TrainingConfig:
     # PyKEEN's sLCWA losses: negatives per positive (None: 32)
     negatives: int | None = None
     label_smoothing: float = 0.1  # softmax
+    rules: bool = True  # mine rules and add them to the score per relation where validation says they help
     n3: float | None = None  # softmax: weight of the N3 regulariser; None: chosen for the graph
     sampler: str | None = (
         None  # "basic" (uniform) or "hard" (text neighbours + in-batch); None: hard for infonce
@@ -236,7 +243,11 @@ class TrainingConfig:
             f"graph: {kg.num_entities:,} entities, {kg.num_relations:,} relations, triples {splits}\n"
             f"training: {self.mode} {self.interaction}, dim {self.dim}, {objective}; batch {self.batch_size}, "
             f"up to {self.epochs} epochs, lr {self.lr}"
-            + (f", validation every {self.eval_every} (patience {self.patience})" if self.early_stopping else "")
+            + (
+                f", validation every {self.eval_every} (patience {self.patience})"
+                if self.early_stopping
+                else ""
+            )
             + (f", at most {self.max_minutes} min" if self.max_minutes else "")
         )
 
@@ -679,6 +690,7 @@ def train(kg: KnowledgeGraph, *, encoder: Any = "default", **options: Any) -> Tr
         model = model_for(kg, cfg, features, relation_init=relation_init)
         info = encoder_info(enc, encoder) if enc is not None else None
         summary = _fit(kg, model, cfg, features, info)
+        rules = attach_rules(kg, model, cfg)
     valid_metrics = summary.pop("valid_metrics", None)
     config = {
         "format": "kgemb-model",
@@ -691,6 +703,7 @@ def train(kg: KnowledgeGraph, *, encoder: Any = "default", **options: Any) -> Tr
         "encoder": info,
         "training": {**cfg.trained_settings(), "epochs": cfg.epochs, **summary},
         "metrics": {"valid": valid_metrics} if valid_metrics else {},
+        "rules": rules,
         "versions": _versions(),
         "graph": {"entities": kg.num_entities, "relations": kg.num_relations, "train": len(train_triples)},
         "no_text_entities": kg.no_text_count,
@@ -776,6 +789,31 @@ def _fit(
     return summary
 
 
+def attach_rules(kg: KnowledgeGraph, model: TextAwareModel, cfg: TrainingConfig) -> dict[str, Any] | None:
+    """Mine rules from ``kg``'s training triples and give ``model`` its rule channel, with the weights per relation
+    chosen on the validation triples (see :mod:`kgemb.rule_channel`); what config.json records, or None when
+    ``cfg.rules`` is off, the graph has no validation triples, or no relation gains from the rules."""
+    model.rule_channel = None
+    if not cfg.rules or len(kg.splits.get("valid", ())) == 0:
+        return None
+    from kgemb.rule_channel import RuleChannel, fit_weights
+    from kgemb.rules import RuleSet
+
+    started = time.perf_counter()
+    rules = RuleSet.mine(kg.triples("train"), kg.num_entities, kg.num_relations, relation_names=kg.relations)
+    weights, summary = fit_weights(model, rules, kg, seed=cfg.seed)
+    if (weights > 0).any():
+        model.rule_channel = RuleChannel(rules, weights)
+    log.info("rules: %d mined, validation MRR %s", len(rules), summary)
+    return {
+        "used": model.rule_channel is not None,
+        "count": len(rules),
+        "weights": [float(w) for w in weights],
+        **{k: round(v, 4) for k, v in summary.items()},
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
 # ---------------------------------------------------------------------------------------------------- update
 def update(
     trained: TrainedModel,
@@ -837,7 +875,9 @@ def update(
         summary = _fit(
             new_kg, model, cfg, features, trained.config.get("encoder"), factory, continue_from_weights=True
         )
+    rules = attach_rules(new_kg, model, cfg) if trained.pykeen_model.rule_channel is not None else None
     config = json.loads(json.dumps(trained.config))
+    config["rules"] = rules
     config["graph"] = {
         "entities": new_kg.num_entities,
         "relations": new_kg.num_relations,

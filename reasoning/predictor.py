@@ -358,8 +358,12 @@ class LinkPredictor:
         blocked = {r: torch.from_numpy(~m) for r, m in masks.items() if m is not None}
         row_blocked = [blocked.get(r) for r in rels.tolist()]
 
+        rules = self._rule_scores(side, anchor_ids, rels)
+
         def transform(values: torch.Tensor, start: int) -> torch.Tensor:
             stop = start + values.shape[1]
+            if rules is not None:
+                values = values + rules[:, start:stop]
             for row, (ex, bl) in enumerate(zip(excluded, row_blocked, strict=True)):
                 if bl is not None:
                     values[row].masked_fill_(bl[start:stop], float("-inf"))
@@ -370,14 +374,29 @@ class LinkPredictor:
             return values
 
         rel_reps = self.scorer.relations(rels)
-        values, ids = self.scorer.top(side, anchors, rel_reps, k + _MARGIN, transform=transform, raw=False)
+        values, ids = self.scorer.top(
+            side, anchors, rel_reps, k + _MARGIN, transform=transform, raw=rules is not None
+        )
         exact = self.scorer.exact(side, anchors, rel_reps, ids)
+        if rules is not None:
+            exact = exact + rules.gather(1, ids.clamp_min(0))
         exact = torch.where(torch.isfinite(values), exact, torch.full_like(exact, float("-inf")))
         order = torch.argsort(exact, dim=1, descending=True, stable=True)[:, :k]
         raw = exact.gather(1, order)
         out_ids = ids.gather(1, order)
         out_ids[~torch.isfinite(raw)] = -1
         return out_ids.numpy(), raw.numpy()
+
+    def _rule_scores(self, side: Side, anchor_ids: list[int | None], rels: np.ndarray) -> torch.Tensor | None:
+        """The model's rule channel for query rows given by entity ids (zeros for new entities), or None."""
+        pykeen_model = self.model.pykeen_model
+        rows = [i for i, a in enumerate(anchor_ids) if a is not None]
+        if pykeen_model.rule_channel is None or not rows:
+            return None
+        out = torch.zeros(len(anchor_ids), self.kg.num_entities)
+        ids = torch.as_tensor([anchor_ids[i] for i in rows])
+        out[rows] = pykeen_model.rule_scores(side, ids, torch.as_tensor(rels[rows]))
+        return out
 
     # ------------------------------------------------------------------ relations and scores
     def relations(
