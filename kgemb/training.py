@@ -110,7 +110,7 @@ class TrainingConfig:
     early_stopping: bool = True
     eval_every: int | None = None  # None: a tenth of the epochs
     patience: int = 3
-    valid_max_triples: int | None = 2000
+    valid_max_triples: int | None = None  # early stopping on the full validation set (None) or a sample
     max_minutes: float | None = None  # stop after the epoch that passes this much training time
     checkpoint_dir: str | None = None
     checkpoint_every: int = 0  # epochs between checkpoints (0: none)
