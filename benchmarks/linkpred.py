@@ -331,7 +331,7 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"{_fmt(m['hits@3'])} | {_fmt(m['hits@10'])} | {m['n']} | {epochs} | {_fmt(m['minutes'], 1)} | "
             f"{_fmt(m.get('cpu_minutes'), 1)} | {_fmt(m.get('triples_per_s'), 0)} | {_fmt(m['peak_mb'], 0)} | "
             f"{_fmt(m.get('mrr_head'))} / {_fmt(m.get('mrr_tail'))} | "
-            f"{_fmt(m.get('valid_mrr_without_rules'))} / {_fmt(m.get("valid_mrr_combined"))} |"
+            f"{_fmt(m.get('valid_mrr_without_rules'))} / {_fmt(m.get('valid_mrr_combined'))} |"
         )
     return "\n".join(lines)
 
