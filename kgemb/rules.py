@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -35,6 +35,9 @@ import torch
 
 from kgemb.errors import InputError
 from kgemb.files import file_sha256, write_atomic
+
+if TYPE_CHECKING:
+    from kgemb.graph import KnowledgeGraph
 
 FORMAT = "kgemb.rules/1"
 RULES_JSON = "rules.json"
@@ -146,6 +149,12 @@ class RuleSet:
             aggregate=aggregate,
             stats=stats,
         )
+
+    @classmethod
+    def from_graph(cls, kg: KnowledgeGraph, split: str = "train", **options: Any) -> RuleSet:
+        """:meth:`mine` on one split of a :class:`~kgemb.KnowledgeGraph`, rules written with its relation names."""
+        names = [kg.relation_text(r) for r in range(kg.num_relations)]
+        return cls.mine(kg.triples(split), kg.num_entities, kg.num_relations, relation_names=names, **options)
 
     def __len__(self) -> int:
         return len(self.rules)
