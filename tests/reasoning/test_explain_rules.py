@@ -30,3 +30,9 @@ def test_explain_shows_the_rules_that_fired(tmp_path, medical_model_dir) -> None
         assert fired.support <= fired.body_support
     assert "rules that fired" in found.format()
     assert json.loads(json.dumps(found.to_dict()))["rules"][0]["rule"] == found.rules[0].rule
+
+    # rules mined on other triples (a retrained model left an old rules.json) are not shown, and a note says so
+    kg = LinkPredictor.load(folder).kg
+    RuleSet.mine(kg.triples("train")[1:], kg.num_entities, kg.num_relations).save(folder)
+    stale = LinkPredictor.load(folder).explain("measles", "has_symptom", "fever")
+    assert stale.rules == [] and any("mine them again" in n for n in stale.notes)
