@@ -514,7 +514,12 @@ class _Graph:
 
     def __init__(self, triples: np.ndarray, num_entities: int, num_relations: int) -> None:
         n, r2 = num_entities, 2 * num_relations
-        rec = np.unique(_reciprocal(triples, num_relations), axis=0)
+        both = _reciprocal(triples, num_relations)
+        keys = np.unique(
+            (both[:, 0] * r2 + both[:, 1]) * n + both[:, 2]
+        )  # sorted by (x, r, y), no duplicates
+        xr, y = np.divmod(keys, n)
+        rec = np.stack([xr // r2, xr % r2, y], axis=1)
         self.num_entities, self.num_relations = n, num_relations
         self.rec = rec
         ones = np.ones(len(rec), dtype=np.float32)
@@ -523,7 +528,7 @@ class _Graph:
         for r in range(r2):
             m = rec[:, 1] == r
             self.adj.append(sp.csr_matrix((ones[m], (rec[m, 0], rec[m, 2])), shape=(n, n)))
-        self.keys = (rec[:, 0] * r2 + rec[:, 1]) * n + rec[:, 2]  # sorted: rec is unique-sorted by (x, r, y)
+        self.keys = keys
         # 2-cycles x -b-> z -u-> x, counted per (x, b, u): the walks that revisit an entity
         pair = rec[:, 0] * n + rec[:, 2]
         order = np.argsort(pair, kind="stable")
