@@ -165,7 +165,7 @@ class RuleSet:
 
     # ----------------------------------------------------------------------------------------------- scoring
     def _build_index(self) -> None:
-        """Per head relation: dense confidence tables for path rules, CSR tables for constant rules."""
+        """Per head relation: dense confidence tables for path rules, sorted-key look-ups for constant rules."""
         n, r2 = self.num_entities, 2 * self.num_relations
         self._graph = _Graph(self.triples, n, self.num_relations)
         heads, kinds = self.rules[:, 0], self.rules[:, 1]
