@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -35,6 +35,9 @@ import torch
 
 from kgemb.errors import InputError
 from kgemb.files import file_sha256, write_atomic
+
+if TYPE_CHECKING:
+    from kgemb.graph import KnowledgeGraph
 
 FORMAT = "kgemb.rules/1"
 RULES_JSON = "rules.json"
@@ -147,6 +150,12 @@ class RuleSet:
             stats=stats,
         )
 
+    @classmethod
+    def from_graph(cls, kg: KnowledgeGraph, split: str = "train", **options: Any) -> RuleSet:
+        """:meth:`mine` on one split of a :class:`~kgemb.KnowledgeGraph`, rules written with its relation names."""
+        names = [kg.relation_text(r) for r in range(kg.num_relations)]
+        return cls.mine(kg.triples(split), kg.num_entities, kg.num_relations, relation_names=names, **options)
+
     def __len__(self) -> int:
         return len(self.rules)
 
@@ -156,7 +165,7 @@ class RuleSet:
 
     # ----------------------------------------------------------------------------------------------- scoring
     def _build_index(self) -> None:
-        """Per head relation: dense confidence tables for path rules, CSR tables for constant rules."""
+        """Per head relation: dense confidence tables for path rules, sorted-key look-ups for constant rules."""
         n, r2 = self.num_entities, 2 * self.num_relations
         self._graph = _Graph(self.triples, n, self.num_relations)
         heads, kinds = self.rules[:, 0], self.rules[:, 1]
@@ -505,7 +514,12 @@ class _Graph:
 
     def __init__(self, triples: np.ndarray, num_entities: int, num_relations: int) -> None:
         n, r2 = num_entities, 2 * num_relations
-        rec = np.unique(_reciprocal(triples, num_relations), axis=0)
+        both = _reciprocal(triples, num_relations)
+        keys = np.unique(
+            (both[:, 0] * r2 + both[:, 1]) * n + both[:, 2]
+        )  # sorted by (x, r, y), no duplicates
+        xr, y = np.divmod(keys, n)
+        rec = np.stack([xr // r2, xr % r2, y], axis=1)
         self.num_entities, self.num_relations = n, num_relations
         self.rec = rec
         ones = np.ones(len(rec), dtype=np.float32)
@@ -514,7 +528,7 @@ class _Graph:
         for r in range(r2):
             m = rec[:, 1] == r
             self.adj.append(sp.csr_matrix((ones[m], (rec[m, 0], rec[m, 2])), shape=(n, n)))
-        self.keys = (rec[:, 0] * r2 + rec[:, 1]) * n + rec[:, 2]  # sorted: rec is unique-sorted by (x, r, y)
+        self.keys = keys
         # 2-cycles x -b-> z -u-> x, counted per (x, b, u): the walks that revisit an entity
         pair = rec[:, 0] * n + rec[:, 2]
         order = np.argsort(pair, kind="stable")

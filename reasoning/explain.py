@@ -186,10 +186,11 @@ def fired_rules(
         return []
     predictor._rules = rules  # type: ignore[attr-defined]
     kg = predictor.kg
-    if (rules.num_entities, rules.num_relations) != (kg.num_entities, kg.num_relations):
+    same = (rules.num_entities, rules.num_relations) == (kg.num_entities, kg.num_relations)
+    if not (same and np.array_equal(rules.triples, kg.triples("train"))):
         if notes is not None:
             notes.append(
-                "the saved rules were mined on another graph (entity/relation counts differ); not shown"
+                "the rules in the model folder were mined on other training triples; mine them again"
             )
         return []
     return [
