@@ -51,12 +51,15 @@ def save(trained: TrainedModel, directory: str | os.PathLike) -> None:
         files.append(FEATURES)
     else:
         (out / FEATURES).unlink(missing_ok=True)
+    from kgemb.rules import RULES_ARRAYS, RULES_JSON
+
     channel = trained.pykeen_model.rule_channel
     if channel is not None:
-        from kgemb.rules import RULES_ARRAYS, RULES_JSON
-
         channel.rules.save(out)
         files += [RULES_JSON, RULES_ARRAYS]
+    else:  # an earlier model's rules must not be read as this one's
+        for name in (RULES_JSON, RULES_ARRAYS):
+            (out / name).unlink(missing_ok=True)
     trained.kg.save(out / GRAPH)
     files += sorted(
         f"{GRAPH}/{p.name}" for p in (out / GRAPH).iterdir() if p.is_file() and not p.name.startswith(".")

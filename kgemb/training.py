@@ -231,6 +231,7 @@ class TrainingConfig:
     def describe(self, kg: KnowledgeGraph) -> str:
         """What a run will do, in two lines: the graph's counts and the settings (printed before training)."""
         splits = ", ".join(f"{len(a):,} {name}" for name, a in kg.splits.items())
+        has_valid = len(kg.splits.get("valid", ())) > 0
         if self.loss == "softmax":
             candidates = "every entity" if self.negatives is None else f"{self.negatives:,} shared negatives"
             objective = (
@@ -245,7 +246,14 @@ class TrainingConfig:
             f"up to {self.epochs} epochs, lr {self.lr}"
             + (
                 f", validation every {self.eval_every} (patience {self.patience})"
-                if self.early_stopping
+                if self.early_stopping and has_valid
+                else ", no early stopping"
+            )
+            + (
+                ", rules mined and weighed on validation"
+                if self.rules and has_valid
+                else ", no rules (they need a validation split)"
+                if self.rules
                 else ""
             )
             + (f", at most {self.max_minutes} min" if self.max_minutes else "")

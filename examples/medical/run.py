@@ -78,12 +78,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"   {kg}")
     done(t)
 
-    t = step(f"3. Train a fused model (RotatE, dim {DIM}, default multilingual encoder, {epochs} epochs)")
+    t = step(
+        f"3. Train a fused model (ComplEx, dim {DIM}, default multilingual encoder, {epochs} epochs, mined rules)"
+    )
     model_dir = out / "model"
     model = kgemb.train(
         kg,
         mode="fused",
-        interaction="rotate",
+        interaction="complex",
         dim=DIM,
         encoder="default",
         epochs=epochs,
