@@ -75,16 +75,12 @@ class TrainingConfig:
     """Every setting of a training run (stored in the model's config.json). ``None`` means "chosen for the graph"."""
 
     mode: str = "fused"
-    interaction: str = (
-        "complex"  # with the softmax objective and N3, ComplEx beat RotatE on UMLS (0.925 / 0.868)
-    )
+    interaction: str = "complex"  # softmax objective + N3: ComplEx beat RotatE on UMLS (0.925 / 0.868)
     dim: int | None = (
-        None  # reals per entity vector (complex: dim/2 complex numbers); None: 512, 256 above 20k entities
+        None  # reals per entity vector (complex: dim/2 numbers); None: 512 below 10k triples, else 256
     )
-    epochs: int | None = (
-        None  # None: about 1M training triples seen (softmax; 1.5M otherwise), 10 to 100 epochs
-    )
-    batch_size: int | None = None  # None: 256 for small graphs, 1024 from 20,000 training triples
+    epochs: int | None = None  # None: about 500k triples seen (softmax; 1.5M otherwise), 10 to 100 epochs
+    batch_size: int | None = None  # None: 256 below 10,000 training triples, else 1024
     lr: float = 0.01  # Adam
     weight_decay: float = 1e-5
     loss: str = "softmax"  # kgemb.objective (reciprocal 1-N); or one of PyKEEN's, trained by its loops
@@ -206,8 +202,11 @@ class TrainingConfig:
         """A copy with the graph-dependent defaults (epochs, batch size, sampler, negatives) filled in."""
         out = TrainingConfig(**asdict(self))
         large = num_entities > FULL_SCORING_LIMIT
-        if out.dim is None:
-            out.dim = 256 if large else 512
+        small = num_train < 10_000
+        if (
+            out.dim is None
+        ):  # fused models recompute every candidate's vector each step: cost ~ entities x dim^2
+            out.dim = 512 if small and not large else 256
             check_dim(out.interaction, out.dim)
         if out.loss == "softmax":
             if out.negatives is None and large:
@@ -215,7 +214,7 @@ class TrainingConfig:
             if out.n3 is None:
                 out.n3 = DEFAULT_N3.get(out.interaction, 0.0)
             if out.epochs is None:
-                out.epochs = int(min(100, max(10, math.ceil(1_000_000 / max(num_train, 1)))))
+                out.epochs = int(min(100, max(10, math.ceil(500_000 / max(num_train, 1)))))
         elif out.negatives is None:
             out.negatives = 32
         if out.epochs is None:
@@ -223,7 +222,7 @@ class TrainingConfig:
         if out.eval_every is None:
             out.eval_every = max(1, out.epochs // 10)
         if out.batch_size is None:
-            out.batch_size = 256 if num_train < 20_000 else 1024
+            out.batch_size = 256 if small else 1024
         if out.sampler is None:
             out.sampler = "hard" if out.loss == "infonce" and out.mode != "structure" else "basic"
         return out
