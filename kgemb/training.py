@@ -139,22 +139,14 @@ class TrainingConfig:
             self.sampler = _choice("sampler", self.sampler, SAMPLERS)
         if self.dim is not None:
             check_dim(self.interaction, self.dim)
-        for name in ("epochs", "batch_size"):
+        for name in ("epochs", "batch_size", "negatives", "eval_every"):  # None: chosen for the graph
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ConfigError(f"{name}={value!r} must be a whole number of at least 1")
-        if self.negatives is not None and (
-            isinstance(self.negatives, bool) or not isinstance(self.negatives, int) or self.negatives < 1
-        ):
-            raise ConfigError(f"negatives={self.negatives!r} must be a whole number of at least 1")
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"label_smoothing={self.label_smoothing!r} must lie in [0, 1)")
         if self.n3 is not None and not self.n3 >= 0:
             raise ConfigError(f"n3={self.n3!r} must be 0 (off) or positive")
-        if self.eval_every is not None and (
-            isinstance(self.eval_every, bool) or not isinstance(self.eval_every, int) or self.eval_every < 1
-        ):
-            raise ConfigError(f"eval_every={self.eval_every!r} must be a whole number of at least 1")
         for name in ("patience", "heads"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -203,9 +195,8 @@ class TrainingConfig:
         out = TrainingConfig(**asdict(self))
         large = num_entities > FULL_SCORING_LIMIT
         small = num_train < 10_000
-        if (
-            out.dim is None
-        ):  # fused models recompute every candidate's vector each step: cost ~ entities x dim^2
+        # a fused step recomputes every candidate's vector: its cost grows with entities x dim^2
+        if out.dim is None:
             out.dim = 512 if small and not large else 256
             check_dim(out.interaction, out.dim)
         if out.loss == "softmax":
