@@ -38,7 +38,6 @@ prior). Order is by ``L`` (then the candidate's id), so it is strict wherever th
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -47,8 +46,8 @@ import numpy as np
 
 from kgemb.errors import InputError
 
-EPS = 0.01  # chance that one evidence item is noise
-BETA = 1.0  # how much a candidate's number of annotations discounts its matches
+EPS = 0.3  # chance that one evidence item is noise (chosen on simulated patients, benchmarks/diagnosis.py)
+BETA = 0.4  # how much a candidate's number of annotations discounts its matches (same)
 # local names (after '#', '/' or ':'; case, spaces and underscores ignored) of the hierarchy relations found
 # automatically: child -> parent
 HIERARCHY_NAMES = ("isa", "subclassof", "broader", "subclass", "parent")
@@ -239,9 +238,11 @@ class Annotations:
 class EvidenceIndex:
     """The annotations of a graph per (relation, side), built on first use, with its hierarchy."""
 
-    def __init__(self, kg, hierarchy: Sequence[str] | None = None) -> None:  # kg: KnowledgeGraph
+    def __init__(
+        self, kg, hierarchy: Sequence[str] | None = None, triples: np.ndarray | None = None
+    ) -> None:  # kg: KnowledgeGraph; triples: the known links (default: every split)
         self.kg = kg
-        self.triples = kg.all_triples()
+        self.triples = kg.all_triples() if triples is None else np.asarray(triples)
         try:
             rels = hierarchy_relations(kg, hierarchy)
         except Exception as exc:  # an unknown relation name
@@ -292,7 +293,3 @@ class EvidenceIndex:
 def describe(kind: int) -> str:
     """``"exact"``, ``"hierarchy"`` or ``"unmatched"``."""
     return MATCH_NAMES[int(kind)]
-
-
-def _finite(value: float) -> float:
-    return value if math.isfinite(value) else float("-inf")
