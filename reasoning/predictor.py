@@ -10,6 +10,7 @@ text of an entity that is not in the graph and its vector comes from the encoder
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from collections.abc import Sequence
@@ -130,7 +131,13 @@ class LinkPredictor:
         self._text_index: TextIndex | None = None
         self.hierarchy = hierarchy
         self._evidence: EvidenceIndex | None = None
-        self._evidence_weight = evidence_weight
+        if evidence_weight is not None and (
+            not isinstance(evidence_weight, int | float)
+            or not math.isfinite(evidence_weight)
+            or evidence_weight < 0
+        ):
+            raise InputError(f"evidence_weight must be a number >= 0; got {evidence_weight!r}")
+        self._evidence_weight = None if evidence_weight is None else float(evidence_weight)
 
     @classmethod
     def load(cls, directory: str | os.PathLike, **options: Any) -> LinkPredictor:
@@ -498,21 +505,22 @@ class LinkPredictor:
         split: str = "valid",
         *,
         queries: int = 100,
-        grid: Sequence[float] = (0.0, 0.03, 0.1, 0.3, 1.0),
+        grid: Sequence[float] = (0.001, 0.03, 0.1, 0.3, 1.0),
         seed: int = 0,
     ) -> float:
         """Choose ``alpha`` on held-out links: for a sample of ``split``'s links ``(h, r, t)``, rank ``h`` from
         ``t`` plus up to four of ``h``'s known ``r`` links, and keep the weight with the best MRR (the smaller on
-        a tie; 0 when the split is empty)."""
+        a tie; the smallest when the split is empty). The grid starts above 0 so that the model always orders
+        candidates whose evidence in the graph is the same."""
         from kgemb.reasoning.evidence import EvidenceIndex
 
         triples = self.kg.triples(split) if split in self.kg.splits else np.zeros((0, 3), dtype=np.int64)
+        grid = [float(a) for a in grid]
         if len(triples) == 0:
-            self._evidence_weight = 0.0
-            return 0.0
+            self._evidence_weight = grid[0]
+            return grid[0]
         rng = np.random.default_rng(seed)
         picked = triples[rng.permutation(len(triples))[:queries]]
-        grid = [float(a) for a in grid]
         reciprocal = np.zeros(len(grid))
         cons = self._constraint(None)
         known = EvidenceIndex(
