@@ -22,23 +22,23 @@ def test_the_formula_on_hand_made_inputs() -> None:
     items = [
         # item 0 = term 5 with ancestors 5 (IC 2.0) and 1 (IC 0.5); candidate 0 has term 5 itself, 1 only term 1
         ItemEvidence(
-            np.array([1, 5]), np.array([0.5, 2.0]), [np.array([0, 1, 2]), np.array([0])], np.array([0])
+            5, np.array([1, 5]), np.array([0.5, 2.0]), [np.array([0, 1, 2]), np.array([0])], np.array([0])
         ),
         # item 1 = term 7 (IC 1.5), carried by candidate 2 through a more specific annotation
-        ItemEvidence(np.array([7]), np.array([1.5]), [np.array([2])], np.array([], dtype=np.int64)),
+        ItemEvidence(7, np.array([7]), np.array([1.5]), [np.array([2])], np.array([], dtype=np.int64)),
     ]
     counts = np.array([2, 8, 1, 0])
-    eps, beta = 0.3, 0.4
-    scores = log_likelihood(items, 4, counts, eps=eps, beta=beta)
+    eps, beta, lam = 0.3, 0.4, 0.5
+    scores = log_likelihood(items, 4, counts, eps=eps, beta=beta, lam=lam)
     coverage = [1.0, (2 / 8) ** beta, 1.0, 1.0]
-    match = [[2.0, 0.5, 0.5, 0.0], [0.0, 0.0, 1.5, 0.0]]
+    match = [[2.0, lam * 0.5, lam * 0.5, 0.0], [0.0, 0.0, 1.5, 0.0]]  # term 1 is only an ancestor of term 5
     for x in range(4):
         expected = sum(math.log(eps + (1 - eps) * coverage[x] * math.exp(match[i][x])) for i in range(2))
         assert scores.total[x] == pytest.approx(expected, abs=1e-12)
     assert scores.kind[:, 0].tolist() == [2, 0] and scores.kind[:, 2].tolist() == [1, 1]
     assert scores.via[0].tolist() == [5, 1, 1, -1]
     logp = np.log(np.full((2, 4), 0.5))
-    with_model = log_likelihood(items, 4, counts, logp, alpha=2.0, eps=eps, beta=beta)
+    with_model = log_likelihood(items, 4, counts, logp, alpha=2.0, eps=eps, beta=beta, lam=lam)
     assert with_model.total == pytest.approx(scores.total + 2.0 * 2 * math.log(0.5))
     probs = normalise(scores.total, np.array([True, True, True, False]))
     assert probs.sum() == pytest.approx(1.0) and probs[3] == 0.0
@@ -66,11 +66,13 @@ def test_a_vaguer_term_still_ranks_the_right_disease_first(onto) -> None:
     assert seizure.match == "hierarchy" and not seizure.known and seizure.via == ONTO + "seizure"
     assert [c.match for c in found[0].contributions[1:]] == ["exact", "exact"]
     # a more specific term than the annotation gets partial credit through the common ancestor
-    found = onto.rank(["focal seizure", "fever"], relation="has phenotype", k=3)
-    assert found[0].key == ONTO + "epilepsy"
-    first = found[0].contributions[0]
+    found = onto.rank(["focal seizure", "fever"], relation="has phenotype", k=9)
+    rank = {p.key[len(ONTO) :]: p for p in found}
+    first = rank["epilepsy"].contributions[0]
     assert first.match == "hierarchy" and first.via == ONTO + "seizure"
     assert 0 < first.information < onto.evidence_index.annotations(1, "head").ic[onto.entity("focal seizure")]
+    # epilepsy (seizure, fever) is closer than the diseases with fever alone
+    assert rank["epilepsy"].rank < min(rank["infection"].rank, rank["dermatitis"].rank)
 
 
 def test_one_irrelevant_symptom_keeps_the_right_disease_in_the_top_3(onto) -> None:
