@@ -252,8 +252,13 @@ def build_graph(data: Data):  # -> kgemb.KnowledgeGraph
     """HPO terms and the candidate diseases as a KnowledgeGraph: ``has_phenotype`` and ``is_a`` links."""
     from kgemb.graph import Entity, KnowledgeGraph
 
-    entities = [Entity(t, {"en": [str(data.ontology.get_hpo_object(t).name)]}) for t in data.terms]
-    entities += [Entity(d.split(" ", 1)[0], {"en": [d.split(" ", 1)[1]]}) for d in data.diseases]
+    entities = [
+        Entity(t, {"en": [str(data.ontology.get_hpo_object(t).name)]}, types=["Phenotype"])
+        for t in data.terms
+    ]
+    entities += [
+        Entity(d.split(" ", 1)[0], {"en": [d.split(" ", 1)[1]]}, types=["Disease"]) for d in data.diseases
+    ]
     offset = len(data.terms)
     rows = [(c, 1, p) for c, ps in enumerate(data.parents) for p in ps]
     rows += [(offset + j, 0, int(t)) for j, a in enumerate(data.annotations) for t in a.tolist()]
@@ -312,7 +317,7 @@ def main(argv: list[str] | None = None) -> str:
             seed=0,
             show_progress=False,
         )
-        lp = LinkPredictor(model, constraints="observed")
+        lp = LinkPredictor(model)  # candidates of the right type (Disease), learned from the training links
         alpha = lp.evidence_weight  # chosen on the validation links
         t_train = time.perf_counter() - t0
         print(f"trained and fitted in {t_train:.0f} s ({cpu_seconds() - c0:.0f} CPU-s); model weight {alpha}")
@@ -336,7 +341,7 @@ def main(argv: list[str] | None = None) -> str:
                 latency.append(time.perf_counter() - start)
                 ranked = {"kgemb evidence (ontology, no model)": scores.total[offset:]}
                 if lp is not None:
-                    found = lp.rank([(t, 0) for t in query], k=len(data.diseases) + 50)
+                    found = lp.rank([(t, 0) for t in query], k=len(data.diseases))
                     position = {p.id - offset: len(found) - p.rank for p in found if p.id >= offset}
                     ranked[f"kgemb LinkPredictor.rank (+ model, weight {alpha})"] = np.array(
                         [position.get(j, -1) for j in range(len(data.diseases))], dtype=float
