@@ -32,7 +32,9 @@ explains any finding by chance, so its matches count a little less. ``eps`` is t
 it bounds what one item can cost (never below ``ln eps``), so one irrelevant symptom does not remove the right
 answer. ``p_i(x)`` is the model's calibrated probability of the evidence link; ``alpha`` (its weight) is chosen on
 the validation split, and 0 ranks by the ontology alone. ``P(x)`` is normalised over the candidates (uniform
-prior). Order is by ``L`` (then the candidate's id), so it is strict wherever the evidence differs.
+prior). Order is by ``L`` (then the candidate's id); ``LinkPredictor`` never fits ``alpha = 0``, so the model
+orders candidates whose evidence in the graph is the same and the order is strict wherever the evidence differs.
+With several evidence relations, ``n(x)`` counts the annotations of all of them.
 
 :func:`log_likelihood` is that formula as a pure function of arrays (the port's reference);
 :class:`EvidenceIndex` builds its inputs from a :class:`~kgemb.KnowledgeGraph`.
@@ -54,7 +56,7 @@ BETA = 0.2  # how much a candidate's number of annotations discounts its matches
 LAM = 0.5  # the share of a common ancestor's information content a more specific or sibling term earns
 # local names (after '#', '/' or ':'; case, spaces and underscores ignored) of the hierarchy relations found
 # automatically: child -> parent
-HIERARCHY_NAMES = ("isa", "subclassof", "broader", "subclass", "parent")
+HIERARCHY_NAMES = ("isa", "subclassof", "broader")
 UNMATCHED, HIERARCHY, EXACT = 0, 1, 2
 MATCH_NAMES = {UNMATCHED: "unmatched", HIERARCHY: "hierarchy", EXACT: "exact"}
 
