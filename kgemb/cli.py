@@ -235,6 +235,8 @@ def _predictor(args: argparse.Namespace) -> Any:
         constraints=getattr(args, "constraints", "types"),
         min_score=getattr(args, "min_score", None),
         allow_new=getattr(args, "allow_new", False),
+        hierarchy=getattr(args, "hierarchy", None),
+        evidence_weight=getattr(args, "model_weight", None),
     )
 
 
@@ -334,6 +336,17 @@ def _add_reasoning_parsers(sub: Any) -> None:
         choices=("head", "tail"),
         default="head",
         help="rank heads of (?, R, evidence) (default) or tails of (evidence, R, ?)",
+    )
+    rank.add_argument(
+        "--hierarchy",
+        action="append",
+        help="a hierarchy relation, child -> parent (repeat; default: is_a, rdfs:subClassOf, skos:broader found "
+        "automatically)",
+    )
+    rank.add_argument(
+        "--model-weight",
+        type=float,
+        help="weight of the model's log-probabilities beside the graph's evidence (default: chosen on valid)",
     )
     rank.set_defaults(handler=_cmd_rank)
 

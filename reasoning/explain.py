@@ -85,6 +85,8 @@ class Explanation:
     )  # like the head by text, with the same link to the tail
     notes: list[str] = field(default_factory=list)
     rules: list[FiredRule] = field(default_factory=list)  # mined rules that fired (model folders with rules)
+    # for a link already in the graph: the strongest predicted (missing) link for the same head and relation
+    suggestion: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -94,7 +96,15 @@ class Explanation:
         lines = [
             f"{self.head_label} -[{self.relation_label}]-> {self.tail_label}",
             f"probability {self.probability:.3f} (raw score {self.raw:.4f})"
-            + ("; this link is in the graph" if self.known else ""),
+            + ("; this link is already in the graph, so nothing is predicted" if self.known else ""),
+        ]
+        if self.suggestion is not None:
+            lines.append(
+                f"strongest predicted link instead: {self.head_label} -[{self.relation_label}]-> "
+                f"{self.suggestion['label']} (probability {self.suggestion['score']:.3f}; "
+                f"explain it with --tail {self.suggestion['key']})"
+            )
+        lines += [
             "",
             "supporting paths (strength = how often the same pattern leads to this relation elsewhere):",
         ]
@@ -154,6 +164,13 @@ def explain(
         raw,
         known,
     )
+    if known:
+        try:
+            best = predictor.tails(h, r, k=1, filter_known=True)
+        except KgembError:
+            best = []
+        if best:
+            out.suggestion = {"key": best[0].key, "label": best[0].label, "score": best[0].score}
     out.paths = _supporting_paths(predictor, h, r, t, max_length, paths, max_paths_considered, sample)
     out.rules = fired_rules(predictor, h, r, t, paths, out.notes)
     try:

@@ -28,6 +28,7 @@ from kgemb.reasoning.scoring import CandidateScorer, Side
 from kgemb.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
+    from kgemb.reasoning.evidence import EvidenceIndex
     from kgemb.reasoning.explain import Explanation
     from kgemb.reasoning.search import TextIndex
 
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
 EntityRef = str | int
 RelationRef = str | int
 _MARGIN = 8  # extra candidates re-scored exactly, so rounding in the fast path never changes the top k
-_TIE = 1e-9  # weight of the model's own log-probabilities in the multi-evidence key: breaks ties only
 
 
 @dataclass
@@ -46,8 +46,13 @@ class Contribution:
     entity: str  # the evidence entity's key (or its text, for an entity not in the graph)
     label: str
     relation: str
-    probability: float  # calibrated probability of the evidence link for this candidate; 1.0 for a known link
-    known: bool  # the link is in the graph
+    probability: float  # the model's calibrated probability of the evidence link for this candidate
+    known: bool  # the link is in the graph (an exact match)
+    match: str = "unmatched"  # "exact", "hierarchy" (through a common ancestor) or "unmatched"
+    via: str | None = None  # key of the term that matched (the most informative common ancestor)
+    via_label: str | None = None
+    information: float = 0.0  # s_i: the information content of that term (0 unmatched)
+    log_likelihood: float = 0.0  # l_i: this item's term in the candidate's log-likelihood
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -59,10 +64,10 @@ class Prediction:
 
     key: str
     label: str
-    score: float  # calibrated probability (rank: geometric mean over the evidence; search: cosine similarity)
+    score: float  # calibrated probability (rank: probability normalised over the candidates; search: cosine)
     rank: int
     id: int | None = None
-    raw: float | None = None  # the model's raw score (rank: the sum of log-probabilities)
+    raw: float | None = None  # the model's raw score (rank: the log-likelihood L(x) of the evidence)
     known: bool = False  # the link is already in the graph (only listed when known links are not left out)
     contributions: list[Contribution] | None = None
 
@@ -91,7 +96,10 @@ class LinkPredictor:
     from the training triples, see :mod:`kgemb.reasoning.constraints`; ``"observed"``; ``"none"``);
     ``min_score`` drops answers whose calibrated probability is lower; ``allow_new`` reads unknown names as
     new entities' texts. Probabilities come from a per-relation calibration (:mod:`kgemb.reasoning.calibration`)
-    loaded from ``directory/calibration.json``, or fitted on the validation split on first use.
+    loaded from ``directory/calibration.json``, or fitted on the validation split on first use. For :meth:`rank`:
+    ``hierarchy`` names the hierarchy relations (default: found automatically, see
+    :mod:`kgemb.reasoning.evidence`); ``evidence_weight`` is the model's weight there (default: chosen on the
+    validation split on first use).
     """
 
     def __init__(
@@ -105,6 +113,8 @@ class LinkPredictor:
         min_score: float | None = None,
         allow_new: bool = False,
         languages: Sequence[str] | None = None,
+        hierarchy: Sequence[str] | None = None,
+        evidence_weight: float | None = None,
     ) -> None:
         self.model = model
         self.kg = model.kg
@@ -119,6 +129,15 @@ class LinkPredictor:
         self._constraints: dict[str, TypeConstraints] = {constraints: TypeConstraints(self.kg, constraints)}
         self._calibration = calibration
         self._text_index: TextIndex | None = None
+        self.hierarchy = hierarchy
+        self._evidence: EvidenceIndex | None = None
+        if evidence_weight is not None and (
+            not isinstance(evidence_weight, int | float)
+            or not math.isfinite(evidence_weight)
+            or evidence_weight < 0
+        ):
+            raise InputError(f"evidence_weight must be a number >= 0; got {evidence_weight!r}")
+        self._evidence_weight = None if evidence_weight is None else float(evidence_weight)
 
     @classmethod
     def load(cls, directory: str | os.PathLike, **options: Any) -> LinkPredictor:
@@ -483,6 +502,94 @@ class LinkPredictor:
         return self.calibration.probability(torch.as_tensor(scores), torch.as_tensor(ids[:, 1])).numpy()
 
     # ------------------------------------------------------------------ several pieces of evidence
+    @property
+    def evidence_index(self) -> EvidenceIndex:
+        """Annotations, hierarchy and information content of the graph for :meth:`rank` (built on first use)."""
+        if self._evidence is None:
+            from kgemb.reasoning.evidence import EvidenceIndex
+
+            self._evidence = EvidenceIndex(self.kg, self.hierarchy)
+        return self._evidence
+
+    @property
+    def evidence_weight(self) -> float:
+        """``alpha``: the weight of the model's log-probabilities in :meth:`rank` (given, or fitted on the
+        validation split on first use; see :meth:`fit_evidence_weight`)."""
+        if self._evidence_weight is None:
+            self._evidence_weight = self.fit_evidence_weight()
+        return self._evidence_weight
+
+    def fit_evidence_weight(
+        self,
+        split: str = "valid",
+        *,
+        queries: int = 100,
+        grid: Sequence[float] = (0.001, 0.03, 0.1, 0.3, 1.0),
+        seed: int = 0,
+    ) -> float:
+        """Choose ``alpha`` on held-out links: for a sample of ``split``'s links ``(h, r, t)``, rank ``h`` from
+        ``t`` plus up to four of ``h``'s known ``r`` links, and keep the weight with the best MRR (the smaller on
+        a tie; the smallest when the split is empty). The grid starts above 0 so that the model always orders
+        candidates whose evidence in the graph is the same."""
+        from kgemb.reasoning.evidence import EvidenceIndex
+
+        triples = self.kg.triples(split) if split in self.kg.splits else np.zeros((0, 3), dtype=np.int64)
+        grid = [float(a) for a in grid]
+        if len(triples) == 0:
+            self._evidence_weight = grid[0]
+            return grid[0]
+        rng = np.random.default_rng(seed)
+        picked = triples[rng.permutation(len(triples))[:queries]]
+        reciprocal = np.zeros(len(grid))
+        cons = self._constraint(None)
+        known = EvidenceIndex(
+            self.kg, self.hierarchy, triples=self.kg.triples("train")
+        )  # held-out links unknown
+        for h, r, t in picked.tolist():
+            others = [int(x) for x in self.links.tails_of(h, r) if x != t][:4]
+            items = [(t, r)] + [(x, r) for x in others]
+            allowed = self._allowed(cons, [r], "head", [e for e, _ in items])
+            if not allowed[h]:
+                continue
+            base = known.scores(items, "head")
+            logp = self._model_log_probability("head", [e for e, _ in items], [r for _, r in items])
+            for g, alpha in enumerate(grid):
+                total = base.per_item.sum(axis=0) + alpha * logp.sum(axis=0)
+                better = (total[allowed] > total[h]).sum()
+                ties = (total[allowed] == total[h]).sum()
+                reciprocal[g] += 1.0 / (better + (ties + 1) / 2)
+        self._evidence_weight = grid[int(np.argmax(reciprocal))]
+        return self._evidence_weight
+
+    def _allowed(
+        self, cons: TypeConstraints, rel_ids: Sequence[int], side: Side, exclude: Sequence
+    ) -> np.ndarray:
+        allowed = np.ones(self.kg.num_entities, dtype=bool)
+        for r in set(rel_ids):
+            mask = cons.mask(r, side)
+            if mask is not None:
+                allowed &= mask
+        allowed[[e for e in exclude if e is not None]] = False
+        return allowed
+
+    def _model_log_probability(
+        self, side: Side, anchors: Sequence[int] | torch.Tensor, rel_ids: Sequence[int]
+    ) -> np.ndarray:
+        """``ln p_i(x)`` ``(m, num_entities)``: the calibrated log-probability of each evidence link for every
+        candidate, computed chunk by chunk."""
+        if not isinstance(anchors, torch.Tensor):
+            anchors = self.scorer.anchors(list(anchors))
+        rels_t = torch.as_tensor(list(rel_ids))
+        cal = self.calibration
+        out = np.empty((len(rel_ids), self.kg.num_entities))
+
+        def keep(raw: torch.Tensor, start: int) -> torch.Tensor:
+            out[:, start : start + raw.shape[1]] = cal.log_probability(raw.double(), rels_t).numpy()
+            return raw[:1]
+
+        self.scorer.top(side, anchors, self.scorer.relations(list(rel_ids)), 1, transform=keep, rows=1)
+        return out
+
     def rank(
         self,
         evidence: Sequence[tuple[EntityRef, RelationRef] | EntityRef],
@@ -493,6 +600,7 @@ class LinkPredictor:
         constraints: str | None = None,
         min_score: float | None = None,
         allow_new: bool | None = None,
+        model_weight: float | None = None,
     ) -> list[Prediction]:
         """Rank the entities that best explain all pieces of ``evidence`` together.
 
@@ -501,15 +609,18 @@ class LinkPredictor:
         the symptoms of ``disease has_symptom symptom``; ``target="tail"`` ranks ``x`` in ``(entity_i,
         relation_i, x)`` — e.g. ``symptom symptom_of disease``.
 
-        Combination: a product of experts (naive Bayes). Each piece of evidence gives the calibrated
-        probability ``p_i(x)`` of its link; a link already in the graph counts as certain (``p_i = 1``), so it is
-        the strongest evidence and an entity known to have every given link ranks first. A candidate's
-        ``raw`` score is ``sum_i log p_i(x)`` (the log-probability that all the links hold, evidence taken as
-        independent given the candidate); its ``score`` is the geometric mean ``exp(mean_i log p_i(x))`` in
-        [0, 1], which orders identically and is what ``min_score`` compares with. Ties (e.g. two entities with
-        every link known) are broken by the model's own log-probabilities. Each answer lists its per-evidence
-        ``contributions``. Candidates of the wrong type and the evidence entities themselves are left out.
+        Combination: the information-content log-likelihood of :mod:`kgemb.reasoning.evidence` — known links
+        (exact, or through the hierarchy ``is_a`` / ``rdfs:subClassOf`` / ``skos:broader``) count by their
+        specificity, unmatched items cost a bounded penalty, and the model's calibrated log-probabilities are
+        added with weight ``model_weight`` (default: :attr:`evidence_weight`, chosen on the validation split).
+        A candidate's ``raw`` is its log-likelihood ``L(x)``; its ``score`` is ``P(x)``, normalised over every
+        allowed candidate (so the scores of all candidates sum to 1). The order is strict wherever the evidence
+        differs. Each answer lists each item's contribution: its match (``exact``, ``hierarchy`` with the
+        common term ``via``, or ``unmatched``), its log-likelihood and the model's probability of the link.
+        Candidates of the wrong type and the evidence entities themselves are left out.
         """
+        from kgemb.reasoning.evidence import describe, normalise, order
+
         k = _check_k(k)
         if target not in ("head", "tail"):
             raise InputError(f"target {target!r} is unknown; use 'head' or 'tail'")
@@ -540,84 +651,58 @@ class LinkPredictor:
                 cons.check(q.id, r, evidence_side)
             queries.append(q)
             rel_ids.append(r)
-        m = len(queries)
+        if model_weight is not None and (not isinstance(model_weight, int | float) or model_weight < 0):
+            raise InputError(f"model_weight must be a number >= 0; got {model_weight!r}")
+        alpha = self.evidence_weight if model_weight is None else float(model_weight)
         anchors = torch.stack([self._anchor(q) for q in queries])
-        rel_reps = self.scorer.relations(rel_ids)
-        rels_t = torch.as_tensor(rel_ids)
-        cal = self.calibration
-        known_lists = [
-            np.zeros(0, dtype=np.int64)
-            if q.id is None
-            else np.sort(self.links.heads_of(r, q.id) if side == "head" else self.links.tails_of(q.id, r))
-            for q, r in zip(queries, rel_ids, strict=True)
-        ]
-        allowed = np.ones(self.kg.num_entities, dtype=bool)
-        for r in set(rel_ids):
-            mask = cons.mask(r, side)
-            if mask is not None:
-                allowed &= mask
-        allowed[[q.id for q in queries if q.id is not None]] = False
-        blocked = torch.from_numpy(~allowed)
-
-        def transform(raw: torch.Tensor, start: int) -> torch.Tensor:
-            logp = cal.log_probability(raw.double(), rels_t)
-            model_sum = logp.sum(dim=0)
-            total = model_sum.clone()
-            stop = start + raw.shape[1]
-            for row, known in enumerate(known_lists):  # a known link counts as certain: log p = 0
-                lo, hi = np.searchsorted(known, [start, stop])
-                if hi > lo:
-                    idx = torch.from_numpy(known[lo:hi] - start)
-                    total[idx] -= logp[row, idx]
-            key = total + _TIE * model_sum  # ties broken by the model's own log-probabilities
-            key.masked_fill_(blocked[start:stop], float("-inf"))
-            return key[None]
-
-        values, ids = self.scorer.top(side, anchors, rel_reps, k + _MARGIN, transform=transform, rows=1)
-        cand = ids[0][torch.isfinite(values[0])]
-        if cand.numel() == 0:
-            return []
-        exact = self.scorer.exact(side, anchors, rel_reps, cand[None].expand(m, -1))
-        logp = cal.log_probability(exact.double(), rels_t)
-        model_sum = logp.sum(dim=0)
-        known = torch.zeros_like(logp, dtype=torch.bool)
-        cand_np = cand.numpy()
-        for row, kl in enumerate(known_lists):
-            known[row] = torch.from_numpy(np.isin(cand_np, kl))
-        logp = logp.masked_fill(known, 0.0)
-        total = logp.sum(dim=0)
-        order = torch.argsort(total + _TIE * model_sum, descending=True, stable=True).tolist()
+        logp = self._model_log_probability(side, anchors, rel_ids) if alpha > 0 else None
+        scores = self.evidence_index.scores(
+            [(q.id, r) for q, r in zip(queries, rel_ids, strict=True)], target, logp, alpha=alpha
+        )
+        allowed = self._allowed(cons, rel_ids, side, [q.id for q in queries])
+        probability = normalise(scores.total, allowed)
         floor = self.min_score if min_score is None else _check_min_score(min_score)
+        ranked = [int(i) for i in order(scores.total, allowed)[:k]]
+        if floor is not None:
+            ranked = [i for i in ranked if probability[i] >= floor]
+        if not ranked:
+            return []
+        cand = torch.as_tensor(ranked)
+        exact = self.scorer.exact(
+            side, anchors, self.scorer.relations(rel_ids), cand[None].expand(len(queries), -1)
+        )
+        model_p = self.calibration.probability(exact.double(), torch.as_tensor(rel_ids)).numpy()
         out: list[Prediction] = []
-        for j in order:
-            score = math.exp(float(total[j]) / m)
-            if floor is not None and score < floor:
-                continue
-            i = int(cand_np[j])
-            contributions = [
-                Contribution(
-                    q.text if q.id is None else self.kg.entities[q.id].key,
-                    q.text if q.id is None else self._label(q.id),
-                    self.kg.relations[r],
-                    float(math.exp(float(logp[row, j]))),
-                    bool(known[row, j]),
+        for j, i in enumerate(ranked):
+            contributions = []
+            for row, (q, r) in enumerate(zip(queries, rel_ids, strict=True)):
+                via = int(scores.via[row, i])
+                contributions.append(
+                    Contribution(
+                        q.text if q.id is None else self.kg.entities[q.id].key,
+                        q.text if q.id is None else self._label(q.id),
+                        self.kg.relations[r],
+                        float(model_p[row, j]),
+                        bool(scores.kind[row, i] == 2),
+                        describe(scores.kind[row, i]),
+                        self.kg.entities[via].key if via >= 0 else None,
+                        self._label(via) if via >= 0 else None,
+                        float(scores.match[row, i]),
+                        float(scores.per_item[row, i]),
+                    )
                 )
-                for row, (q, r) in enumerate(zip(queries, rel_ids, strict=True))
-            ]
             out.append(
                 Prediction(
                     self.kg.entities[i].key,
                     self._label(i),
-                    score,
+                    float(probability[i]),
                     len(out) + 1,
                     i,
-                    float(total[j]),
+                    float(scores.total[i]),
                     False,
                     contributions,
                 )
             )
-            if len(out) == k:
-                break
         return out
 
     # ------------------------------------------------------------------ text and explanations
@@ -670,14 +755,24 @@ def format_predictions(predictions: Sequence[Prediction], title: str = "") -> st
     with_evidence = any(p.contributions for p in predictions)
     label_w = min(40, max(5, *(len(p.label) for p in predictions)))
     head = f"{'rank':>4}  {'score':>6}  {'label':<{label_w}}  key"
-    lines.append(head + ("  evidence (probability, * = in the graph)" if with_evidence else ""))
+    lines.append(
+        head
+        + ("  evidence (= exact, ~ through the hierarchy: via term, x unmatched)" if with_evidence else "")
+    )
     for p in predictions:
         label = p.label if len(p.label) <= label_w else p.label[: label_w - 1] + "…"
         mark = " *" if p.known else ""
         row = f"{p.rank:>4}  {p.score:>6.3f}  {label:<{label_w}}  {p.key}{mark}"
         if p.contributions:
-            row += "  " + ", ".join(
-                f"{c.label} {c.probability:.2f}{'*' if c.known else ''}" for c in p.contributions
-            )
+            row += "  " + ", ".join(_contribution_text(c) for c in p.contributions)
         lines.append(row)
     return "\n".join(lines)
+
+
+def _contribution_text(c: Contribution) -> str:
+    """``fever =`` (exact), ``seizure ~ via Seizure`` (through the hierarchy) or ``cough x`` (unmatched)."""
+    if c.match == "exact":
+        return f"{c.label} ="
+    if c.match == "hierarchy":
+        return f"{c.label} ~ {c.via_label}"
+    return f"{c.label} x"

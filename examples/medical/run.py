@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 import time
@@ -41,10 +42,33 @@ def done(started: float) -> None:
     print(f"   ({time.perf_counter() - started:.1f} s)", flush=True)
 
 
-def show(predictions: list, header: str) -> None:
+def show(predictions: list, header: str, contributions: int = 0) -> None:
+    """A ranking; the first ``contributions`` answers also show what each symptom contributed."""
     print(f"   {header}")
     for p in predictions:
-        print(f"   {p.rank:>3}. {p.score:6.3f}  {p.label}  <{p.key}>")
+        print(f"   {p.rank:>3}. p={p.score:6.4f}  L={p.raw:7.3f}  {p.label}  <{p.key}>")
+        if p.rank <= contributions:
+            for c in p.contributions:
+                how = {
+                    "exact": f"known link (IC {c.information:.2f})",
+                    "hierarchy": f"through the hierarchy: {c.via_label} (IC {c.information:.2f})",
+                }.get(c.match, "unmatched")
+                print(f"          {c.label:<28} {c.log_likelihood:+6.2f}  {how}")
+
+
+def vaguer_symptoms(lp, relation: int) -> list[str]:
+    """Three annotations of the disease with the most links, the first replaced by its parent term (a vaguer
+    symptom, as a patient's record often gives): the ranking then matches it through the hierarchy."""
+    index = lp.evidence_index
+    counts = index.annotations(relation, "head").counts
+    disease = int(counts.argmax())
+    own = [int(t) for t in lp.links.tails_of(disease, relation)]
+    with_parent = [t for t in own if len(index.hierarchy.parents(t))]
+    if not with_parent:
+        return []
+    first = int(index.hierarchy.parents(with_parent[0])[0])
+    rest = [t for t in own if t != with_parent[0]][:2]
+    return [lp.kg.label(i) for i in [first, *rest]]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,14 +130,32 @@ def main(argv: list[str] | None = None) -> int:
     lp = LinkPredictor(model, directory=model_dir)
     lp.calibrate()
     rankings = {}
+    print(
+        f"   model weight beside the graph's evidence, chosen on the validation split: {lp.evidence_weight}"
+    )
     for lang, symptoms in SYMPTOMS.items():
         rankings[lang] = lp.rank([(s, HAS_PHENOTYPE) for s in symptoms], k=10, target="head")
-        show(rankings[lang], f"[{lang}] {', '.join(symptoms)}")
+        show(rankings[lang], f"[{lang}] {', '.join(symptoms)}", contributions=3 if lang == "en" else 0)
     zh, en = ([p.key for p in rankings[lang]] for lang in ("zh", "en"))
     overlap = len(set(zh) & set(en))
     print(
         f"   the Chinese and English rankings share {overlap} of their top 10; same first answer: {zh[0] == en[0]}"
     )
+    scores = [p.raw for p in rankings["en"]]
+    print(
+        f"   strictly ordered (no two log-likelihoods equal): {all(a > b for a, b in itertools.pairwise(scores))}"
+    )
+    relation = kg.relation_id(HAS_PHENOTYPE)
+    vague = vaguer_symptoms(lp, relation)
+    if vague:
+        show(lp.rank([(s, HAS_PHENOTYPE) for s in vague], k=3), f"[en, vaguer terms] {', '.join(vague)}", 3)
+    done(t)
+
+    t = step("5b. The diagnosis benchmark's headline on this graph (benchmarks/diagnosis.py)")
+    sys.path.insert(0, str(HERE.parents[1] / "benchmarks"))
+    import diagnosis
+
+    print("   " + diagnosis.headline(lp, relation, n=40 if args.quick else 200))
     done(t)
 
     t = step("6. Why? The most likely missing phenotype of the top disease, explained")

@@ -114,7 +114,8 @@ def test_search_and_explain(capsys, medical_model_dir) -> None:
         "--tail",
         "fever",
     )
-    assert code == 0 and "supporting paths" in out and "this link is in the graph" in out
+    assert code == 0 and "supporting paths" in out and "this link is already in the graph" in out
+    assert "strongest predicted link instead" in out
     code, out, _ = run(
         capsys,
         "explain",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from kgemb.errors import KgembError
@@ -30,6 +31,20 @@ def test_explain_a_known_link(predictor) -> None:
     assert len(found.head_neighbours) == 5 and MED + "measles" not in {n.key for n in found.head_neighbours}
     text = found.format()
     assert "measles -[has symptom]-> fever" in text and "supporting paths" in text
+    assert "already in the graph" in text and "strongest predicted link instead" in text
+    # a known link offers the strongest predicted (missing) link for the same head and relation instead
+    assert found.suggestion is not None
+    assert not predictor.links.contains(
+        np.array(
+            [
+                [
+                    predictor.entity("measles"),
+                    predictor.relation("has_symptom"),
+                    predictor.entity(found.suggestion["key"]),
+                ]
+            ]
+        )
+    )[0]
     json.dumps(found.to_dict())
 
 
