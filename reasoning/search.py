@@ -3,8 +3,8 @@ description) as a vector in the encoder's space, compared by cosine.
 
 An entity scores by its best *home* text (texts in the language of its preferred label, and untagged ones), or by
 a text in another language only when that text is as close as a true variant of the name would be: closer than
-the 99th percentile of the similarity between distinct texts of different entities in that language (the
-language's threshold, measured on the graph when the index is built). So labels in the query's language on some
+the 99th percentile of the similarity between distinct texts of different entities in that language, and never
+below a cosine of 0.9 (the language's threshold, measured on the graph when the index is built). So labels in the query's language on some
 entities never push down the entities that lack one: a Chinese query compared with a Chinese label is inflated by
 the shared language, and without the threshold such labels win over the right English-only entity.
 
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from kgemb.model import TrainedModel
 
 QUANTILE = 0.99  # a foreign-language text counts when closer than this share of distinct-text neighbours
+FLOOR = 0.9  # and never below this cosine: only a variant of the name itself, not a related name ("偏头痛" for "头痛")
 _SAMPLE = 2000  # texts per language whose nearest other-entity text sets the threshold
 _MIN_TEXTS = 20  # a language with fewer texts counts only near-exact matches
 _EXACT = 0.999
@@ -96,7 +97,7 @@ class TextIndex:
             nearest = sims.max(dim=1).values
             nearest = nearest[torch.isfinite(nearest)]
             if len(nearest):
-                out[g] = min(_EXACT, float(torch.quantile(nearest, QUANTILE)))
+                out[g] = min(_EXACT, max(FLOOR, float(torch.quantile(nearest, QUANTILE))))
         return out
 
     def query_vectors(self, texts: Sequence[str]) -> torch.Tensor:
