@@ -48,21 +48,33 @@ class TextIndex:
                 from kgemb.encoders import load_encoder
 
                 encoder = load_encoder("default")
-        self._build(model.kg, encoder, features, adapter)
+        languages = (model.config.get("training") or {}).get("languages")
+        self._build(model.kg, encoder, features, adapter, languages)
 
     @classmethod
-    def from_graph(cls, kg: KnowledgeGraph, encoder: Any, *, adapter: Any = None) -> TextIndex:
+    def from_graph(
+        cls, kg: KnowledgeGraph, encoder: Any, *, adapter: Any = None, languages: Sequence[str] | None = None
+    ) -> TextIndex:
         """An index over a graph's texts alone (no trained model), e.g. to measure search itself."""
         index = cls.__new__(cls)
-        index._build(kg, encoder, None, adapter)
+        index._build(kg, encoder, None, adapter, languages)
         return index
 
-    def _build(self, kg: KnowledgeGraph, encoder: Any, features: TextFeatures | None, adapter: Any) -> None:
+    def _build(
+        self,
+        kg: KnowledgeGraph,
+        encoder: Any,
+        features: TextFeatures | None,
+        adapter: Any,
+        languages: Sequence[str] | None,
+    ) -> None:
         from kgemb.encoders.align import primary
         from kgemb.features import compute_text_features, entity_view_languages
 
         if features is None:
-            features = compute_text_features(kg, encoder, warn_no_text=False, adapter=adapter)
+            features = compute_text_features(
+                kg, encoder, languages=languages, warn_no_text=False, adapter=adapter
+            )
         elif adapter is not None and features.adapter is not adapter:
             features = features.with_adapter(adapter)
         self.encoder = encoder
@@ -70,11 +82,10 @@ class TextIndex:
         self.vectors = torch.nn.functional.normalize(features.vectors, dim=1)
         self.owners = features.owners()
         self.num_entities = features.num_entities
-        langs = [[primary(t) for t in row] for row in entity_view_languages(kg)]
-        if sum(map(len, langs)) != len(self.owners):
-            raise InputError(
-                "the model's text features do not match its graph's texts; train the model again"
-            )
+        langs = [[primary(t) for t in row] for row in entity_view_languages(kg, languages)]
+        if sum(map(len, langs)) != len(self.owners):  # features from another text layout: every text counts
+            counts = (features.offsets[1:] - features.offsets[:-1]).tolist()
+            langs = [[""] * int(n) for n in counts]
         names = sorted({t for row in langs for t in row})
         code = {t: n for n, t in enumerate(names)}
         self.languages = names
