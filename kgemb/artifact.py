@@ -6,6 +6,7 @@ Layout::
                                  metrics, and the SHA-256 of every other file
     DIR/weights.safetensors      the PyKEEN model's state dict
     DIR/text_features.safetensors  the frozen text features (so loading needs no encoder)
+    DIR/adapter.safetensors, adapter.json  the cross-lingual adapter the text features went through, if any
     DIR/graph/                   the KnowledgeGraph (graph.json + triples_*.npy)
 
 Every file is written under a temporary name and renamed, ``config.json`` last, so a reader never sees a half-written
@@ -31,6 +32,9 @@ WEIGHTS = "weights.safetensors"
 FEATURES = "text_features.safetensors"
 GRAPH = "graph"
 FORMAT = "kgemb-model"
+ADAPTER = (
+    "adapter.safetensors"  # kgemb.encoders.align.ADAPTER_WEIGHTS (+ adapter.json), when the features have one
+)
 
 
 def save(trained: TrainedModel, directory: str | os.PathLike) -> None:
@@ -60,6 +64,7 @@ def save(trained: TrainedModel, directory: str | os.PathLike) -> None:
     else:  # an earlier model's rules must not be read as this one's
         for name in (RULES_JSON, RULES_ARRAYS):
             (out / name).unlink(missing_ok=True)
+    files += _save_adapter(trained, out)
     trained.kg.save(out / GRAPH)
     files += sorted(
         f"{GRAPH}/{p.name}" for p in (out / GRAPH).iterdir() if p.is_file() and not p.name.startswith(".")
@@ -124,6 +129,10 @@ def load(directory: str | os.PathLike, *, encoder: Any = None) -> TrainedModel:
         state = load_file(src / WEIGHTS)
     except (SafetensorError, OSError) as exc:
         raise InputError(f"the model files in {src} cannot be read ({exc}); save the model again") from None
+    if features is not None and ADAPTER in config["files"]:
+        from kgemb.encoders.align import load_adapter
+
+        features.adapter = load_adapter(src)
     enc = None
     if encoder is not None:
         from kgemb.encoders import load_encoder
@@ -155,6 +164,18 @@ def load(directory: str | os.PathLike, *, encoder: Any = None) -> TrainedModel:
                 f"the rules in {src} do not fit the model ({exc}); save the model again"
             ) from None
     return TrainedModel(kg, model, config, features, enc)
+
+
+def _save_adapter(trained: TrainedModel, out: Path) -> list[str]:
+    """Write the text features' cross-lingual adapter (safetensors + JSON) when there is one, else remove any."""
+    from kgemb.encoders.align import ADAPTER_CONFIG, ADAPTER_WEIGHTS
+
+    adapter = getattr(trained.features, "adapter", None)
+    if adapter is not None:
+        return adapter.save(out)
+    for name in (ADAPTER_WEIGHTS, ADAPTER_CONFIG):
+        (out / name).unlink(missing_ok=True)
+    return []
 
 
 @contextlib.contextmanager

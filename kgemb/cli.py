@@ -284,7 +284,18 @@ def _cmd_rank(args: argparse.Namespace) -> int:
 def _cmd_search(args: argparse.Namespace) -> int:
     """Entities whose texts are closest to a free text in any language."""
     lp = _predictor(args)
-    _print_ranking(lp.search(args.text, k=args.k), args.json, f"closest to {args.text!r} (cosine)")
+    found = lp.search_many(args.text, k=args.k)  # all texts encoded in one batch
+    if len(args.text) == 1:
+        _print_ranking(found[0], args.json, f"closest to {args.text[0]!r} (cosine)")
+    elif args.json:
+        rows = [
+            {"text": t, "results": [p.to_dict() for p in hits]}
+            for t, hits in zip(args.text, found, strict=True)
+        ]
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+    else:
+        for n, (text, hits) in enumerate(zip(args.text, found, strict=True)):
+            _print_ranking(hits, False, ("\n" if n else "") + f"closest to {text!r} (cosine)")
     return 0
 
 
@@ -352,7 +363,9 @@ def _add_reasoning_parsers(sub: Any) -> None:
 
     search = sub.add_parser("search", help="entities whose texts are closest to a free text, any language")
     common(search, ranking=False)
-    search.add_argument("text", help="free text in any language")
+    search.add_argument(
+        "text", nargs="+", help="free text in any language (several: one batch, one answer each)"
+    )
     search.add_argument("--k", type=int, default=10, help="how many answers (default 10)")
     search.set_defaults(handler=_cmd_search)
 

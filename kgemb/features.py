@@ -31,6 +31,7 @@ class TextFeatures:
     offsets: torch.Tensor  # (num_entities + 1,) int64
     center: torch.Tensor  # (dim,) subtracted from raw encoder output
     scale: float  # raw (centred) vectors are divided by this
+    adapter: Any = None  # kgemb.encoders.align.Adapter applied to raw encoder output first (saved beside)
 
     @property
     def num_entities(self) -> int:
@@ -53,9 +54,26 @@ class TextFeatures:
         return total / counts.unsqueeze(1)
 
     def standardise(self, raw: torch.Tensor | np.ndarray) -> torch.Tensor:
-        """Apply this graph's centring and scaling to new raw encoder vectors (for inductive entities)."""
-        raw = torch.as_tensor(np.asarray(raw, dtype=np.float32))
-        return (raw - self.center) / self.scale
+        """Apply this graph's adapter (if any), centring and scaling to new raw encoder vectors (queries,
+        inductive entities): the one way a raw vector enters this feature space."""
+        raw = np.asarray(raw, dtype=np.float32)
+        if self.adapter is not None:
+            raw = self.adapter.apply(raw)
+        return (torch.as_tensor(raw) - self.center) / self.scale
+
+    def adapted_raw(self) -> torch.Tensor:
+        """The view vectors before centring and scaling (after the adapter, if any), shape ``(num_views, dim)``."""
+        return self.vectors * self.scale + self.center
+
+    def with_adapter(self, adapter: Any) -> TextFeatures:
+        """The same views through ``adapter`` instead (no re-encoding; only for features made without one)."""
+        if self.adapter is not None:
+            raise InputError(
+                "these text features already went through an adapter; recompute them from the graph"
+            )
+        out = standardised(torch.as_tensor(adapter.apply(self.adapted_raw())), self.offsets)
+        out.adapter = adapter
+        return out
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """The tensors to store in safetensors (see :meth:`from_tensors`)."""
@@ -94,6 +112,26 @@ def entity_view_texts(kg: KnowledgeGraph, languages: Sequence[str] | None = None
     return out
 
 
+def entity_view_languages(kg: KnowledgeGraph, languages: Sequence[str] | None = None) -> list[list[str]]:
+    """The language tag of each text of :func:`entity_view_texts` (same order); the combined text and a
+    fallback label count as the entity's preferred label language, untagged texts as ``""``."""
+    from kgemb.names import language_order
+
+    out = []
+    for i in range(kg.num_entities):
+        e = kg.entities[i]
+        home = next((lang for lang in language_order(e.labels, languages) if e.labels[lang]), "")
+        tagged = {}
+        for source in (e.labels, e.descriptions):
+            for lang in language_order(source, languages):
+                for text in source[lang]:
+                    tagged.setdefault(text, lang)
+        texts = [kg.entity_text(i, languages=languages), *kg.entity_views(i, languages=languages)]
+        seen = list(dict.fromkeys(t for t in texts if t and t.strip())) or [kg.label(i)]
+        out.append([home if n == 0 else tagged.get(t, home) for n, t in enumerate(seen)])
+    return out
+
+
 def check_finite(vectors: np.ndarray, what: str, names: Sequence[str] | None = None) -> None:
     """Raise an :class:`InputError` naming the first text whose encoder output is NaN or infinite."""
     bad = ~np.isfinite(vectors).all(axis=1)
@@ -113,8 +151,13 @@ def compute_text_features(
     languages: Sequence[str] | None = None,
     show_progress: bool = False,
     warn_no_text: bool = True,
+    adapter: Any = None,
 ) -> TextFeatures:
-    """Encode every view of every entity once, then centre and scale the vectors (frozen features)."""
+    """Encode every view of every entity once, then centre and scale the vectors (frozen features).
+
+    ``adapter`` (a :class:`kgemb.encoders.align.Adapter`, e.g. from ``adapter_for_graph``) maps the raw
+    vectors first; it is kept on the features so queries and new entities go through it too.
+    """
     if warn_no_text and kg.no_text_count:
         warnings.warn(
             f"{kg.no_text_count} of {kg.num_entities} entities have no label or description; "
@@ -128,7 +171,11 @@ def compute_text_features(
     check_finite(raw, "entity texts", [kg.entities[o].key for o in owners])
     offsets = np.zeros(len(views) + 1, dtype=np.int64)
     np.cumsum([len(v) for v in views], out=offsets[1:])
-    return standardised(torch.from_numpy(raw), torch.from_numpy(offsets))
+    if adapter is not None:
+        raw = adapter.apply(raw)
+    out = standardised(torch.from_numpy(raw), torch.from_numpy(offsets))
+    out.adapter = adapter
+    return out
 
 
 def standardised(raw: torch.Tensor, offsets: torch.Tensor) -> TextFeatures:

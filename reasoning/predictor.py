@@ -717,11 +717,20 @@ class LinkPredictor:
 
     def search(self, text: str, k: int = 10) -> list[Prediction]:
         """Entities whose texts (any label or description, any language) are closest to a free text; the
-        score is the cosine similarity of the best-matching text."""
+        score is the cosine similarity of the best-matching text (see :mod:`kgemb.reasoning.search`)."""
+        return self.search_many([text], k)[0]
+
+    def search_many(self, texts: Sequence[str], k: int = 10) -> list[list[Prediction]]:
+        """:meth:`search` for several texts at once: the queries are encoded in one batch."""
         k = _check_k(k)
+        if isinstance(texts, str):
+            raise InputError("search_many takes a list of texts; for one text call search(text)")
         return [
-            Prediction(self.kg.entities[i].key, self._label(i), sim, n + 1, i)
-            for n, (i, sim) in enumerate(self.text_index.search(text, k))
+            [
+                Prediction(self.kg.entities[i].key, self._label(i), sim, n + 1, i)
+                for n, (i, sim) in enumerate(hits)
+            ]
+            for hits in self.text_index.search_many(list(texts), k)
         ]
 
     def explain(self, head: EntityRef, relation: RelationRef, tail: EntityRef, **options: Any) -> Explanation:

