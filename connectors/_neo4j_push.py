@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -23,6 +24,7 @@ from kgemb.connectors._neo4j_common import (
     write,
     write_batches,
 )
+from kgemb.connectors._neo4j_graph import push_graph, relationship_types, type_labels
 from kgemb.connectors._neo4j_nodes import _Nodes
 from kgemb.connectors._neo4j_vectors import similarity_for
 
@@ -74,6 +76,9 @@ def push(
     wait_seconds: float = 600.0,
     progress: bool = True,
     on_batch: Callable[[int, int], None] | None = None,
+    graph: bool = True,
+    directory: str | os.PathLike | None = None,
+    calibration: Any = None,
 ) -> PushReport:
     """Write each entity's vector onto its node, create (or replace) a vector index over them and wait until it is
     ONLINE, and store the relation vectors and the model's metadata on a ``(:KgembModel {name})`` node.
@@ -83,6 +88,11 @@ def push(
     Vectors go ``batch_size`` nodes per managed transaction, ``workers`` transactions at a time (the client encodes
     one batch while the server stores another); rerunning after a failure completes the job.
     ``on_batch(written, total)`` is called after each committed batch.
+
+    With ``graph`` (default) a graph from elsewhere also gets its type labels and its relationships (all splits),
+    ``MERGE``d, so kgemb's procedures (``CALL kgemb.predict.tails`` …) can leave known links and wrong types out.
+    The model node carries every relation row (2R for a reciprocal model) and the per-relation calibration:
+    ``calibration``, else the one saved in the model ``directory``, else one fitted now.
     """
     from kgemb.reasoning.calibration import model_signature
     from tqdm import tqdm
@@ -116,6 +126,8 @@ def push(
         nodes.ensure_key_index(driver, database, kg)
         if nodes.create_label:
             _merge_entities(driver, database, kg, nodes, batch_size, progress)
+            if graph:
+                push_graph(driver, database, kg, nodes, batch_size, progress)
         element_ids = nodes.resolve(driver, database, kg, range(kg.num_entities))
         present = sorted(element_ids)
         label = label_expression([entity_label])
@@ -153,6 +165,8 @@ def push(
             driver,
             database,
             model,
+            calibration=_calibration(model, calibration, directory),
+            entity_label=entity_label,
             name=name,
             props={
                 "interaction": interaction,
@@ -297,15 +311,53 @@ def wait_for_index(driver: Any, database: str | None, index: str, wait_seconds: 
         time.sleep(0.2)
 
 
+def _calibration(model: TrainedModel, calibration: Any, directory: str | os.PathLike | None) -> Any:
+    """The calibration the procedures turn scores into probabilities with (given, saved, or fitted now)."""
+    if calibration is not None:
+        return calibration
+    from kgemb.reasoning import LinkPredictor
+
+    return LinkPredictor(model, directory=directory).calibration
+
+
 def _write_model_node(
-    driver: Any, database: str | None, model: TrainedModel, *, name: str, props: dict[str, Any]
+    driver: Any,
+    database: str | None,
+    model: TrainedModel,
+    *,
+    name: str,
+    props: dict[str, Any],
+    calibration: Any,
+    entity_label: str,
 ) -> None:
-    """Relation vectors as ``(:KgembRelation {model, key})`` nodes linked from the model node; then the model
-    node's metadata and ``complete = true`` (written last, so a reader never trusts a half-done push)."""
+    """Relation vectors as ``(:KgembRelation {model, key})`` nodes linked from the model node, each with its
+    relationship type, calibration ``[a, b]`` and allowed head/tail labels; then the model node's metadata, every
+    relation row (``relation_vectors``, flat) and ``complete = true`` (written last, so a reader never trusts a
+    half-done push)."""
+    from kgemb.reasoning.constraints import TypeConstraints
+
     kg = model.kg
-    relation_vectors = np.asarray(model.relation_vectors(), dtype=np.float32).tolist()
+    rows_all = np.asarray(model.relation_vectors(), dtype=np.float32)
+    relation_vectors = rows_all.tolist()
+    labels = type_labels(kg, entity_label)
+    types = relationship_types(kg)
+    constraints = TypeConstraints(kg)
+
+    def allowed(r: int, side: str) -> list[str]:
+        found = constraints.allowed_types(r, side)  # type: ignore[arg-type]
+        return sorted({labels[t] for t in found or () if t in labels})
+
     rows = [
-        {"key": key, "id": r, "label": kg.relation_text(r), "vector": relation_vectors[r]}
+        {
+            "key": key,
+            "id": r,
+            "label": kg.relation_text(r),
+            "vector": relation_vectors[r],
+            "type": types[r],
+            "calibration": [float(calibration.a[r]), float(calibration.b[r])],
+            "head_types": allowed(r, "head"),
+            "tail_types": allowed(r, "tail"),
+        }
         for r, key in enumerate(kg.relations)
     ]
     write(
@@ -313,7 +365,8 @@ def _write_model_node(
         database,
         f"MATCH (m:{MODEL_LABEL} {{name: $name}}) "
         f"UNWIND $rows AS row MERGE (r:{RELATION_LABEL} {{model: $name, key: row.key}}) "
-        "SET r.id = row.id, r.label = row.label, r.vector = row.vector "
+        "SET r.id = row.id, r.label = row.label, r.vector = row.vector, r.type = row.type, "
+        "r.calibration = row.calibration, r.head_types = row.head_types, r.tail_types = row.tail_types "
         "MERGE (m)-[:HAS_RELATION]->(r)",
         name=name,
         rows=rows,
@@ -325,12 +378,19 @@ def _write_model_node(
         name=name,
         keys=list(kg.relations),
     )
+    interaction = model.pykeen_model.interaction
     write(
         driver,
         database,
         f"MATCH (m:{MODEL_LABEL} {{name: $name}}) SET m += $props, m.relation_dim = $relation_dim, "
-        "m.complete = true, m.updated_at = datetime()",
+        "m.relation_rows = $relation_rows, m.relation_vectors = $relation_vectors, m.reciprocal = $reciprocal, "
+        "m.transe_p = $p, m.type_labels = $type_labels, m.complete = true, m.updated_at = datetime()",
         name=name,
         props={k: v for k, v in props.items() if v is not None},
-        relation_dim=len(relation_vectors[0]) if relation_vectors else 0,
+        relation_dim=int(rows_all.shape[1]) if rows_all.size else 0,
+        relation_rows=int(rows_all.shape[0]),
+        relation_vectors=rows_all.reshape(-1).tolist(),
+        reciprocal=bool(model.config.get("reciprocal", False)),
+        p=int(getattr(interaction, "p", 2) or 2),
+        type_labels=sorted(set(labels.values())),
     )
