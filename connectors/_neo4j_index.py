@@ -30,19 +30,25 @@ if TYPE_CHECKING:
 
 def tail_query_cypher(interaction: str, direction: str = "tail") -> str:
     """The Cypher that answers (node, relation, ?) — or (?, relation, node) with ``direction="head"`` — from the
-    pushed vectors alone: the query vector the interaction implies, then ``db.index.vector.queryNodes``.
+    pushed vectors alone (no plugin: Aura too): the query vector the interaction implies, then
+    ``db.index.vector.queryNodes``, leaving out links the graph has and nodes of types the relation does not take.
 
     Parameters: ``$model`` (model node name), ``$relation`` (relation key), ``$node`` (element id of the known
     node), ``$candidates`` (how many nearest nodes to fetch). Returns ``id`` (element id), ``key`` and ``score``
-    (the index similarity; re-score candidates exactly for the model's ranking).
+    (the approximate index similarity; re-score candidates exactly with the model, or use the kgemb plugin).
     """
     expr = cypher_query_vector(interaction, direction, known="v", relation="r")
+    known = "(x)-[e]->(node)" if direction == "tail" else "(node)-[e]->(x)"
+    side = "tail_types" if direction == "tail" else "head_types"
     return (
         f"MATCH (m:{MODEL_LABEL} {{name: $model}})-[:HAS_RELATION]->(rel:{RELATION_LABEL} {{key: $relation}})\n"
         "MATCH (x) WHERE elementId(x) = $node\n"
-        "WITH m, x[m.vector_property] AS v, rel.vector AS r\n"
-        f"WITH m, {expr} AS q\n"
+        f"WITH m, x, rel, x[m.vector_property] AS v, rel.vector AS r, coalesce(rel.{side}, []) AS allowed\n"
+        f"WITH m, x, rel, allowed, {expr} AS q\n"
         "CALL db.index.vector.queryNodes(m.index, $candidates, q) YIELD node, score\n"
+        f"WHERE NOT EXISTS {{ MATCH {known} WHERE type(e) = coalesce(rel.type, rel.key) }}\n"
+        "  AND (size(allowed) = 0 OR any(l IN labels(node) WHERE l IN allowed)\n"
+        "       OR none(l IN labels(node) WHERE l IN coalesce(m.type_labels, [])))\n"
         "RETURN elementId(node) AS id, node[m.key] AS key, score"
     )
 

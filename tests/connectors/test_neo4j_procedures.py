@@ -271,3 +271,32 @@ def test_similar(neo4j_driver, models) -> None:
         key=kg.entities[0].key,
     )
     assert np.allclose([x["score"] for x in rows], cos[want], atol=1e-5)
+
+
+def test_pure_cypher_path_leaves_known_links_and_wrong_types_out(neo4j_driver, models) -> None:
+    """The plugin-free path (Aura) filters like the procedures, though its order is the approximate index's."""
+    from kgemb.connectors import neo4j
+
+    model, predictor = models["rotate"]
+    push(model, predictor, neo4j_driver, "kgemb")
+    kg = model.kg
+    for side, column in (("tail", 0), ("head", 2)):
+        x = _anchors(model, 0, column)[0]
+        node = call(
+            neo4j_driver, "MATCH (n:KgembEntity {key: $k}) RETURN elementId(n) AS id", k=kg.entities[x].key
+        )
+        rows = call(
+            neo4j_driver,
+            neo4j.tail_query_cypher("rotate", side),
+            model="kgemb",
+            relation=kg.relations[0],
+            node=node[0]["id"],
+            candidates=kg.num_entities,
+        )
+        got = {kg.entity_id(r["key"]) for r in rows}
+        known = set(
+            (predictor.links.tails_of(x, 0) if side == "tail" else predictor.links.heads_of(0, x)).tolist()
+        )
+        mask = predictor._constraint(None).mask(0, side)
+        assert got and known and not got & known
+        assert all(mask[i] for i in got)
