@@ -300,3 +300,34 @@ def test_pure_cypher_path_leaves_known_links_and_wrong_types_out(neo4j_driver, m
         mask = predictor._constraint(None).mask(0, side)
         assert got and known and not got & known
         assert all(mask[i] for i in got)
+
+
+@pytest.mark.parametrize("interaction", ["rotate", "distmult"])
+def test_rank_equals_python(neo4j_driver, models, interaction: str) -> None:
+    """kgemb.rank has LinkPredictor.rank's semantics today (to be aligned with reasoning/evidence.py)."""
+    model, predictor = models[interaction]
+    push(model, predictor, neo4j_driver, "kgemb")
+    kg = model.kg
+    r = 0
+    evidence = _anchors(model, r, 2, 3)
+    for target, ids in (("head", evidence), ("tail", _anchors(model, r, 0, 3))):
+        keys = [kg.entities[i].key for i in ids]
+        rows = call(
+            neo4j_driver,
+            "UNWIND $keys AS key MATCH (e:KgembEntity {key: key}) WITH collect(e) AS evidence "
+            "CALL kgemb.rank(evidence, $rel, 10, {target: $target}) YIELD node, score, raw, rank, contributions "
+            "RETURN node.key AS key, score, raw, rank, [c IN contributions | [c.node.key, c.probability, c.known]] AS c "
+            "ORDER BY rank",
+            keys=keys,
+            rel=kg.relations[r],
+            target=target,
+        )
+        want = predictor.rank([(key, r) for key in keys], k=10, target=target)
+        assert len(rows) == len(want) > 0
+        assert np.allclose([x["raw"] for x in rows], [w.raw for w in want], atol=1e-4, rtol=0)
+        assert np.allclose([x["score"] for x in rows], [w.score for w in want], atol=TOL, rtol=0)
+        assert [x["key"] for x in rows][:3] == [w.key for w in want][:3]
+        for x, w in zip(rows, want, strict=True):
+            if x["key"] == w.key:
+                assert [c[2] for c in x["c"]] == [c.known for c in w.contributions]
+                assert np.allclose([c[1] for c in x["c"]], [c.probability for c in w.contributions], atol=TOL)

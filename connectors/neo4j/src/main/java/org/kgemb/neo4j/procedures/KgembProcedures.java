@@ -30,6 +30,8 @@ import org.neo4j.procedure.UserFunction;
  */
 public class KgembProcedures {
     static final int MAX_K = 100_000;
+    /** Weight of the model's own log-probabilities in the ranking key: breaks ties only (Python's _TIE). */
+    static final double TIE = 1e-9;
 
     @Context
     public Transaction tx;
@@ -49,6 +51,23 @@ public class KgembProcedures {
             this.score = score;
             this.probability = probability;
             this.rank = rank;
+        }
+    }
+
+    /** One answer of a multi-evidence ranking, with what each piece of evidence says about it. */
+    public static class Ranked {
+        public Node node;
+        public double score;
+        public double raw;
+        public long rank;
+        public List<Map<String, Object>> contributions;
+
+        Ranked(Node node, double score, double raw, long rank, List<Map<String, Object>> contributions) {
+            this.node = node;
+            this.score = score;
+            this.raw = raw;
+            this.rank = rank;
+            this.contributions = contributions;
         }
     }
 
@@ -105,6 +124,111 @@ public class KgembProcedures {
             @Name(value = "k", defaultValue = "10") Long k,
             @Name(value = "config", defaultValue = "{}") Map<String, Object> config) {
         return predict(tail, relType, k, config, false);
+    }
+
+    @Procedure(name = "kgemb.rank", mode = Mode.READ)
+    @Description("kgemb.rank(evidence, relType, k = 10, config = {target: 'head'}) :: (node, score, raw, rank,"
+            + " contributions) -- the entities that best explain all evidence nodes together: candidates x of"
+            + " (x)-[:relType]->(evidence) (target 'tail': (evidence)-[:relType]->(x)); LinkPredictor.rank's product"
+            + " of calibrated probabilities, a known link counting as certain")
+    public Stream<Ranked> rank(@Name("evidence") List<Node> evidence, @Name("relType") String relType,
+            @Name(value = "k", defaultValue = "10") Long k,
+            @Name(value = "config", defaultValue = "{}") Map<String, Object> config) {
+        Map<String, Object> cfg = config == null ? Map.of() : config;
+        int kk = checkK(k);
+        LoadedModel m = model(cfg);
+        int r = m.relation(relType);
+        Object target = cfg.getOrDefault("target", "head");
+        if (!"head".equals(target) && !"tail".equals(target)) {
+            throw new IllegalArgumentException("config.target must be 'head' or 'tail', not " + target);
+        }
+        boolean tailSide = "tail".equals(target); // the side the candidates fill
+        if (evidence == null || evidence.isEmpty()) {
+            throw new IllegalArgumentException("evidence is empty: give a list of nodes, e.g. [s IN symptoms | s]");
+        }
+        boolean constraints = constraints(cfg);
+        int n = evidence.size();
+        int[] anchors = new int[n];
+        BitSet evidenceBlocked = constraints ? m.blocked(r, !tailSide) : null;
+        for (int i = 0; i < n; i++) {
+            anchors[i] = anchor(m, evidence.get(i), "evidence[" + i + "]");
+            if (evidenceBlocked != null && evidenceBlocked.get(anchors[i])) {
+                throw new IllegalArgumentException("evidence[" + i + "] (node " + evidence.get(i).getElementId()
+                        + ") cannot be the " + (tailSide ? "head" : "tail") + " of " + relType + ": its type is not"
+                        + " among " + java.util.Arrays.toString(tailSide ? m.headTypes[r] : m.tailTypes[r])
+                        + "; give nodes of the right type or pass {constraints: false}");
+            }
+        }
+        BitSet blocked = constraints ? m.blocked(r, tailSide) : null;
+        BitSet skip = blocked == null ? new BitSet(m.n) : (BitSet) blocked.clone();
+        BitSet[] known = new BitSet[n];
+        RelationshipType type = RelationshipType.withName(m.relationTypes[r]);
+        for (int i = 0; i < n; i++) {
+            skip.set(anchors[i]);
+            known[i] = new BitSet(m.n);
+            Node e = evidence.get(i);
+            for (Relationship rel : e.getRelationships(tailSide ? Direction.OUTGOING : Direction.INCOMING, type)) {
+                int other = m.indexOf(rel.getOtherNode(e));
+                if (other >= 0) {
+                    known[i].set(other);
+                }
+            }
+        }
+        int dim = m.dim;
+        int row = tailSide || !m.reciprocal ? r : r + m.numRelations;
+        boolean asTail = tailSide || m.reciprocal;
+        int ro = row * m.relationDim;
+        float[][] q = new float[n][];
+        for (int i = 0; i < n; i++) {
+            q[i] = Scoring.query(m.interaction, asTail, m.vectors, anchors[i] * dim, m.relations, ro, dim);
+        }
+        double a = m.calA[r], b = m.calB[r];
+        int[] ids = Scoring.topBy(c -> {
+            double total = 0, sum = 0;
+            for (int i = 0; i < n; i++) {
+                float v = Scoring.scanValue(m.interaction, m.p, q[i], m.vectors, c, dim);
+                double lp = Scoring.logSigmoid(a * Scoring.scoreOfScan(m.interaction, m.p, v) + b);
+                sum += lp;
+                if (!known[i].get(c)) {
+                    total += lp;
+                }
+            }
+            return (float) (total + TIE * sum);
+        }, m.n, kk + Scoring.MARGIN, skip);
+        int c = ids.length;
+        double[] total = new double[c];
+        double[] key = new double[c];
+        double[][] logp = new double[c][n];
+        for (int j = 0; j < c; j++) {
+            double sum = 0;
+            for (int i = 0; i < n; i++) {
+                int x = ids[j], e = anchors[i];
+                double s = asTail
+                        ? Scoring.exact(m.interaction, m.p, m.vectors, e * dim, m.relations, ro, m.vectors, x * dim, dim)
+                        : Scoring.exact(m.interaction, m.p, m.vectors, x * dim, m.relations, ro, m.vectors, e * dim, dim);
+                double lp = Scoring.logSigmoid(a * s + b);
+                sum += lp;
+                logp[j][i] = known[i].get(x) ? 0.0 : lp;
+                total[j] += logp[j][i];
+            }
+            key[j] = total[j] + TIE * sum;
+        }
+        Integer[] order = new Integer[c];
+        for (int j = 0; j < c; j++) {
+            order[j] = j;
+        }
+        java.util.Arrays.sort(order, (x, y) -> Double.compare(key[y], key[x]));
+        List<Ranked> out = new ArrayList<>();
+        for (int j = 0; j < Math.min(kk, c); j++) {
+            int at = order[j];
+            List<Map<String, Object>> contributions = new ArrayList<>();
+            for (int i = 0; i < n; i++) {
+                contributions.add(Map.of("node", evidence.get(i), "probability", Math.exp(logp[at][i]),
+                        "known", known[i].get(ids[at])));
+            }
+            out.add(new Ranked(nodeOf(m, ids[at]), Math.exp(total[at] / n), total[at], j + 1, contributions));
+        }
+        return out.stream();
     }
 
     @Procedure(name = "kgemb.similar", mode = Mode.READ)

@@ -154,6 +154,81 @@ public final class Scoring {
         return -((s0 + s1) + (s2 + s3));
     }
 
+    /** The value a candidate is ranked by (higher is better). */
+    @FunctionalInterface
+    interface Value {
+        float of(int candidate);
+    }
+
+    /** A scan value as the raw score it approximates: distance forms return minus the squared distance. */
+    static double scoreOfScan(Interaction it, int p, float v) {
+        boolean squared = it == Interaction.ROTATE || (it == Interaction.TRANSE && p != 1);
+        return squared ? -Math.sqrt(Math.max(0f, -v)) : v;
+    }
+
+    static float scanValue(Interaction it, int p, float[] q, float[] vectors, int c, int dim) {
+        return scan(it, p, q, vectors, c * dim, dim);
+    }
+
+    /** The best {@code k} of {@code n} candidates by {@code value}, best first, on every core; {@code skip} left out. */
+    static int[] topBy(Value value, int n, int k, BitSet skip) {
+        k = Math.min(k, n);
+        if (k <= 0) {
+            return new int[0];
+        }
+        int parts = n < PARALLEL_MIN / 4 ? 1 : THREADS;
+        List<Future<TopK>> futures = new ArrayList<>();
+        List<TopK> partial = new ArrayList<>();
+        int step = (n + parts - 1) / parts;
+        final int kk = k;
+        for (int s = 0; s < n; s += step) {
+            int from = s, to = Math.min(n, s + step);
+            java.util.concurrent.Callable<TopK> job = () -> {
+                TopK top = new TopK(kk);
+                for (int c = from; c < to; c++) {
+                    if (skip == null || !skip.get(c)) {
+                        float v = value.of(c);
+                        if (top.size < kk || v > top.min) {
+                            top.offer(v, c);
+                        }
+                    }
+                }
+                return top;
+            };
+            if (parts == 1) {
+                try {
+                    partial.add(job.call());
+                } catch (Exception e) {
+                    throw new IllegalStateException("the kgemb scan failed: " + e, e);
+                }
+            } else {
+                futures.add(POOL.submit(job));
+            }
+        }
+        try {
+            for (Future<TopK> f : futures) {
+                partial.add(f.get());
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException("the kgemb scan was interrupted", e);
+        } catch (ExecutionException e) {
+            throw new IllegalStateException("the kgemb scan failed: " + e.getCause(), e.getCause());
+        }
+        TopK all = new TopK(k);
+        for (TopK t : partial) {
+            for (int j = 0; j < t.size; j++) {
+                all.offer(t.values[j], t.ids[j]);
+            }
+        }
+        return all.sortedIds();
+    }
+
+    /** log(sigmoid(x)), stable for large |x|. */
+    static double logSigmoid(double x) {
+        return x < 0 ? x - Math.log1p(Math.exp(x)) : -Math.log1p(Math.exp(-x));
+    }
+
     /** The best {@code k} entity indexes by scan value, best first; {@code skip} (may be null) are left out. */
     static int[] top(Interaction it, int p, float[] q, float[] vectors, int n, int dim, int k, BitSet skip) {
         k = Math.min(k, n);
