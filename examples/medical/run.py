@@ -59,7 +59,7 @@ def neo4j_step(model, model_dir: Path, lp, disease: str) -> None:
     uri, server = os.environ.get("KGEMB_NEO4J_URI"), None
     try:
         if not uri:
-            server = DevServer().start()
+            server = DevServer().start(timeout=600)
             uri = server.uri
             print(
                 f"   embedded Neo4j 5.26 dev server with the kgemb plugin on {uri} ({server.startup_seconds:.0f} s)"
@@ -74,6 +74,20 @@ def neo4j_step(model, model_dir: Path, lp, disease: str) -> None:
         )
         driver = neo4j.connect(uri)
         symptom = lp.entity(SYMPTOMS["en"][1])
+        symptoms = [model.kg.entities[lp.entity(s)].key for s in SYMPTOMS["en"]]
+        records = driver.execute_query(
+            "UNWIND $keys AS key MATCH (s:KgembEntity {key: key}) WITH collect(s) AS symptoms "
+            "CALL kgemb.rank(symptoms, 'has_phenotype', 10) YIELD node, score, rank "
+            "RETURN rank, score, node.name AS name, node.key AS key",
+            keys=symptoms,
+        ).records
+        print(f"   CALL kgemb.rank([{', '.join(SYMPTOMS['en'])}], 'has_phenotype', 10)")
+        for r in records:
+            print(f"   {r['rank']:>3}. {r['score']:6.3f}  {r['name']}  <{r['key']}>")
+        python = lp.rank([(s, HAS_PHENOTYPE) for s in symptoms], k=10, target="head")
+        print(
+            f"   the same top 10 as the Python API: {[r['key'] for r in records] == [p.key for p in python]}"
+        )
         for title, query, key, python in (
             (
                 f"CALL kgemb.predict.tails(disease, 'has_phenotype', 10): {model.kg.label(lp.entity(disease))}",
