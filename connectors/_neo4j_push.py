@@ -79,6 +79,7 @@ def push(
     graph: bool = True,
     directory: str | os.PathLike | None = None,
     calibration: Any = None,
+    vector_index: bool = True,
 ) -> PushReport:
     """Write each entity's vector onto its node, create (or replace) a vector index over them and wait until it is
     ONLINE, and store the relation vectors and the model's metadata on a ``(:KgembModel {name})`` node.
@@ -92,7 +93,8 @@ def push(
     With ``graph`` (default) a graph from elsewhere also gets its type labels and its relationships (all splits),
     ``MERGE``d, so kgemb's procedures (``CALL kgemb.predict.tails`` …) can leave known links and wrong types out.
     The model node carries every relation row (2R for a reciprocal model) and the per-relation calibration:
-    ``calibration``, else the one saved in the model ``directory``, else one fitted now.
+    ``calibration``, else the one saved in the model ``directory``, else one fitted now. ``vector_index=False``
+    skips the vector index (kgemb's procedures do not need it; the plugin-free Cypher path does).
     """
     from kgemb.reasoning.calibration import model_signature
     from tqdm import tqdm
@@ -157,9 +159,10 @@ def push(
         )
         bar.close()
         indexing = time.perf_counter()
-        _ensure_vector_index(
-            driver, database, index, entity_label, vector_property, dim, similarity, wait_seconds
-        )
+        if vector_index:  # the plugin needs no index; the pure-Cypher path and predict_via_index do
+            _ensure_vector_index(
+                driver, database, index, entity_label, vector_property, dim, similarity, wait_seconds
+            )
         online = time.perf_counter()
         _write_model_node(
             driver,
@@ -175,7 +178,7 @@ def push(
                 "similarity": similarity,
                 "entity_label": entity_label,
                 "vector_property": vector_property,
-                "index": index,
+                "index": index if vector_index else None,
                 "key": nodes.key,
                 "key_type": nodes.key_type,
                 "num_entities": kg.num_entities,
