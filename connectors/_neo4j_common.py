@@ -22,6 +22,9 @@ from kgemb.errors import ConfigError, DependencyError, InputError
 #: become Cypher, even before quoting.
 _NAME = re.compile(r"[^\W\d]\w{0,199}")
 ELEMENT_ID = "elementId"
+ENTITY_LABEL = "KgembEntity"
+MODEL_LABEL = "KgembModel"
+RELATION_LABEL = "KgembRelation"
 SCHEMES = ("bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc")
 
 

@@ -1,4 +1,5 @@
-"""The Neo4j 5 dev/test server: build the Maven launcher under ``connectors/neo4j/`` and run it.
+"""The Neo4j 5 dev/test server: build the Maven project under ``connectors/neo4j/`` (the launcher and kgemb's
+procedures plugin, ``target/kgemb-neo4j-plugin.jar``) and run it; the dev server loads the procedures.
 
 The launcher is Neo4j's own test harness in one JVM, Bolt on 127.0.0.1 only. The test suite starts it through
 :class:`DevServer`; ``make neo4j`` (``python -m kgemb.connectors.neo4j_dev``) runs it in the foreground.
@@ -23,6 +24,8 @@ from kgemb.errors import ConfigError, DependencyError
 
 MAVEN_PROJECT = Path(__file__).resolve().parent / "neo4j"
 JAR = MAVEN_PROJECT / "target" / "kgemb-neo4j.jar"
+#: the plugin for a user's own Neo4j 5.26 server: copy it into the server's plugins/ folder
+PLUGIN_JAR = MAVEN_PROJECT / "target" / "kgemb-neo4j-plugin.jar"
 HOST = "127.0.0.1"
 READY = "kgemb-neo4j ready"
 MIN_JAVA = 17
@@ -57,7 +60,7 @@ def java_executable() -> str:
 
 
 def _stale(jar: Path, project: Path) -> bool:
-    if not jar.exists() or not (jar.parent / "lib").is_dir():
+    if not jar.exists() or not (jar.parent / "lib").is_dir() or not (jar.parent / PLUGIN_JAR.name).exists():
         return True
     built = jar.stat().st_mtime
     sources = [project / "pom.xml", *(project / "src").rglob("*")]

@@ -112,6 +112,7 @@ def _cmd_neo4j_push(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         database=args.database,
         progress=not args.quiet,
+        directory=args.model,
     )
     if args.json:
         print(json.dumps(report.to_json(), indent=2))

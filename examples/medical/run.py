@@ -5,7 +5,8 @@
 3. Print the held-out evaluation, the diseases ranked for a set of symptoms in Chinese and the same set in English
    (and how much the two rankings agree), and one explanation.
 4. Enrich the Turtle file with predicted ``has_phenotype`` links (reified, scored, with provenance).
-5. When ``KGEMB_NEO4J_URI`` points at a Neo4j 5 server: push the model and answer a query through Cypher.
+5. Push graph and model into Neo4j (``KGEMB_NEO4J_URI``, else the embedded dev server started here) and ask
+   kgemb's procedures through the Python driver; without Java this step says so in one line.
 
     python examples/medical/run.py [--out runs/medical] [--quick]
 """
@@ -69,6 +70,74 @@ def vaguer_symptoms(lp, relation: int) -> list[str]:
     first = int(index.hierarchy.parents(with_parent[0])[0])
     rest = [t for t in own if t != with_parent[0]][:2]
     return [lp.kg.label(i) for i in [first, *rest]]
+
+
+def neo4j_step(model, model_dir: Path, lp, disease: str) -> None:
+    """Push the graph and the model into Neo4j (KGEMB_NEO4J_URI, else the embedded dev server started here) and
+    print kgemb.predict.tails / kgemb.predict.heads beside the Python API's answers."""
+    from kgemb.connectors import neo4j
+    from kgemb.connectors.neo4j_dev import DevServer
+
+    from kgemb.errors import DependencyError
+
+    uri, server = os.environ.get("KGEMB_NEO4J_URI"), None
+    try:
+        if not uri:
+            server = DevServer().start(timeout=600)
+            uri = server.uri
+            print(
+                f"   embedded Neo4j 5.26 dev server with the kgemb plugin on {uri} ({server.startup_seconds:.0f} s)"
+            )
+    except DependencyError as exc:
+        print(f"   Neo4j skipped: {exc}")
+        return
+    try:
+        report = neo4j.push(model, uri, directory=model_dir, progress=False)
+        print(
+            f"   pushed {report.nodes} nodes with type labels and relationships, and model {report.model!r}"
+        )
+        driver = neo4j.connect(uri)
+        symptom = lp.entity(SYMPTOMS["en"][1])
+        symptoms = [model.kg.entities[lp.entity(s)].key for s in SYMPTOMS["en"]]
+        records = driver.execute_query(
+            "UNWIND $keys AS key MATCH (s:KgembEntity {key: key}) WITH collect(s) AS symptoms "
+            "CALL kgemb.rank(symptoms, 'has_phenotype', 10) YIELD node, score, rank "
+            "RETURN rank, score, node.name AS name, node.key AS key",
+            keys=symptoms,
+        ).records
+        print(f"   CALL kgemb.rank([{', '.join(SYMPTOMS['en'])}], 'has_phenotype', 10)")
+        for r in records:
+            print(f"   {r['rank']:>3}. {r['score']:6.3f}  {r['name']}  <{r['key']}>")
+        python = lp.rank([(s, HAS_PHENOTYPE) for s in symptoms], k=10, target="head")
+        print(
+            f"   the same top 10 as the Python API: {[r['key'] for r in records] == [p.key for p in python]}"
+        )
+        for title, query, key, python in (
+            (
+                f"CALL kgemb.predict.tails(disease, 'has_phenotype', 10): {model.kg.label(lp.entity(disease))}",
+                "MATCH (x:KgembEntity {key: $key}) CALL kgemb.predict.tails(x, 'has_phenotype', 10) "
+                "YIELD node, probability, rank RETURN rank, probability, node.name AS name, node.key AS key",
+                disease,
+                lp.tails(disease, HAS_PHENOTYPE, k=10),
+            ),
+            (
+                f"CALL kgemb.predict.heads(symptom, 'has_phenotype', 10): {SYMPTOMS['en'][1]}",
+                "MATCH (x:KgembEntity {key: $key}) CALL kgemb.predict.heads(x, 'has_phenotype', 10) "
+                "YIELD node, probability, rank RETURN rank, probability, node.name AS name, node.key AS key",
+                model.kg.entities[symptom].key,
+                lp.heads(HAS_PHENOTYPE, symptom, k=10),
+            ),
+        ):
+            records = driver.execute_query(query, key=key).records
+            print(f"   {title}")
+            for r in records:
+                print(f"   {r['rank']:>3}. {r['probability']:6.3f}  {r['name']}  <{r['key']}>")
+            same = [r["key"] for r in records] == [p.key for p in python]
+            print(f"   the same top 10 as the Python API: {same}")
+        driver.close()
+    finally:
+        if server is not None:
+            server.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -182,21 +251,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"   {result}")
     done(t)
 
-    if os.environ.get("KGEMB_NEO4J_URI"):
-        t = step(
-            "8. Neo4j: push the model and ask through Cypher (db.index.vector.queryNodes + exact re-scoring)"
-        )
-        from kgemb.connectors import neo4j
-
-        uri = os.environ["KGEMB_NEO4J_URI"]
-        neo4j.push(model, uri, progress=True)
-        for row in neo4j.predict_via_index(model, uri, relation=HAS_PHENOTYPE, tail=SYMPTOMS["en"][0], k=5):
-            print(f"   {row['rank']:>3}. {row['score']:6.3f}  {row['label']}")
-        done(t)
-    else:
-        print(
-            "\n== 8. Neo4j: skipped (set KGEMB_NEO4J_URI, e.g. after `make neo4j`, to push the model and query it)"
-        )
+    t = step("8. Neo4j: push graph and model, ask kgemb's procedures through the Python driver")
+    neo4j_step(model, model_dir, lp, top.key)
+    done(t)
 
     print(f"\nDone in {time.perf_counter() - began:.0f} s. Outputs in {out}/:")
     print(f"   {ttl}  the knowledge graph (Turtle)")

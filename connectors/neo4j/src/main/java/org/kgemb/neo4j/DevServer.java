@@ -19,6 +19,7 @@ import org.neo4j.graphdb.QueryExecutionException;
 import org.neo4j.harness.Neo4j;
 import org.neo4j.harness.Neo4jBuilder;
 import org.neo4j.harness.Neo4jBuilders;
+import org.kgemb.neo4j.procedures.KgembProcedures;
 
 /**
  * An in-process Neo4j 5 (Neo4j's own test harness) for kgemb's tests and for development.
@@ -55,6 +56,9 @@ public final class DevServer {
         Path work = Files.createTempDirectory("kgemb-neo4j");
         Neo4jBuilder builder = Neo4jBuilders.newInProcessBuilder(work)
                 .withDisabledServer()
+                // kgemb's procedures and functions, as the plugin jar gives them to a user's server
+                .withProcedure(KgembProcedures.class)
+                .withFunction(KgembProcedures.class)
                 .withConfig(HttpConnector.enabled, false)
                 .withConfig(BoltConnector.enabled, true)
                 .withConfig(BoltConnector.listen_address, new SocketAddress(HOST, port))

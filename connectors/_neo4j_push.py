@@ -1,0 +1,399 @@
+"""Neo4j push: entity vectors onto nodes, the vector index, and the model node with its relation vectors."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from kgemb.connectors._neo4j_common import (
+    ENTITY_LABEL,
+    MODEL_LABEL,
+    RELATION_LABEL,
+    chunks,
+    default_database,
+    label_expression,
+    open_driver,
+    quote,
+    read,
+    translate_errors,
+    write,
+    write_batches,
+)
+from kgemb.connectors._neo4j_graph import push_graph, relationship_types, type_labels
+from kgemb.connectors._neo4j_nodes import _Nodes
+from kgemb.connectors._neo4j_vectors import similarity_for
+
+from kgemb.errors import ConfigError
+
+if TYPE_CHECKING:
+    from kgemb.graph import KnowledgeGraph
+    from kgemb.model import TrainedModel
+
+
+@dataclass
+class PushReport:
+    """What a push wrote: node vectors, the vector index (ONLINE) and the model node; ``write_seconds`` is the
+    time spent writing vectors, ``index_seconds`` the time until the index was ONLINE, ``seconds`` the whole."""
+
+    model: str
+    nodes: int
+    missing: int
+    dim: int
+    index: str
+    similarity: str
+    seconds: float
+    write_seconds: float
+    index_seconds: float
+
+    @property
+    def vectors_per_second(self) -> float:
+        """Vectors written per second (the write phase alone)."""
+        return self.nodes / self.write_seconds if self.write_seconds > 0 else float("inf")
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "vectors_per_second": round(self.vectors_per_second, 1)}
+
+
+def push(
+    model: TrainedModel,
+    uri_or_driver: Any,
+    *,
+    name: str = "kgemb",
+    entity_label: str = ENTITY_LABEL,
+    vector_property: str = "embedding",
+    index: str | None = None,
+    similarity: str | None = None,
+    batch_size: int = 1000,
+    workers: int = 2,
+    database: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    wait_seconds: float = 600.0,
+    progress: bool = True,
+    on_batch: Callable[[int, int], None] | None = None,
+    graph: bool = True,
+    directory: str | os.PathLike | None = None,
+    calibration: Any = None,
+    vector_index: bool = True,
+) -> PushReport:
+    """Write each entity's vector onto its node, create (or replace) a vector index over them and wait until it is
+    ONLINE, and store the relation vectors and the model's metadata on a ``(:KgembModel {name})`` node.
+
+    Nodes are found by the key the graph was pulled with; a graph from elsewhere (RDF, TSV) gets its nodes
+    ``MERGE``d as ``(:KgembEntity {key, name})``. Every node written also gets ``entity_label`` (the index's label).
+    Vectors go ``batch_size`` nodes per managed transaction, ``workers`` transactions at a time (the client encodes
+    one batch while the server stores another); rerunning after a failure completes the job.
+    ``on_batch(written, total)`` is called after each committed batch.
+
+    With ``graph`` (default) a graph from elsewhere also gets its type labels and its relationships (all splits),
+    ``MERGE``d, so kgemb's procedures (``CALL kgemb.predict.tails`` …) can leave known links and wrong types out.
+    The model node carries every relation row (2R for a reciprocal model) and the per-relation calibration:
+    ``calibration``, else the one saved in the model ``directory``, else one fitted now. ``vector_index=False``
+    skips the vector index (kgemb's procedures do not need it; the plugin-free Cypher path does).
+    """
+    from kgemb.reasoning.calibration import model_signature
+    from tqdm import tqdm
+
+    quote(name, "model name")
+    quote(entity_label, "entity label")
+    quote(vector_property, "vector property")
+    index = f"{name}_{vector_property}" if index is None else index
+    quote(index, "index name")
+    interaction = str(model.config.get("interaction", "")).lower()
+    similarity = (similarity or _default_similarity(interaction)).lower()
+    if similarity not in ("cosine", "euclidean"):
+        raise ConfigError(f"similarity {similarity!r} is unknown; use 'cosine' or 'euclidean'")
+    if batch_size < 1:
+        raise ConfigError(f"batch_size={batch_size} must be at least 1")
+    kg = model.kg
+    vectors = np.ascontiguousarray(model.entity_vectors(), dtype=np.float32)
+    dim = int(vectors.shape[1])
+    if not 1 <= dim <= 4096:
+        raise ConfigError(f"entity vectors have {dim} dimensions; Neo4j vector indexes take 1 to 4096")
+    nodes = _Nodes.of(kg, entity_label)
+    database = default_database(database)
+    began = time.perf_counter()
+    with open_driver(uri_or_driver, username, password) as (driver, where), translate_errors(where):
+        write(
+            driver,
+            database,
+            f"MERGE (m:{MODEL_LABEL} {{name: $name}}) SET m.complete = false, m.updated_at = datetime()",
+            name=name,
+        )
+        nodes.ensure_key_index(driver, database, kg)
+        if nodes.create_label:
+            _merge_entities(driver, database, kg, nodes, batch_size, progress)
+            if graph:
+                push_graph(driver, database, kg, nodes, batch_size, progress)
+        element_ids = nodes.resolve(driver, database, kg, range(kg.num_entities))
+        present = sorted(element_ids)
+        label = label_expression([entity_label])
+        query = (
+            f"UNWIND $rows AS row MATCH (n) WHERE elementId(n) = row[0] SET n{label} "
+            "WITH n, row CALL db.create.setNodeVectorProperty(n, $property, row[1])"
+        )
+        bar = tqdm(total=len(present), unit="vec", desc="neo4j push vectors", disable=not progress)
+
+        def batches() -> Iterator[list[list[Any]]]:
+            for start, stop in chunks(len(present), batch_size):
+                ids = present[start:stop]
+                yield [[element_ids[i], v] for i, v in zip(ids, vectors[ids].tolist(), strict=True)]
+
+        written = 0
+        writing = time.perf_counter()
+
+        def committed(n: int, _: list[Any]) -> None:
+            nonlocal written
+            written += n
+            bar.update(n)
+            if on_batch is not None:
+                on_batch(written, len(present))
+
+        write_batches(
+            driver, database, query, batches(), on_batch=committed, workers=workers, property=vector_property
+        )
+        bar.close()
+        indexing = time.perf_counter()
+        if vector_index:  # the plugin needs no index; the pure-Cypher path and predict_via_index do
+            _ensure_vector_index(
+                driver, database, index, entity_label, vector_property, dim, similarity, wait_seconds
+            )
+        online = time.perf_counter()
+        _write_model_node(
+            driver,
+            database,
+            model,
+            calibration=_calibration(model, calibration, directory),
+            entity_label=entity_label,
+            name=name,
+            props={
+                "interaction": interaction,
+                "mode": model.config.get("mode"),
+                "dim": dim,
+                "similarity": similarity,
+                "entity_label": entity_label,
+                "vector_property": vector_property,
+                "index": index if vector_index else None,
+                "key": nodes.key,
+                "key_type": nodes.key_type,
+                "num_entities": kg.num_entities,
+                "num_relations": kg.num_relations,
+                "encoder_fingerprint": model.encoder_fingerprint,
+                "signature": model_signature(model),
+                "kgemb_version": _version(),
+                "config": json.dumps(model.config, sort_keys=True, default=str),
+            },
+        )
+    missing = kg.num_entities - len(present)
+    return PushReport(
+        name,
+        written,
+        missing,
+        dim,
+        index,
+        similarity,
+        time.perf_counter() - began,
+        indexing - writing,
+        online - indexing,
+    )
+
+
+def _default_similarity(interaction: str) -> str:
+    try:
+        return similarity_for(interaction)
+    except ConfigError:
+        return "cosine"
+
+
+def _version() -> str:
+    from kgemb._version import __version__
+
+    return __version__
+
+
+def _merge_entities(
+    driver: Any, database: str | None, kg: KnowledgeGraph, nodes: _Nodes, batch_size: int, progress: bool
+) -> None:
+    """Create the nodes of a graph that did not come from Neo4j, keyed, with their display name."""
+    from tqdm import tqdm
+
+    assert nodes.create_label is not None
+    query = (
+        f"UNWIND $rows AS row MERGE (n{label_expression([nodes.create_label])} "
+        f"{{{quote(nodes.key, 'key property')}: row[0]}}) ON CREATE SET n.name = row[1]"
+    )
+    bar = tqdm(total=kg.num_entities, unit="node", desc="neo4j merge nodes", disable=not progress)
+    rows = (
+        [[kg.entities[i].key, kg.label(i)] for i in range(a, b)]
+        for a, b in chunks(kg.num_entities, batch_size)
+    )
+    write_batches(driver, database, query, rows, on_batch=lambda n, _: bar.update(n))
+    bar.close()
+
+
+def _ensure_vector_index(
+    driver: Any,
+    database: str | None,
+    index: str,
+    label: str,
+    prop: str,
+    dim: int,
+    similarity: str,
+    wait_seconds: float,
+) -> None:
+    """Create the vector index, or replace it when its label, property, dimension or similarity differ; then wait
+    until it is ONLINE."""
+    rows = read(
+        driver,
+        database,
+        "SHOW VECTOR INDEXES YIELD name, labelsOrTypes, properties, options "
+        "WHERE name = $index OR (labelsOrTypes = [$label] AND properties = [$prop]) RETURN *",
+        index=index,
+        label=label,
+        prop=prop,
+    )
+    for row in rows:
+        config = (row["options"] or {}).get("indexConfig") or {}
+        same = (
+            row["name"] == index
+            and list(row["labelsOrTypes"] or []) == [label]
+            and list(row["properties"] or []) == [prop]
+            and int(config.get("vector.dimensions") or 0) == dim
+            and str(config.get("vector.similarity_function", "")).lower() == similarity
+        )
+        if same:
+            break
+        if row["name"] != index:
+            raise ConfigError(
+                f"vector index {row['name']!r} already covers :{label}({prop}); push with index={row['name']!r}, "
+                "or drop that index, or use another vector_property"
+            )
+        write(driver, database, f"DROP INDEX {quote(index, 'index name')} IF EXISTS")
+    else:
+        write(
+            driver,
+            database,
+            f"CREATE VECTOR INDEX {quote(index, 'index name')} IF NOT EXISTS "
+            f"FOR (n{label_expression([label])}) ON (n.{quote(prop, 'vector property')}) "
+            "OPTIONS {indexConfig: {`vector.dimensions`: $dim, `vector.similarity_function`: $similarity}}",
+            dim=dim,
+            similarity=similarity,
+        )
+    wait_for_index(driver, database, index, wait_seconds)
+
+
+def wait_for_index(driver: Any, database: str | None, index: str, wait_seconds: float = 600.0) -> None:
+    """Block until ``index`` is ONLINE; :class:`ConfigError` when it FAILED or took longer than ``wait_seconds``."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        rows = read(
+            driver,
+            database,
+            "SHOW INDEXES YIELD name, state, populationPercent, failureMessage WHERE name = $index RETURN *",
+            index=index,
+        )
+        if not rows:
+            raise ConfigError(f"vector index {index!r} disappeared while waiting for it; push again")
+        state = rows[0]["state"]
+        if state == "ONLINE":
+            return
+        if state == "FAILED":
+            raise ConfigError(
+                f"vector index {index!r} FAILED: {rows[0]['failureMessage']}; drop it and push again"
+            )
+        if time.monotonic() > deadline:
+            raise ConfigError(
+                f"vector index {index!r} is still {state} ({rows[0]['populationPercent']:.0f}%) after "
+                f"{wait_seconds:.0f} s; wait longer (wait_seconds) and push again"
+            )
+        time.sleep(0.2)
+
+
+def _calibration(model: TrainedModel, calibration: Any, directory: str | os.PathLike | None) -> Any:
+    """The calibration the procedures turn scores into probabilities with (given, saved, or fitted now)."""
+    if calibration is not None:
+        return calibration
+    from kgemb.reasoning import LinkPredictor
+
+    return LinkPredictor(model, directory=directory).calibration
+
+
+def _write_model_node(
+    driver: Any,
+    database: str | None,
+    model: TrainedModel,
+    *,
+    name: str,
+    props: dict[str, Any],
+    calibration: Any,
+    entity_label: str,
+) -> None:
+    """Relation vectors as ``(:KgembRelation {model, key})`` nodes linked from the model node, each with its
+    relationship type, calibration ``[a, b]`` and allowed head/tail labels; then the model node's metadata, every
+    relation row (``relation_vectors``, flat) and ``complete = true`` (written last, so a reader never trusts a
+    half-done push)."""
+    from kgemb.reasoning.constraints import TypeConstraints
+
+    kg = model.kg
+    rows_all = np.asarray(model.relation_vectors(), dtype=np.float32)
+    relation_vectors = rows_all.tolist()
+    labels = type_labels(kg, entity_label)
+    types = relationship_types(kg)
+    constraints = TypeConstraints(kg)
+
+    def allowed(r: int, side: str) -> list[str]:
+        found = constraints.allowed_types(r, side)  # type: ignore[arg-type]
+        return sorted({labels[t] for t in found or () if t in labels})
+
+    rows = [
+        {
+            "key": key,
+            "id": r,
+            "label": kg.relation_text(r),
+            "vector": relation_vectors[r],
+            "type": types[r],
+            "calibration": [float(calibration.a[r]), float(calibration.b[r])],
+            "head_types": allowed(r, "head"),
+            "tail_types": allowed(r, "tail"),
+        }
+        for r, key in enumerate(kg.relations)
+    ]
+    write(
+        driver,
+        database,
+        f"MATCH (m:{MODEL_LABEL} {{name: $name}}) "
+        f"UNWIND $rows AS row MERGE (r:{RELATION_LABEL} {{model: $name, key: row.key}}) "
+        "SET r.id = row.id, r.label = row.label, r.vector = row.vector, r.type = row.type, "
+        "r.calibration = row.calibration, r.head_types = row.head_types, r.tail_types = row.tail_types "
+        "MERGE (m)-[:HAS_RELATION]->(r)",
+        name=name,
+        rows=rows,
+    )
+    write(
+        driver,
+        database,
+        f"MATCH (r:{RELATION_LABEL} {{model: $name}}) WHERE NOT r.key IN $keys DETACH DELETE r",
+        name=name,
+        keys=list(kg.relations),
+    )
+    interaction = model.pykeen_model.interaction
+    write(
+        driver,
+        database,
+        f"MATCH (m:{MODEL_LABEL} {{name: $name}}) SET m += $props, m.relation_dim = $relation_dim, "
+        "m.relation_rows = $relation_rows, m.relation_vectors = $relation_vectors, m.reciprocal = $reciprocal, "
+        "m.transe_p = $p, m.type_labels = $type_labels, m.complete = true, m.updated_at = datetime()",
+        name=name,
+        props={k: v for k, v in props.items() if v is not None},
+        relation_dim=int(rows_all.shape[1]) if rows_all.size else 0,
+        relation_rows=int(rows_all.shape[0]),
+        relation_vectors=rows_all.reshape(-1).tolist(),
+        reciprocal=bool(model.config.get("reciprocal", False)),
+        p=int(getattr(interaction, "p", 2) or 2),
+        type_labels=sorted(set(labels.values())),
+    )

@@ -1,0 +1,409 @@
+package org.kgemb.neo4j.procedures;
+
+import java.util.ArrayList;
+import java.util.BitSet;
+import java.util.List;
+import java.util.Map;
+import java.util.stream.Stream;
+
+import org.neo4j.graphdb.Direction;
+import org.neo4j.graphdb.GraphDatabaseService;
+import org.neo4j.graphdb.Label;
+import org.neo4j.graphdb.Node;
+import org.neo4j.graphdb.Relationship;
+import org.neo4j.graphdb.RelationshipType;
+import org.neo4j.graphdb.ResourceIterator;
+import org.neo4j.graphdb.Transaction;
+import org.neo4j.procedure.Context;
+import org.neo4j.procedure.Description;
+import org.neo4j.procedure.Mode;
+import org.neo4j.procedure.Name;
+import org.neo4j.procedure.Procedure;
+import org.neo4j.procedure.UserFunction;
+
+/**
+ * kgemb's link prediction inside Neo4j: exact scores of a pushed model over its in-memory vectors.
+ *
+ * <p>Config keys (all optional): {@code model} (the pushed model's name, default {@code kgemb}), {@code filterKnown}
+ * (leave out links the graph has, default true), {@code constraints} (only candidates of the types the relation
+ * takes, default true).
+ */
+public class KgembProcedures {
+    static final int MAX_K = 100_000;
+    /** Weight of the model's own log-probabilities in the ranking key: breaks ties only (Python's _TIE). */
+    static final double TIE = 1e-9;
+
+    @Context
+    public Transaction tx;
+
+    @Context
+    public GraphDatabaseService db;
+
+    /** One ranked answer. */
+    public static class Prediction {
+        public Node node;
+        public double score;
+        public double probability;
+        public long rank;
+
+        Prediction(Node node, double score, double probability, long rank) {
+            this.node = node;
+            this.score = score;
+            this.probability = probability;
+            this.rank = rank;
+        }
+    }
+
+    /** One answer of a multi-evidence ranking, with what each piece of evidence says about it. */
+    public static class Ranked {
+        public Node node;
+        public double score;
+        public double raw;
+        public long rank;
+        public List<Map<String, Object>> contributions;
+
+        Ranked(Node node, double score, double raw, long rank, List<Map<String, Object>> contributions) {
+            this.node = node;
+            this.score = score;
+            this.raw = raw;
+            this.rank = rank;
+            this.contributions = contributions;
+        }
+    }
+
+    /** One similar entity. */
+    public static class Similar {
+        public Node node;
+        public double score;
+        public long rank;
+
+        Similar(Node node, double score, long rank) {
+            this.node = node;
+            this.score = score;
+            this.rank = rank;
+        }
+    }
+
+    /** One pushed model. */
+    public static class ModelInfo {
+        public String name;
+        public String interaction;
+        public long dim;
+        public long entities;
+        public long relations;
+        public boolean reciprocal;
+        public boolean complete;
+        public long loaded;
+
+        ModelInfo(String name, String interaction, long dim, long entities, long relations, boolean reciprocal,
+                boolean complete, long loaded) {
+            this.name = name;
+            this.interaction = interaction;
+            this.dim = dim;
+            this.entities = entities;
+            this.relations = relations;
+            this.reciprocal = reciprocal;
+            this.complete = complete;
+            this.loaded = loaded;
+        }
+    }
+
+    @Procedure(name = "kgemb.predict.tails", mode = Mode.READ)
+    @Description("kgemb.predict.tails(head, relType, k = 10, config = {}) :: (node, score, probability, rank) -- the k"
+            + " most probable new tails of (head)-[:relType]->(?), exact model scores, calibrated probabilities")
+    public Stream<Prediction> tails(@Name("head") Node head, @Name("relType") String relType,
+            @Name(value = "k", defaultValue = "10") Long k,
+            @Name(value = "config", defaultValue = "{}") Map<String, Object> config) {
+        return predict(head, relType, k, config, true);
+    }
+
+    @Procedure(name = "kgemb.predict.heads", mode = Mode.READ)
+    @Description("kgemb.predict.heads(tail, relType, k = 10, config = {}) :: (node, score, probability, rank) -- the k"
+            + " most probable new heads of (?)-[:relType]->(tail)")
+    public Stream<Prediction> heads(@Name("tail") Node tail, @Name("relType") String relType,
+            @Name(value = "k", defaultValue = "10") Long k,
+            @Name(value = "config", defaultValue = "{}") Map<String, Object> config) {
+        return predict(tail, relType, k, config, false);
+    }
+
+    @Procedure(name = "kgemb.rank", mode = Mode.READ)
+    @Description("kgemb.rank(evidence, relType, k = 10, config = {target: 'head'}) :: (node, score, raw, rank,"
+            + " contributions) -- the entities that best explain all evidence nodes together: candidates x of"
+            + " (x)-[:relType]->(evidence) (target 'tail': (evidence)-[:relType]->(x)); LinkPredictor.rank's product"
+            + " of calibrated probabilities, a known link counting as certain")
+    public Stream<Ranked> rank(@Name("evidence") List<Node> evidence, @Name("relType") String relType,
+            @Name(value = "k", defaultValue = "10") Long k,
+            @Name(value = "config", defaultValue = "{}") Map<String, Object> config) {
+        Map<String, Object> cfg = config == null ? Map.of() : config;
+        int kk = checkK(k);
+        LoadedModel m = model(cfg);
+        int r = m.relation(relType);
+        Object target = cfg.getOrDefault("target", "head");
+        if (!"head".equals(target) && !"tail".equals(target)) {
+            throw new IllegalArgumentException("config.target must be 'head' or 'tail', not " + target);
+        }
+        boolean tailSide = "tail".equals(target); // the side the candidates fill
+        if (evidence == null || evidence.isEmpty()) {
+            throw new IllegalArgumentException("evidence is empty: give a list of nodes, e.g. [s IN symptoms | s]");
+        }
+        boolean constraints = constraints(cfg);
+        int n = evidence.size();
+        int[] anchors = new int[n];
+        BitSet evidenceBlocked = constraints ? m.blocked(r, !tailSide) : null;
+        for (int i = 0; i < n; i++) {
+            anchors[i] = anchor(m, evidence.get(i), "evidence[" + i + "]");
+            if (evidenceBlocked != null && evidenceBlocked.get(anchors[i])) {
+                throw new IllegalArgumentException("evidence[" + i + "] (node " + evidence.get(i).getElementId()
+                        + ") cannot be the " + (tailSide ? "head" : "tail") + " of " + relType + ": its type is not"
+                        + " among " + java.util.Arrays.toString(tailSide ? m.headTypes[r] : m.tailTypes[r])
+                        + "; give nodes of the right type or pass {constraints: false}");
+            }
+        }
+        BitSet blocked = constraints ? m.blocked(r, tailSide) : null;
+        BitSet skip = blocked == null ? new BitSet(m.n) : (BitSet) blocked.clone();
+        BitSet[] known = new BitSet[n];
+        RelationshipType type = RelationshipType.withName(m.relationTypes[r]);
+        for (int i = 0; i < n; i++) {
+            skip.set(anchors[i]);
+            known[i] = new BitSet(m.n);
+            Node e = evidence.get(i);
+            for (Relationship rel : e.getRelationships(tailSide ? Direction.OUTGOING : Direction.INCOMING, type)) {
+                int other = m.indexOf(rel.getOtherNode(e));
+                if (other >= 0) {
+                    known[i].set(other);
+                }
+            }
+        }
+        int dim = m.dim;
+        int row = tailSide || !m.reciprocal ? r : r + m.numRelations;
+        boolean asTail = tailSide || m.reciprocal;
+        int ro = row * m.relationDim;
+        float[][] q = new float[n][];
+        for (int i = 0; i < n; i++) {
+            q[i] = Scoring.query(m.interaction, asTail, m.vectors, anchors[i] * dim, m.relations, ro, dim);
+        }
+        double a = m.calA[r], b = m.calB[r];
+        int[] ids = Scoring.topBy(c -> {
+            double total = 0, sum = 0;
+            for (int i = 0; i < n; i++) {
+                float v = Scoring.scanValue(m.interaction, m.p, q[i], m.vectors, c, dim);
+                double lp = Scoring.logSigmoid(a * Scoring.scoreOfScan(m.interaction, m.p, v) + b);
+                sum += lp;
+                if (!known[i].get(c)) {
+                    total += lp;
+                }
+            }
+            return (float) (total + TIE * sum);
+        }, m.n, kk + Scoring.MARGIN, skip);
+        int c = ids.length;
+        double[] total = new double[c];
+        double[] key = new double[c];
+        double[][] logp = new double[c][n];
+        for (int j = 0; j < c; j++) {
+            double sum = 0;
+            for (int i = 0; i < n; i++) {
+                int x = ids[j], e = anchors[i];
+                double s = asTail
+                        ? Scoring.exact(m.interaction, m.p, m.vectors, e * dim, m.relations, ro, m.vectors, x * dim, dim)
+                        : Scoring.exact(m.interaction, m.p, m.vectors, x * dim, m.relations, ro, m.vectors, e * dim, dim);
+                double lp = Scoring.logSigmoid(a * s + b);
+                sum += lp;
+                logp[j][i] = known[i].get(x) ? 0.0 : lp;
+                total[j] += logp[j][i];
+            }
+            key[j] = total[j] + TIE * sum;
+        }
+        Integer[] order = new Integer[c];
+        for (int j = 0; j < c; j++) {
+            order[j] = j;
+        }
+        java.util.Arrays.sort(order, (x, y) -> Double.compare(key[y], key[x]));
+        List<Ranked> out = new ArrayList<>();
+        for (int j = 0; j < Math.min(kk, c); j++) {
+            int at = order[j];
+            List<Map<String, Object>> contributions = new ArrayList<>();
+            for (int i = 0; i < n; i++) {
+                contributions.add(Map.of("node", evidence.get(i), "probability", Math.exp(logp[at][i]),
+                        "known", known[i].get(ids[at])));
+            }
+            out.add(new Ranked(nodeOf(m, ids[at]), Math.exp(total[at] / n), total[at], j + 1, contributions));
+        }
+        return out.stream();
+    }
+
+    @Procedure(name = "kgemb.similar", mode = Mode.READ)
+    @Description("kgemb.similar(node, k = 10, config = {}) :: (node, score, rank) -- the k entities whose kgemb vectors"
+            + " are nearest (cosine) to the node's")
+    public Stream<Similar> similar(@Name("node") Node node, @Name(value = "k", defaultValue = "10") Long k,
+            @Name(value = "config", defaultValue = "{}") Map<String, Object> config) {
+        Map<String, Object> cfg = config == null ? Map.of() : config;
+        int kk = checkK(k);
+        LoadedModel m = model(cfg);
+        int a = anchor(m, node, "node");
+        int dim = m.dim;
+        Scoring.TopK top = new Scoring.TopK(Math.min(kk, m.n - 1));
+        List<Similar> out = new ArrayList<>();
+        if (top.values.length == 0) {
+            return out.stream();
+        }
+        for (int e = 0; e < m.n; e++) {
+            if (e != a) {
+                top.offer((float) Scoring.cosine(m.vectors, a * dim, e * dim, dim), e);
+            }
+        }
+        int rank = 0;
+        for (int e : top.sortedIds()) {
+            out.add(new Similar(nodeOf(m, e), Scoring.cosine(m.vectors, a * dim, e * dim, dim), ++rank));
+        }
+        return out.stream();
+    }
+
+    @UserFunction(name = "kgemb.score")
+    @Description("kgemb.score(head, relType, tail, config = {}) :: FLOAT -- the model's raw score of"
+            + " (head)-[:relType]->(tail) (higher = more plausible); probability: true gives the calibrated probability")
+    public Double score(@Name("head") Node head, @Name("relType") String relType, @Name("tail") Node tail,
+            @Name(value = "config", defaultValue = "{}") Map<String, Object> config) {
+        Map<String, Object> cfg = config == null ? Map.of() : config;
+        LoadedModel m = model(cfg);
+        int r = m.relation(relType);
+        int h = anchor(m, head, "head");
+        int t = anchor(m, tail, "tail");
+        double s = Scoring.exact(m.interaction, m.p, m.vectors, h * m.dim, m.relations, r * m.relationDim,
+                m.vectors, t * m.dim, m.dim);
+        return Boolean.TRUE.equals(cfg.get("probability")) ? m.probability(r, s) : s;
+    }
+
+    @Procedure(name = "kgemb.models", mode = Mode.READ)
+    @Description("kgemb.models() :: (name, interaction, dim, entities, relations, reciprocal, complete, loaded) -- the"
+            + " kgemb models pushed to this database; loaded = entities held in memory (-1: not loaded yet)")
+    public Stream<ModelInfo> models() {
+        List<ModelInfo> out = new ArrayList<>();
+        try (ResourceIterator<Node> nodes = tx.findNodes(Label.label(LoadedModel.MODEL_LABEL))) {
+            while (nodes.hasNext()) {
+                Node m = nodes.next();
+                String name = String.valueOf(m.getProperty("name", ""));
+                LoadedModel loaded = ModelCache.peek(db.databaseName(), name);
+                out.add(new ModelInfo(name, String.valueOf(m.getProperty("interaction", "")),
+                        num(m, "dim"), num(m, "num_entities"), num(m, "num_relations"),
+                        Boolean.TRUE.equals(m.getProperty("reciprocal", false)),
+                        Boolean.TRUE.equals(m.getProperty("complete", false)), loaded == null ? -1 : loaded.n));
+            }
+        }
+        out.sort((x, y) -> x.name.compareTo(y.name));
+        return out.stream();
+    }
+
+    // ------------------------------------------------------------------------------------------------------------
+
+    private Stream<Prediction> predict(Node known, String relType, Long k, Map<String, Object> config,
+            boolean tailSide) {
+        Map<String, Object> cfg = config == null ? Map.of() : config;
+        int kk = checkK(k);
+        LoadedModel m = model(cfg);
+        int r = m.relation(relType);
+        int a = anchor(m, known, tailSide ? "head" : "tail");
+        boolean filterKnown = flag(cfg, "filterKnown", true);
+        boolean constraints = constraints(cfg);
+        // the row scored, and whether candidates are scored as tails of it (reciprocal: (?, r, t) = (t, r+R, ?))
+        int row = tailSide || !m.reciprocal ? r : r + m.numRelations;
+        boolean asTail = tailSide || m.reciprocal;
+        BitSet blocked = constraints ? m.blocked(r, tailSide) : null;
+        BitSet skip = blocked == null ? null : (BitSet) blocked.clone();
+        if (filterKnown) {
+            Direction dir = tailSide ? Direction.OUTGOING : Direction.INCOMING;
+            for (Relationship rel : known.getRelationships(dir, RelationshipType.withName(m.relationTypes[r]))) {
+                int other = m.indexOf(rel.getOtherNode(known));
+                if (other >= 0) {
+                    if (skip == null) {
+                        skip = new BitSet(m.n);
+                    }
+                    skip.set(other);
+                }
+            }
+        }
+        int dim = m.dim;
+        int ro = row * m.relationDim;
+        float[] q = Scoring.query(m.interaction, asTail, m.vectors, a * dim, m.relations, ro, dim);
+        int[] ids = Scoring.top(m.interaction, m.p, q, m.vectors, m.n, dim, kk + Scoring.MARGIN, skip);
+        double[] exact = new double[ids.length];
+        Integer[] order = new Integer[ids.length];
+        for (int j = 0; j < ids.length; j++) {
+            int c = ids[j];
+            exact[j] = asTail
+                    ? Scoring.exact(m.interaction, m.p, m.vectors, a * dim, m.relations, ro, m.vectors, c * dim, dim)
+                    : Scoring.exact(m.interaction, m.p, m.vectors, c * dim, m.relations, ro, m.vectors, a * dim, dim);
+            order[j] = j;
+        }
+        java.util.Arrays.sort(order, (x, y) -> Double.compare(exact[y], exact[x]));
+        List<Prediction> out = new ArrayList<>();
+        for (int j = 0; j < Math.min(kk, ids.length); j++) {
+            int at = order[j];
+            out.add(new Prediction(nodeOf(m, ids[at]), exact[at], m.probability(r, exact[at]), j + 1));
+        }
+        return out.stream();
+    }
+
+    private LoadedModel model(Map<String, Object> cfg) {
+        Object name = cfg.getOrDefault("model", "kgemb");
+        if (!(name instanceof String s) || s.isBlank()) {
+            throw new IllegalArgumentException("config.model must be the name a model was pushed under, not " + name);
+        }
+        return ModelCache.get(tx, db.databaseName(), s);
+    }
+
+    private static int anchor(LoadedModel m, Node node, String what) {
+        if (node == null) {
+            throw new IllegalArgumentException(what + " is null: pass a node (MATCH it first; did the MATCH find"
+                    + " nothing?)");
+        }
+        int a = m.indexOf(node);
+        if (a < 0) {
+            throw new IllegalArgumentException(what + " node " + node.getElementId() + " has no vector of kgemb model '"
+                    + m.name + "': it is not one of the entities the model was pushed for (push the model again"
+                    + " after adding nodes)");
+        }
+        return a;
+    }
+
+    private static int checkK(Long k) {
+        if (k == null || k < 1 || k > MAX_K) {
+            throw new IllegalArgumentException("k = " + k + ": give a number of answers from 1 to " + MAX_K);
+        }
+        return k.intValue();
+    }
+
+    private static boolean flag(Map<String, Object> cfg, String key, boolean fallback) {
+        Object v = cfg.get(key);
+        if (v == null) {
+            return fallback;
+        }
+        if (v instanceof Boolean b) {
+            return b;
+        }
+        throw new IllegalArgumentException("config." + key + " must be true or false, not " + v);
+    }
+
+    private static boolean constraints(Map<String, Object> cfg) {
+        Object v = cfg.get("constraints");
+        if (v instanceof String s) {
+            if (s.equals("types")) {
+                return true;
+            }
+            if (s.equals("none")) {
+                return false;
+            }
+            throw new IllegalArgumentException("config.constraints must be true/false, 'types' or 'none', not " + s);
+        }
+        return flag(cfg, "constraints", true);
+    }
+
+    @SuppressWarnings("deprecation")
+    private Node nodeOf(LoadedModel m, int e) {
+        return tx.getNodeById(m.nodeIds[e]);
+    }
+
+    private static long num(Node n, String key) {
+        Object v = n.getProperty(key, -1L);
+        return v instanceof Number x ? x.longValue() : -1;
+    }
+}

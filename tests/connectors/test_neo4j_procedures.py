@@ -1,0 +1,333 @@
+"""kgemb's Neo4j procedures against the real server: listed, the same top k (keys, scores, probabilities) as
+Python's LinkPredictor for RotatE, ComplEx, DistMult and TransE, both directions, a reciprocal relation layout,
+kgemb.score, known links and wrong types filtered (and kept on request), idempotent graph push, refresh after a
+push, and clear client errors for bad calls."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import kgemb
+
+pytestmark = pytest.mark.neo4j
+DATA = Path(__file__).resolve().parents[1] / "reasoning" / "data" / "medical.ttl"
+INTERACTIONS = ("rotate", "complex", "distmult", "transe")
+TOL = 1e-5
+
+
+@pytest.fixture(scope="module")
+def medical_kg():
+    from kgemb.connectors import rdf
+
+    return rdf.load(DATA).split(valid=0.1, test=0.1, seed=0)
+
+
+@pytest.fixture(scope="module")
+def models(medical_kg) -> dict:
+    """One small structure-only model per interaction (seconds each), with its LinkPredictor."""
+    from kgemb.reasoning import LinkPredictor
+
+    out = {}
+    for name in INTERACTIONS:
+        model = kgemb.train(
+            medical_kg,
+            mode="structure",
+            interaction=name,
+            dim=16,
+            epochs=15,
+            batch_size=32,
+            lr=0.02,
+            early_stopping=False,
+            show_progress=False,
+            seed=0,
+        )
+        out[name] = (model, LinkPredictor(model))
+    return out
+
+
+def push(model, predictor, driver, name: str):
+    from kgemb.connectors import neo4j
+
+    return neo4j.push(model, driver, name=name, progress=False, calibration=predictor.calibration)
+
+
+def call(driver, query: str, **params):
+    return driver.execute_query(query, params).records
+
+
+def test_procedures_are_listed(neo4j_driver) -> None:
+    procs = {
+        r["name"] for r in call(neo4j_driver, "SHOW PROCEDURES YIELD name WHERE name STARTS WITH 'kgemb.'")
+    }
+    funcs = {
+        r["name"] for r in call(neo4j_driver, "SHOW FUNCTIONS YIELD name WHERE name STARTS WITH 'kgemb.'")
+    }
+    assert {"kgemb.predict.tails", "kgemb.predict.heads", "kgemb.similar", "kgemb.models"} <= procs
+    assert "kgemb.score" in funcs
+
+
+def _anchors(model, r: int, column: int, n: int = 6) -> list[int]:
+    triples = model.kg.all_triples()
+    return sorted(set(triples[triples[:, 1] == r, column].tolist()))[:n]
+
+
+def _procedure(driver, side: str, key: str, rel: str, k: int, config: dict) -> list[tuple[str, float, float]]:
+    rows = call(
+        driver,
+        f"MATCH (n:KgembEntity {{key: $key}}) CALL kgemb.predict.{side}(n, $rel, $k, $config) "
+        "YIELD node, score, probability, rank RETURN node.key AS key, score, probability, rank ORDER BY rank",
+        key=key,
+        rel=rel,
+        k=k,
+        config=config,
+    )
+    assert [r["rank"] for r in rows] == list(range(1, len(rows) + 1))
+    return [(r["key"], r["score"], r["probability"]) for r in rows]
+
+
+def _compare(got, want) -> None:
+    assert len(got) == len(want)
+    assert np.allclose([g[1] for g in got], [w.raw for w in want], atol=TOL, rtol=0)
+    assert np.allclose([g[2] for g in got], [w.score for w in want], atol=TOL, rtol=0)
+    # same keys in the same order, except where two scores tie within the tolerance
+    for g, w in zip(got, want, strict=True):
+        if g[0] != w.key:
+            assert abs(g[1] - w.raw) <= TOL and any(abs(x.raw - g[1]) <= TOL and x.key == g[0] for x in want)
+
+
+@pytest.mark.parametrize("interaction", INTERACTIONS)
+def test_top_k_equals_python(neo4j_driver, models, interaction: str) -> None:
+    model, predictor = models[interaction]
+    push(model, predictor, neo4j_driver, interaction)
+    kg = model.kg
+    compared = 0
+    for r, rel in enumerate(kg.relations):
+        rel_type = call(
+            neo4j_driver,
+            "MATCH (x:KgembRelation {model: $m, key: $k}) RETURN x.type AS t",
+            m=interaction,
+            k=rel,
+        )[0]["t"]
+        for h in _anchors(model, r, 0):
+            got = _procedure(neo4j_driver, "tails", kg.entities[h].key, rel_type, 10, {"model": interaction})
+            _compare(got, predictor.tails(kg.entities[h].key, r, k=10))
+            compared += 1
+        for t in _anchors(model, r, 2):
+            got = _procedure(neo4j_driver, "heads", kg.entities[t].key, rel_type, 10, {"model": interaction})
+            _compare(got, predictor.heads(r, kg.entities[t].key, k=10))
+            compared += 1
+        # known links and types kept on request
+        h = _anchors(model, r, 0)[0]
+        config = {"model": interaction, "filterKnown": False, "constraints": False}
+        got = _procedure(neo4j_driver, "tails", kg.entities[h].key, rel, 12, config)
+        _compare(got, predictor.tails(kg.entities[h].key, r, k=12, filter_known=False, constraints="none"))
+    assert compared >= 20
+    # kgemb.score is the model's raw score of a triple
+    hrt = kg.all_triples()[:20]
+    rows = call(
+        neo4j_driver,
+        "UNWIND $rows AS row MATCH (h:KgembEntity {key: row[0]}), (t:KgembEntity {key: row[2]}) "
+        "RETURN kgemb.score(h, row[1], t, {model: $m}) AS s",
+        rows=[[kg.entities[h].key, kg.relations[r], kg.entities[t].key] for h, r, t in hrt.tolist()],
+        m=interaction,
+    )
+    assert np.allclose([x["s"] for x in rows], model.score_hrt(hrt), atol=TOL, rtol=0)
+
+
+def test_known_links_and_wrong_types_are_left_out(neo4j_driver, models) -> None:
+    model, predictor = models["rotate"]
+    push(model, predictor, neo4j_driver, "kgemb")
+    kg = model.kg
+    r = 0
+    h = _anchors(model, r, 0)[0]
+    got = _procedure(neo4j_driver, "tails", kg.entities[h].key, kg.relations[r], 50, {})
+    known = set(predictor.links.tails_of(h, r).tolist())
+    assert known and not known & {kg.entity_id(k) for k, _, _ in got}
+    allowed = predictor._constraint(None).mask(r, "tail")
+    assert allowed is not None and all(allowed[kg.entity_id(k)] for k, _, _ in got)
+    kept = _procedure(neo4j_driver, "tails", kg.entities[h].key, kg.relations[r], 50, {"filterKnown": False})
+    assert known <= {kg.entity_id(k) for k, _, _ in kept}
+
+
+def test_graph_is_in_the_database_and_a_second_push_changes_nothing(neo4j_driver, models) -> None:
+    model, predictor = models["distmult"]
+    kg = model.kg
+
+    def counts() -> dict:
+        one = lambda q: call(neo4j_driver, q)[0][0]  # noqa: E731
+        return {
+            "nodes": one("MATCH (n) RETURN count(n)"),
+            "entities": one("MATCH (n:KgembEntity) RETURN count(n)"),
+            "links": one("MATCH (:KgembEntity)-[r]->(:KgembEntity) RETURN count(r)"),
+            "relationships": one("MATCH ()-[r]->() RETURN count(r)"),
+            "labels": sorted(one("CALL db.labels() YIELD label RETURN collect(label)")),
+            "types": sorted(
+                one("CALL db.relationshipTypes() YIELD relationshipType RETURN collect(relationshipType)")
+            ),
+            "typed": one("MATCH (n:KgembEntity) WHERE size(labels(n)) > 1 RETURN count(n)"),
+        }
+
+    push(model, predictor, neo4j_driver, "kgemb")
+    first = counts()
+    assert first["entities"] == kg.num_entities
+    assert first["links"] == len(kg.all_triples())
+    assert {"Disease", "Symptom", "Organ"} <= set(first["labels"])
+    assert {"has_symptom", "affects"} <= set(first["types"])
+    assert first["typed"] == sum(1 for e in kg.entities if e.types)
+    push(model, predictor, neo4j_driver, "kgemb")
+    assert counts() == first
+
+
+def test_reciprocal_layout(neo4j_driver, models) -> None:
+    """A reciprocal model holds 2R relation rows, row r+R the inverse of r, and scores (?, r, t) as (t, r+R, ?).
+    For RotatE the inverse of r is conj(r) (|h r - t| = |t conj(r) - h|), so head answers must stay the same."""
+    model, predictor = models["rotate"]
+    push(model, predictor, neo4j_driver, "kgemb")
+    rows = np.asarray(model.relation_vectors(), dtype=np.float32)
+    inverse = rows.copy()
+    inverse[:, 1::2] *= -1
+    call(
+        neo4j_driver,
+        "MATCH (m:KgembModel {name: 'kgemb'}) SET m.reciprocal = true, m.relation_rows = $n, "
+        "m.relation_vectors = $v, m.updated_at = datetime()",
+        n=2 * len(rows),
+        v=np.concatenate([rows, inverse]).reshape(-1).tolist(),
+    )
+    assert call(neo4j_driver, "CALL kgemb.models() YIELD name, reciprocal RETURN reciprocal")[0]["reciprocal"]
+    kg = model.kg
+    for r, rel in enumerate(kg.relations):
+        for t in _anchors(model, r, 2, 3):
+            got = _procedure(neo4j_driver, "heads", kg.entities[t].key, rel, 10, {})
+            _compare(got, predictor.heads(r, kg.entities[t].key, k=10))
+
+
+def test_a_push_refreshes_the_loaded_model(neo4j_driver, models) -> None:
+    kg = models["rotate"][0].kg
+    h = kg.entities[_anchors(models["rotate"][0], 0, 0)[0]].key
+    for name in ("rotate", "transe"):
+        model, predictor = models[name]
+        push(model, predictor, neo4j_driver, "kgemb")
+        got = _procedure(neo4j_driver, "tails", h, kg.relations[0], 5, {})
+        _compare(got, predictor.tails(h, 0, k=5))
+    models_rows = call(neo4j_driver, "CALL kgemb.models() YIELD name, interaction, loaded RETURN *")
+    assert [(m["name"], m["interaction"], m["loaded"]) for m in models_rows] == [
+        ("kgemb", "transe", kg.num_entities)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        (
+            "MATCH (n:KgembEntity) WITH n LIMIT 1 CALL kgemb.predict.tails(n, 'no_such_rel', 5) YIELD node RETURN node",
+            "unknown relType 'no_such_rel'",
+        ),
+        ("CALL kgemb.predict.tails(null, 'has_symptom', 5) YIELD node RETURN node", "head is null"),
+        (
+            "MATCH (n:KgembEntity) WITH n LIMIT 1 CALL kgemb.predict.heads(n, 'has_symptom', 0) YIELD node RETURN node",
+            "k = 0",
+        ),
+        (
+            "MATCH (n:KgembEntity) WITH n LIMIT 1 CALL kgemb.predict.tails(n, 'has_symptom', -3) YIELD node RETURN node",
+            "k = -3",
+        ),
+        (
+            "MATCH (n:KgembEntity) WITH n LIMIT 1 CALL kgemb.predict.tails(n, 'has_symptom', 5, {model: 'nope'}) YIELD node RETURN node",
+            "no kgemb model 'nope'",
+        ),
+        (
+            "MATCH (n:KgembModel) WITH n LIMIT 1 CALL kgemb.similar(n, 5) YIELD node RETURN node",
+            "has no vector of kgemb model",
+        ),
+    ],
+)
+def test_bad_calls_give_client_errors(neo4j_driver, models, query: str, message: str) -> None:
+    from neo4j.exceptions import ClientError
+
+    model, predictor = models["rotate"]
+    push(model, predictor, neo4j_driver, "kgemb")
+    with pytest.raises(ClientError) as info:
+        call(neo4j_driver, query)
+    assert message in info.value.message
+    assert "\tat " not in info.value.message and ".java:" not in info.value.message
+
+
+def test_similar(neo4j_driver, models) -> None:
+    model, predictor = models["complex"]
+    push(model, predictor, neo4j_driver, "kgemb")
+    kg = model.kg
+    v = model.entity_vectors()
+    unit = v / np.linalg.norm(v, axis=1, keepdims=True)
+    cos = unit @ unit[0]
+    cos[0] = -np.inf
+    want = np.argsort(-cos, kind="stable")[:5]
+    rows = call(
+        neo4j_driver,
+        "MATCH (n:KgembEntity {key: $key}) CALL kgemb.similar(n, 5) YIELD node, score, rank "
+        "RETURN node.key AS key, score ORDER BY rank",
+        key=kg.entities[0].key,
+    )
+    assert np.allclose([x["score"] for x in rows], cos[want], atol=1e-5)
+
+
+def test_pure_cypher_path_leaves_known_links_and_wrong_types_out(neo4j_driver, models) -> None:
+    """The plugin-free path (Aura) filters like the procedures, though its order is the approximate index's."""
+    from kgemb.connectors import neo4j
+
+    model, predictor = models["rotate"]
+    push(model, predictor, neo4j_driver, "kgemb")
+    kg = model.kg
+    for side, column in (("tail", 0), ("head", 2)):
+        x = _anchors(model, 0, column)[0]
+        node = call(
+            neo4j_driver, "MATCH (n:KgembEntity {key: $k}) RETURN elementId(n) AS id", k=kg.entities[x].key
+        )
+        rows = call(
+            neo4j_driver,
+            neo4j.tail_query_cypher("rotate", side),
+            model="kgemb",
+            relation=kg.relations[0],
+            node=node[0]["id"],
+            candidates=kg.num_entities,
+        )
+        got = {kg.entity_id(r["key"]) for r in rows}
+        known = set(
+            (predictor.links.tails_of(x, 0) if side == "tail" else predictor.links.heads_of(0, x)).tolist()
+        )
+        mask = predictor._constraint(None).mask(0, side)
+        assert got and known and not got & known
+        assert all(mask[i] for i in got)
+
+
+@pytest.mark.parametrize("interaction", ["rotate", "distmult"])
+def test_rank_equals_python(neo4j_driver, models, interaction: str) -> None:
+    """kgemb.rank has LinkPredictor.rank's semantics today (to be aligned with reasoning/evidence.py)."""
+    model, predictor = models[interaction]
+    push(model, predictor, neo4j_driver, "kgemb")
+    kg = model.kg
+    r = 0
+    evidence = _anchors(model, r, 2, 3)
+    for target, ids in (("head", evidence), ("tail", _anchors(model, r, 0, 3))):
+        keys = [kg.entities[i].key for i in ids]
+        rows = call(
+            neo4j_driver,
+            "UNWIND $keys AS key MATCH (e:KgembEntity {key: key}) WITH collect(e) AS evidence "
+            "CALL kgemb.rank(evidence, $rel, 10, {target: $target}) YIELD node, score, raw, rank, contributions "
+            "RETURN node.key AS key, score, raw, rank, [c IN contributions | [c.node.key, c.probability, c.known]] AS c "
+            "ORDER BY rank",
+            keys=keys,
+            rel=kg.relations[r],
+            target=target,
+        )
+        want = predictor.rank([(key, r) for key in keys], k=10, target=target)
+        assert len(rows) == len(want) > 0
+        assert np.allclose([x["raw"] for x in rows], [w.raw for w in want], atol=1e-4, rtol=0)
+        assert np.allclose([x["score"] for x in rows], [w.score for w in want], atol=TOL, rtol=0)
+        assert [x["key"] for x in rows][:3] == [w.key for w in want][:3]
+        for x, w in zip(rows, want, strict=True):
+            if x["key"] == w.key:
+                assert [c[2] for c in x["c"]] == [c.known for c in w.contributions]
+                assert np.allclose([c[1] for c in x["c"]], [c.probability for c in w.contributions], atol=TOL)
