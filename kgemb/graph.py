@@ -440,24 +440,36 @@ class KnowledgeGraph:
             raise InputError(
                 f"{path} is not a valid kgemb graph file ({exc}); save the graph again"
             ) from None
-        if doc.get("format") != FORMAT:
-            raise InputError(
-                f"{path} has format {doc.get('format')!r}, expected {FORMAT!r}; save the graph again"
-            )
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+            raise InputError(f"{path} has format {found!r}, expected {FORMAT!r}; save the graph again")
+        for field_name, kind in (("splits", list | dict), ("entities", list), ("relations", list),
+                                 ("relation_labels", list), ("metadata", dict | None)):  # fmt: skip
+            if not isinstance(doc.get(field_name), kind) and not (
+                field_name == "metadata" and field_name not in doc
+            ):
+                raise InputError(
+                    f"{path}: field {field_name!r} is missing or not a {'list' if kind is list else 'JSON object'}; "
+                    "this is not a graph kgemb saved: save the graph again"
+                )
         splits = {}
         for name in doc["splits"]:
+            if name not in SPLITS:
+                raise InputError(
+                    f"{path}: field 'splits' names {name!r}, not one of {list(SPLITS)}; save again"
+                )
             npy = src / f"triples_{name}.npy"
             try:
                 splits[name] = np.load(npy, allow_pickle=False)
             except (OSError, ValueError) as exc:
                 raise InputError(f"{npy} cannot be read ({exc}); save the graph again") from None
-        return cls(
-            [Entity.from_json(e) for e in doc["entities"]],
-            doc["relations"],
-            doc["relation_labels"],
-            splits,
-            doc.get("metadata") or {},
-        )
+        try:
+            entities = [Entity.from_json(e) for e in doc["entities"]]
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise InputError(
+                f"{path}: an item of field 'entities' is malformed ({type(exc).__name__}: {exc}); save the graph again"
+            ) from None
+        return cls(entities, doc["relations"], doc["relation_labels"], splits, doc.get("metadata") or {})
 
 
 class GraphBuilder:

@@ -217,6 +217,11 @@ class LinkPredictor:
     def _anchor(self, query: _Query) -> torch.Tensor:
         return query.vector if query.id is None else self.scorer.anchors([query.id])[0]
 
+    @property
+    def constraints(self) -> TypeConstraints:
+        """The type constraints of this predictor's default mode (which entities may fill each side)."""
+        return self._constraint(None)
+
     def _constraint(self, mode: str | None) -> TypeConstraints:
         mode = self.constraint_mode if mode is None else mode
         if mode not in self._constraints:
@@ -266,6 +271,8 @@ class LinkPredictor:
         k = _check_k(k)
         r = self.relation(relation)
         query = self._resolve(anchor_name, allow_new)
+        if query.id is not None:  # the anchor must fit its side too (no has_symptom tails for a symptom)
+            self._constraint(constraints).check(query.id, r, "head" if side == "tail" else "tail")
         ids, raw = self._top_batch(
             side, self._anchor(query)[None], np.array([r]), k, [query.id], filter_known, constraints
         )
