@@ -160,8 +160,13 @@ def pull(
                     pending.append((h, relation_id(rel_type), tail))
 
         bar = tqdm(unit="node", desc="neo4j pull nodes", disable=not progress)
-        with driver.session(
-            database=database, fetch_size=page_size, notifications_min_severity="OFF"
+        from neo4j import READ_ACCESS
+
+        with driver.session(  # read access: the server refuses any write a pull query attempts
+            database=database,
+            fetch_size=page_size,
+            notifications_min_severity="OFF",
+            default_access_mode=READ_ACCESS,
         ) as session:
             if query is None:
                 # node references are collected on the server (a few bytes each); the nodes come back page by
@@ -254,6 +259,11 @@ def _query_rows(session: Any, query: str, parameters: dict[str, Any]) -> tuple[l
             seen.setdefault(t)
             triples.append((h, rel, t))
     except ClientError as exc:
+        if "AccessMode" in (exc.code or "") or "read access mode" in (exc.message or ""):
+            raise InputError(
+                "the pull query tries to write to the database, and pulls only read: nothing was changed; "
+                "remove CREATE, MERGE, SET, DELETE and the like from --query"
+            ) from None
         raise InputError(
             f"the pull query failed ({exc.message}); it must return columns head and tail (nodes) and relation "
             "(a relationship or a string), e.g. MATCH (d:Disease)-[r:HAS_SYMPTOM]->(s) "
@@ -398,6 +408,21 @@ class _Nodes:
                 out.update({by_value[k]: eid for k, eid in zip(rec["keys"], rec["ids"], strict=True)})
         return out
 
+    def check(self, kg: KnowledgeGraph) -> None:
+        """Raise before any write when a key or a label the lookups would use cannot go into Cypher."""
+        if self.key == ELEMENT_ID:
+            return
+        quote(self.key, "key property")
+        labels = {self.create_label} if self.create_label else {e.types[0] for e in kg.entities if e.types}
+        for label in sorted(labels):
+            quote(label, "node label (an entity type) of the model's graph")
+        if self.key_type == "int":
+            bad = next((e.key for e in kg.entities if not e.key.lstrip("-").isdigit()), None)
+            if bad is not None:
+                raise InputError(
+                    f"entity key {bad!r} is not a whole number, though the graph's keys are; pull again"
+                )
+
     def ensure_key_index(self, driver: Any, database: str | None, kg: KnowledgeGraph) -> None:
         """A range index on (label, key) for each label the lookups use (a uniqueness constraint for nodes
         kgemb creates), so writing back is one index seek per node, not a label scan."""
@@ -500,6 +525,7 @@ def push(
     if not 1 <= dim <= 4096:
         raise ConfigError(f"entity vectors have {dim} dimensions; Neo4j vector indexes take 1 to 4096")
     nodes = _Nodes.of(kg, entity_label)
+    nodes.check(kg)  # every name and key is checked before the first write
     database = default_database(database)
     began = time.perf_counter()
     with open_driver(uri_or_driver, username, password) as (driver, where), translate_errors(where):

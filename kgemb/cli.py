@@ -102,6 +102,8 @@ def _neo4j_uri(args: argparse.Namespace) -> str:
     uri = args.uri or os.environ.get("NEO4J_URI")
     if not uri:
         raise KgembError("no Neo4j URI: pass --uri bolt://HOST:7687 (or set NEO4J_URI)")
+    if getattr(args, "timeout", None) is not None:  # the connector reads it where it connects
+        os.environ["NEO4J_CONNECTION_TIMEOUT"] = str(args.timeout)
     return uri
 
 
@@ -219,6 +221,12 @@ def _add_neo4j_parsers(sub: Any) -> None:
             "credentials come from NEO4J_USERNAME / NEO4J_PASSWORD",
         )
         p.add_argument("--database", help="database name (default: $NEO4J_DATABASE or the server's default)")
+        p.add_argument(
+            "--timeout",
+            type=float,
+            metavar="SECONDS",
+            help="give up connecting after this long (default: $NEO4J_CONNECTION_TIMEOUT or 15)",
+        )
         p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     pull = cmds.add_parser("pull", help="read a graph from Neo4j into a graph directory")
