@@ -38,8 +38,10 @@ def _check_model_dir(path: str) -> None:
     from pathlib import Path
 
     if not (Path(path) / "config.json").is_file():
-        what = "does not exist" if not Path(path).exists() else "holds no kgemb model (no config.json)"
-        raise KgembError(f"{path} {what}; train one with `kgemb train SOURCE --out {path}`")
+        what = "it does not exist" if not Path(path).exists() else "no config.json there"
+        raise KgembError(
+            f"{path} is not a kgemb model directory ({what}); train one with `kgemb train SOURCE --out {path}`"
+        )
 
 
 def _check_out_dir(path: str) -> None:

@@ -364,6 +364,27 @@ class KnowledgeGraph:
         return g
 
     @classmethod
+    def from_triples_factory(
+        cls, factory: pykeen.triples.TriplesFactory, split: str = "train"
+    ) -> KnowledgeGraph:
+        """A graph from a PyKEEN ``TriplesFactory`` (its labels become keys, ids kept), all triples in ``split``;
+        a ``TriplesNumericLiteralsFactory`` or any subclass works the same."""
+        builder = GraphBuilder()
+        entity_to_id = getattr(factory, "entity_to_id", None) or {
+            str(i): i for i in range(factory.num_entities)
+        }
+        relation_to_id = getattr(factory, "relation_to_id", None) or {
+            str(i): i for i in range(factory.num_relations)
+        }
+        for key, _ in sorted(entity_to_id.items(), key=lambda item: item[1]):
+            builder.add_entity(str(key))
+        for key, _ in sorted(relation_to_id.items(), key=lambda item: item[1]):
+            builder.add_relation(str(key))
+        for h, r, t in factory.mapped_triples.tolist():
+            builder.add_triple_ids(h, r, t, split)
+        return builder.build({"source": f"pykeen.{type(factory).__name__}"})
+
+    @classmethod
     def from_networkx(cls, g: networkx.Graph) -> KnowledgeGraph:
         """A graph from any networkx graph. Node keys are ``str(node)``; texts come from the node attributes
         ``labels``/``descriptions``/... (as :meth:`to_networkx` writes them) or a plain ``label``/``name``; an
@@ -639,3 +660,16 @@ def _deduplicate(raw: dict[str, np.ndarray], num_entities: int, num_relations: i
         out[s] = raw[s][keep[start : start + n]]
         start += n
     return out, int(total - len(first))
+
+
+def as_graph(value: Any) -> KnowledgeGraph:
+    """``value`` as a KnowledgeGraph: itself, or converted from a PyKEEN ``TriplesFactory``; anything else is
+    refused with a message naming what is accepted."""
+    if isinstance(value, KnowledgeGraph):
+        return value
+    if hasattr(value, "mapped_triples") and hasattr(value, "num_entities"):
+        return KnowledgeGraph.from_triples_factory(value)
+    raise InputError(
+        f"cannot train on a {type(value).__name__}: pass a kgemb.KnowledgeGraph (rdf.load, tabular.load, "
+        "neo4j.pull) or a PyKEEN TriplesFactory"
+    )

@@ -74,6 +74,23 @@ class Prediction:
         return out
 
 
+class Predictions(list):
+    """A ranking: a list of :class:`Prediction`, best first, that also becomes a pandas DataFrame (as PyKEEN's
+    ``predict_target(...).df``)."""
+
+    def to_df(self) -> Any:
+        """One row per answer: key, label, score, rank, id, raw, known."""
+        import pandas as pd
+
+        columns = ["key", "label", "score", "rank", "id", "raw", "known"]
+        return pd.DataFrame([[getattr(p, c) for c in columns] for p in self], columns=columns)
+
+    @property
+    def df(self) -> Any:
+        """:meth:`to_df`, under PyKEEN's name."""
+        return self.to_df()
+
+
 @dataclass
 class _Query:
     """A resolved entity: an id in the graph, or the vector of a new entity from its text."""
@@ -239,7 +256,7 @@ class LinkPredictor:
         constraints: str | None = None,
         min_score: float | None = None,
         allow_new: bool | None = None,
-    ) -> list[Prediction]:
+    ) -> Predictions:
         """The ``k`` most probable tails of ``(head, relation, ?)``, best first."""
         return self._predict("tail", head, relation, k, filter_known, constraints, min_score, allow_new)
 
@@ -253,7 +270,7 @@ class LinkPredictor:
         constraints: str | None = None,
         min_score: float | None = None,
         allow_new: bool | None = None,
-    ) -> list[Prediction]:
+    ) -> Predictions:
         """The ``k`` most probable heads of ``(?, relation, tail)``, best first."""
         return self._predict("head", tail, relation, k, filter_known, constraints, min_score, allow_new)
 
@@ -267,7 +284,7 @@ class LinkPredictor:
         constraints: str | None,
         min_score: float | None,
         allow_new: bool | None,
-    ) -> list[Prediction]:
+    ) -> Predictions:
         k = _check_k(k)
         r = self.relation(relation)
         query = self._resolve(anchor_name, allow_new)
@@ -282,7 +299,7 @@ class LinkPredictor:
         if query.id is not None:
             pairs = np.stack([np.full_like(ids[0], query.id), np.full_like(ids[0], r), ids[0]], axis=1)
             known = self.links.contains(pairs if side == "tail" else pairs[:, ::-1])
-        out: list[Prediction] = []
+        out = Predictions()
         for i, s, p, kn in zip(ids[0].tolist(), raw[0], probs[0], known, strict=True):
             if i < 0 or (floor is not None and p < floor):
                 continue
@@ -618,14 +635,14 @@ class LinkPredictor:
             self._text_index = TextIndex(self.model)
         return self._text_index
 
-    def search(self, text: str, k: int = 10) -> list[Prediction]:
+    def search(self, text: str, k: int = 10) -> Predictions:
         """Entities whose texts (any label or description, any language) are closest to a free text; the
         score is the cosine similarity of the best-matching text."""
         k = _check_k(k)
-        return [
+        return Predictions(
             Prediction(self.kg.entities[i].key, self._label(i), sim, n + 1, i)
             for n, (i, sim) in enumerate(self.text_index.search(text, k))
-        ]
+        )
 
     def explain(self, head: EntityRef, relation: RelationRef, tail: EntityRef, **options: Any) -> Explanation:
         """Why ``(head, relation, tail)`` is (or is not) likely: its probability, the strongest supporting paths
