@@ -1,0 +1,315 @@
+"""Kill -9 at random moments during `kgemb train --out`, `kgemb enrich` and `kgemb neo4j push`, then rerun.
+
+For each operation: one uninterrupted run gives the reference; then, at least ``--kills`` times, the same command is
+started, killed with SIGKILL after a random delay (uniform over the reference run's duration), the state it left is
+inspected, and the command is run again as a user would (`--resume` for train and enrich; push as it was). Outcomes:
+
+- after the kill: ``nothing`` (no output yet, or only the work/checkpoint files), ``complete`` (the output is there
+  and identical to the reference), ``HALF`` (an output a reader can see that is incomplete or different: a failure);
+- after the rerun: ``identical`` (same model content / same bytes / same database state as the reference),
+  ``refused`` (exit 2 with a one-line message), ``DIFFERENT`` or ``CRASHED`` (failures).
+
+Runs are tiny (a 300-entity typed graph, structure mode, a few epochs) so 60+ kills fit in minutes; run it with
+``nice``. The Neo4j part starts the dev server (connectors/neo4j) unless ``KGEMB_NEO4J_URI`` is set.
+
+    nice -n 10 .venv/bin/python benchmarks/faults.py --kills 20 --out benchmarks/results/faults.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+KGEMB = str(Path(sys.executable).with_name("kgemb"))
+EX = "http://example.org/faults/"
+RUN_TIME = "2024-05-01T12:00:00Z"
+TRAIN_OPTIONS = ["--mode", "structure", "--interaction", "transe", "--dim", "32", "--epochs", "20",
+                 "--checkpoint-every", "2", "--no-early-stopping", "--seed", "0", "--quiet"]  # fmt: skip
+
+
+def build_graph(path: Path, diseases: int = 200, symptoms: int = 100, seed: int = 0) -> None:
+    """A typed symptom graph: diseases with 3-6 symptoms each, labels, rdf:type; written as N-Triples."""
+    rnd = random.Random(seed)
+    lines = []
+    for s in range(symptoms):
+        lines.append(f"<{EX}s{s}> <http://www.w3.org/1999/02/22-rdf-syntax-ns#type> <{EX}Symptom> .")
+        lines.append(f'<{EX}s{s}> <http://www.w3.org/2000/01/rdf-schema#label> "symptom {s}"@en .')
+    for d in range(diseases):
+        lines.append(f"<{EX}d{d}> <http://www.w3.org/1999/02/22-rdf-syntax-ns#type> <{EX}Disease> .")
+        lines.append(f'<{EX}d{d}> <http://www.w3.org/2000/01/rdf-schema#label> "disease {d}"@en .')
+        for s in rnd.sample(range(symptoms), rnd.randint(3, 6)):
+            lines.append(f"<{EX}d{d}> <{EX}hasSymptom> <{EX}s{s}> .")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def run(argv: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+
+
+def killed_run(argv: list[str], delay: float) -> bool:
+    """Start ``argv``, SIGKILL it after ``delay`` seconds; True when it was killed (False: it ended first)."""
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        proc.wait(timeout=delay)
+        return False
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        return True
+
+
+def rerun_outcome(proc: subprocess.CompletedProcess, same: Callable[[], bool]) -> str:
+    if proc.returncode == 2 and proc.stderr.count("\n") == 1 and proc.stderr.startswith("kgemb: error:"):
+        return "refused"
+    if proc.returncode != 0:
+        return "CRASHED"
+    return "identical" if same() else "DIFFERENT"
+
+
+# ---------------------------------------------------------------------------------------------------- operations
+class Train:
+    name = "train --out"
+
+    def __init__(self, work: Path, graph: Path) -> None:
+        self.work, self.graph = work, graph
+        reference = work / "train-ref"
+        began = time.perf_counter()
+        proc = run([KGEMB, "train", str(graph), "--out", str(reference), *TRAIN_OPTIONS])
+        self.seconds = time.perf_counter() - began
+        assert proc.returncode == 0, proc.stderr
+        self.reference = self.fingerprint(reference)
+        self.trial = 0
+
+    @staticmethod
+    def fingerprint(folder: Path) -> str:
+        import kgemb
+        from kgemb.artifact import fingerprint
+
+        return fingerprint(kgemb.load(folder))
+
+    def argv(self) -> list[str]:
+        return [KGEMB, "train", str(self.graph), "--out", str(self.out), *TRAIN_OPTIONS, "--resume"]
+
+    def start(self) -> list[str]:
+        self.trial += 1
+        self.out = self.work / f"train-{self.trial}"
+        return self.argv()
+
+    def after_kill(self) -> str:
+        if not (self.out / "config.json").exists():
+            return "nothing"
+        try:
+            return "complete" if self.fingerprint(self.out) == self.reference else "HALF"
+        except Exception:  # a visible model that does not load is exactly the failure this counts
+            return "HALF"
+
+    def rerun(self) -> str:
+        return rerun_outcome(run(self.argv()), lambda: self.fingerprint(self.out) == self.reference)
+
+
+class Enrich:
+    name = "enrich"
+
+    def __init__(self, work: Path, graph: Path, model: Path) -> None:
+        self.work, self.graph, self.model = work, graph, model
+        self.out = work / "enriched.nt"
+        began = time.perf_counter()
+        reference = work / "enrich-ref.nt"
+        proc = run(self.argv(reference))
+        self.seconds = time.perf_counter() - began
+        assert proc.returncode == 0, proc.stderr
+        self.reference = reference.read_bytes()
+
+    def argv(self, out: Path) -> list[str]:
+        return [KGEMB, "enrich", str(self.graph), "--model", str(self.model), "--relation", EX + "hasSymptom",
+                "--k", "3", "--out", str(out), "--run-time", RUN_TIME, "--checkpoint-every", "64", "--quiet",
+                "--resume"]  # fmt: skip
+
+    def start(self) -> list[str]:
+        self.out.unlink(missing_ok=True)
+        return self.argv(self.out)
+
+    def after_kill(self) -> str:
+        if not self.out.exists():
+            return "nothing"
+        return "complete" if self.out.read_bytes() == self.reference else "HALF"
+
+    def rerun(self) -> str:
+        return rerun_outcome(run(self.argv(self.out)), lambda: self.out.read_bytes() == self.reference)
+
+
+class Push:
+    name = "neo4j push"
+
+    def __init__(self, work: Path, model: Path, uri: str, auth: tuple[str, str] | None) -> None:
+        from neo4j import GraphDatabase
+
+        self.model, self.uri = model, uri
+        self.driver = GraphDatabase.driver(uri, auth=auth)
+        self.clear()
+        began = time.perf_counter()
+        proc = run(self.argv())
+        self.seconds = time.perf_counter() - began
+        assert proc.returncode == 0, proc.stderr
+        self.reference = self.state()
+
+    def argv(self) -> list[str]:
+        return [KGEMB, "neo4j", "push", str(self.model), "--uri", self.uri, "--quiet", "--batch-size", "50"]
+
+    def clear(self) -> None:
+        with self.driver.session() as session:
+            session.run("MATCH (n) DETACH DELETE n").consume()
+            for kind, show in (("CONSTRAINT", "SHOW CONSTRAINTS YIELD name RETURN name"),
+                               ("INDEX", "SHOW INDEXES YIELD name, type WHERE type <> 'LOOKUP' RETURN name")):  # fmt: skip
+                for name in session.run(show).value("name"):
+                    session.run(f"DROP {kind} `{name}` IF EXISTS").consume()
+
+    def state(self) -> tuple[str, bool]:
+        """A digest of what a reader sees (every node's key, labels and vector; indexes; the model node without its
+        timestamp) and whether the model node says the push completed."""
+        with self.driver.session() as session:
+            nodes = sorted(
+                json.dumps(r, sort_keys=True, default=str)
+                for r in session.run(
+                    "MATCH (n) WHERE NOT n:KgembModel RETURN labels(n) AS labels, properties(n) AS p"
+                ).data()
+            )
+            models = session.run("MATCH (m:KgembModel) RETURN properties(m) AS p").data()
+            indexes = session.run(
+                "SHOW INDEXES YIELD name, state WHERE name <> '' RETURN name, state ORDER BY name"
+            ).data()
+        props = [{k: v for k, v in m["p"].items() if k not in ("updated_at", "pushed_at")} for m in models]
+        complete = len(props) == 1 and props[0].get("complete") is True
+        doc = json.dumps([nodes, props, indexes], sort_keys=True, default=str)
+        return hashlib.sha256(doc.encode()).hexdigest(), complete
+
+    def start(self) -> list[str]:
+        self.clear()
+        return self.argv()
+
+    def after_kill(self) -> str:
+        digest, complete = self.state()
+        if not complete:
+            return (
+                "nothing"  # the model node says incomplete (or is absent): readers know not to trust it yet
+            )
+        return "complete" if digest == self.reference[0] else "HALF"
+
+    def rerun(self) -> str:
+        return rerun_outcome(run(self.argv()), lambda: self.state() == self.reference)
+
+
+# ---------------------------------------------------------------------------------------------------- the loop
+def trials(op: object, kills: int, rnd: random.Random, limit_s: float) -> dict[str, Counter]:
+    after, rerun = Counter(), Counter()
+    began = time.perf_counter()
+    attempts = 0
+    while after.total() < kills and attempts < kills * 3 and time.perf_counter() - began < limit_s:
+        attempts += 1
+        argv = op.start()
+        delay = rnd.uniform(0.0, op.seconds)
+        if not killed_run(argv, delay):
+            rerun["ended before the kill"] += 1
+            continue
+        after[op.after_kill()] += 1
+        rerun[op.rerun()] += 1
+        print(f"  {op.name}: kill at {delay:5.2f} s -> {dict(after)} / {dict(rerun)}", flush=True)
+    return {"after kill": after, "after rerun": rerun}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--kills", type=int, default=20, help="SIGKILLs per operation (default 20)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", choices=("train", "enrich", "push"), action="append")
+    parser.add_argument("--limit-minutes", type=float, default=6.0, help="per operation")
+    parser.add_argument("--out", type=Path, help="write the report (Markdown) here")
+    args = parser.parse_args(argv)
+    only = set(args.only or ("train", "enrich", "push"))
+    rnd = random.Random(args.seed)
+    wall0, cpu0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    results: dict[str, dict[str, Counter]] = {}
+    seconds: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="kgemb-faults-") as tmp:
+        work = Path(tmp)
+        os.environ.setdefault("KGEMB_CACHE_DIR", str(work / "cache"))
+        graph = work / "graph.nt"
+        build_graph(graph)
+        model = work / "model"
+        proc = run([KGEMB, "train", str(graph), "--out", str(model), *TRAIN_OPTIONS])
+        assert proc.returncode == 0, proc.stderr
+        ops: list[object] = []
+        if "train" in only:
+            ops.append(Train(work, graph))
+        if "enrich" in only:
+            ops.append(Enrich(work, graph, model))
+        server = None
+        if "push" in only:
+            uri = os.environ.get("KGEMB_NEO4J_URI")
+            auth = None
+            if uri:
+                password = os.environ.get("NEO4J_PASSWORD")
+                auth = (os.environ.get("NEO4J_USERNAME", "neo4j"), password) if password else None
+            else:
+                from kgemb.connectors.neo4j_dev import DevServer
+
+                server = DevServer(data_dir=work / "neo4j")
+                server.start()
+                uri = server.uri
+            ops.append(Push(work, model, uri, auth))
+        try:
+            for op in ops:
+                seconds[op.name] = op.seconds
+                print(f"{op.name}: uninterrupted run {op.seconds:.1f} s", flush=True)
+                results[op.name] = trials(op, args.kills, rnd, args.limit_minutes * 60)
+        finally:
+            if server is not None:
+                server.stop()
+    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall = time.perf_counter() - wall0
+    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+    lines = [
+        "| operation | uninterrupted run | kills | after the kill | after the rerun | failures |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, counts in results.items():
+        after, rerun = counts["after kill"], counts["after rerun"]
+        failures = after["HALF"] + rerun["DIFFERENT"] + rerun["CRASHED"]
+        fmt = lambda c: ", ".join(f"{k} {v}" for k, v in sorted(c.items())) or "-"  # noqa: E731
+        lines.append(
+            f"| `kgemb {name}` | {seconds[name]:.1f} s | {after.total()} | {fmt(after)} | {fmt(rerun)} | {failures} |"
+        )
+    lines.append("")
+    lines.append(f"wall {wall / 60:.1f} min, CPU {cpu / 60:.1f} min (children), seed {args.seed}")
+    report = "\n".join(lines)
+    print(report)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(
+            "# kill -9 during train, enrich and push, then rerun\n\n"
+            f"`nice -n 10 .venv/bin/python benchmarks/faults.py --kills {args.kills} --seed {args.seed}`\n\n"
+            + report
+            + "\n",
+            encoding="utf-8",
+        )
+    bad = sum(
+        c["after kill"]["HALF"] + c["after rerun"]["DIFFERENT"] + c["after rerun"]["CRASHED"]
+        for c in results.values()
+    )
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
