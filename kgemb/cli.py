@@ -22,15 +22,13 @@ from kgemb.errors import KgembError
 Handler = Callable[[argparse.Namespace], int]
 
 
-def _positive_int(text: str) -> int:
-    """An argparse type: a whole number above zero (checked before anything is loaded)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, not {value}")
-    return value
+def _check_positive(args: argparse.Namespace, *names: str) -> None:
+    """Fail at once (before importing torch) when a count option is given and not above zero."""
+    for name in names:
+        value = getattr(args, name, None)
+        if value is not None and value <= 0:
+            option = "--" + name.replace("_", "-")
+            raise KgembError(f"{option} must be a positive number, not {value}")
 
 
 def _check_model_dir(path: str) -> None:
@@ -277,6 +275,7 @@ def _add_neo4j_parsers(sub: Any) -> None:
 # ---------------------------------------------------------------------- reasoning: predict, rank, search, explain
 def _predictor(args: argparse.Namespace) -> Any:
     """The LinkPredictor of the model directory ``args.model``, with the ranking options of the command line."""
+    _check_positive(args, "k")
     _check_model_dir(args.model)
     from kgemb.reasoning import LinkPredictor
 
@@ -304,6 +303,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     if (args.head is None) == (args.tail is None):
         raise InputError("give exactly one of --head X (to rank tails) or --tail X (to rank heads)")
+    _check_positive(args, "k")
     _check_model_dir(args.model)
     lp = _predictor(args)
     if args.head is not None:
@@ -351,7 +351,7 @@ def _add_reasoning_parsers(sub: Any) -> None:
         p.add_argument("model", metavar="DIR", help="a model directory written by `kgemb train`")
         p.add_argument("--json", action="store_true", help="print JSON instead of a table")
         if ranking:
-            p.add_argument("--k", type=_positive_int, default=10, help="how many answers (default 10)")
+            p.add_argument("--k", type=int, default=10, help="how many answers (default 10)")
             p.add_argument(
                 "--min-score", type=float, default=None, help="drop answers below this probability"
             )
@@ -398,7 +398,7 @@ def _add_reasoning_parsers(sub: Any) -> None:
     search = sub.add_parser("search", help="entities whose texts are closest to a free text, any language")
     common(search, ranking=False)
     search.add_argument("text", help="free text in any language")
-    search.add_argument("--k", type=_positive_int, default=10, help="how many answers (default 10)")
+    search.add_argument("--k", type=int, default=10, help="how many answers (default 10)")
     search.set_defaults(handler=_cmd_search)
 
     explain = sub.add_parser("explain", help="why a link is likely: paths in the graph, neighbours by text")
@@ -532,6 +532,7 @@ def _train_locked(args: argparse.Namespace, out: Any, kgemb: Any) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     """Filtered MRR and Hits@1/3/10 of a saved model on one split of its graph."""
+    _check_positive(args, "batch_size", "max_triples")
     _check_model_dir(args.model)
     import kgemb
 
@@ -577,6 +578,7 @@ def _cmd_update(args: argparse.Namespace) -> int:
 
     from kgemb.files import locked
 
+    _check_positive(args, "epochs")
     _check_model_dir(args.model)
     out = Path(args.out or args.model)
     _check_out_dir(str(out))
@@ -659,12 +661,8 @@ def _add_model_parsers(sub: Any) -> None:
     )
     evaluate.add_argument("model", metavar="DIR")
     evaluate.add_argument("--split", default="test")
-    evaluate.add_argument(
-        "--batch-size", type=_positive_int, help="queries scored at once (default: by graph size)"
-    )
-    evaluate.add_argument(
-        "--max-triples", type=_positive_int, default=None, help="evaluate a fixed random sample"
-    )
+    evaluate.add_argument("--batch-size", type=int, help="queries scored at once (default: by graph size)")
+    evaluate.add_argument("--max-triples", type=int, default=None, help="evaluate a fixed random sample")
     evaluate.add_argument(
         "--json", action="store_true", help='print {"mrr", "hits@1", "hits@3", "hits@10", "n"}'
     )
@@ -685,9 +683,7 @@ def _add_model_parsers(sub: Any) -> None:
     update.add_argument("model", metavar="DIR", help="a model directory written by `kgemb train`")
     update.add_argument("source", metavar="SOURCE", help="new triples (.tsv/.txt) or the grown graph")
     update.add_argument("--out", help="folder for the updated model (default: replace DIR)")
-    update.add_argument(
-        "--epochs", type=_positive_int, help="default: a twentieth of the original run's (>= 5)"
-    )
+    update.add_argument("--epochs", type=int, help="default: a twentieth of the original run's (>= 5)")
     update.add_argument(
         "--replay", type=float, default=4.0, help="old triples replayed per new one (default 4)"
     )
