@@ -35,6 +35,8 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+# this folder holds benchmarks/neo4j.py, which would shadow the neo4j driver
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 KGEMB = str(Path(sys.executable).with_name("kgemb"))
 EX = "http://example.org/faults/"
 RUN_TIME = "2024-05-01T12:00:00Z"
@@ -155,7 +157,9 @@ class Train:
     def __init__(self, work: Path, graph: Path) -> None:
         self.work, self.graph = work, graph
         reference = work / "train-ref"
-        began = time.perf_counter()
+        began = (
+            time.perf_counter()
+        )  # (the model the other operations use was trained just before: warm caches)
         proc = run([KGEMB, "train", str(graph), "--out", str(reference), *TRAIN_OPTIONS])
         self.seconds = time.perf_counter() - began
         assert proc.returncode == 0, proc.stderr
@@ -385,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(
             "# kill -9 during train, enrich and push, then rerun\n\n"
-            f"`nice -n 10 .venv/bin/python benchmarks/faults.py --kills {args.kills} --seed {args.seed}`\n\n"
+            f"`nice -n 10 .venv/bin/python benchmarks/faults.py {' '.join(sys.argv[1:] if argv is None else argv)}`\n\n"
             + report
             + "\n",
             encoding="utf-8",

@@ -66,7 +66,10 @@ def check_output(path: str | os.PathLike[str], what: str = "OUTPUT", *, folder: 
     path = Path(path)
     try:
         st = path.stat()
-    except (FileNotFoundError, NotADirectoryError):  # absent (whether its folder can be made is checked later)
+    except (
+        FileNotFoundError,
+        NotADirectoryError,
+    ):  # absent (whether its folder can be made is checked later)
         return path
     except OSError as exc:
         raise InputError(
