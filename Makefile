@@ -25,6 +25,7 @@ $(NEO4J_JAR): $(NEO4J_SRC) | $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python examples/medical/run.py --out runs/medical
+	@echo "kgemb is installed in $(VENV): run 'source $(BIN)/activate' (or call $(BIN)/kgemb) to follow the README's tour"
 
 test: $(STAMP) $(NEO4J_JAR)
 	$(BIN)/python -m pytest

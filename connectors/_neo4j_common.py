@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from kgemb.errors import ConfigError, DependencyError, InputError
 
@@ -26,6 +26,8 @@ ENTITY_LABEL = "KgembEntity"
 MODEL_LABEL = "KgembModel"
 RELATION_LABEL = "KgembRelation"
 SCHEMES = ("bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc")
+#: seconds to wait for a server to connect and answer the Bolt handshake (``NEO4J_CONNECTION_TIMEOUT`` overrides)
+DEFAULT_TIMEOUT = 15.0
 
 
 class QuietRows(list):
@@ -81,10 +83,59 @@ def default_database(database: str | None) -> str | None:
     return database or os.environ.get("NEO4J_DATABASE") or None
 
 
-def connect(uri: str, *, username: str | None = None, password: str | None = None, **config: Any) -> Any:
+def connection_timeout(timeout: float | None = None) -> float:
+    """Seconds to wait for a connection: the argument, else ``NEO4J_CONNECTION_TIMEOUT``, else 15."""
+    if timeout is None:
+        text = os.environ.get("NEO4J_CONNECTION_TIMEOUT")
+        if not text:
+            return DEFAULT_TIMEOUT
+        try:
+            timeout = float(text)
+        except ValueError:
+            raise ConfigError(
+                f"NEO4J_CONNECTION_TIMEOUT={text!r} is not a number of seconds; fix or unset it"
+            ) from None
+    if not timeout > 0:
+        raise ConfigError(
+            f"the Neo4j connection timeout must be a positive number of seconds, not {timeout!r}"
+        )
+    return float(timeout)
+
+
+def uri_credentials(uri: str, username: str | None, password: str | None) -> tuple[str | None, str | None]:
+    """User name and password from ``bolt://user:pw@host`` when the URI has them (URL-decoded); the arguments
+    otherwise. A URI's credentials that contradict explicit ones are refused rather than silently dropped."""
+    parts = urlsplit(uri)
+    if parts.username is None and parts.password is None:
+        return username, password
+    user = unquote(parts.username or "") or None
+    secret = unquote(parts.password) if parts.password is not None else None
+    if (username is not None and username != user) or (password is not None and password != secret):
+        raise ConfigError(
+            f"{safe_uri(uri)}: the URI holds credentials and others were given too; keep one of them "
+            "(NEO4J_USERNAME / NEO4J_PASSWORD are the safer place: a URI shows in process lists)"
+        )
+    if secret is None:
+        raise ConfigError(
+            f"{safe_uri(uri)}: the URI names user {user!r} but no password; write bolt://USER:PASSWORD@HOST "
+            "or set NEO4J_USERNAME and NEO4J_PASSWORD"
+        )
+    return user, secret
+
+
+def connect(
+    uri: str,
+    *,
+    username: str | None = None,
+    password: str | None = None,
+    timeout: float | None = None,
+    **config: Any,
+) -> Any:
     """A connected ``neo4j.Driver`` for ``uri`` (``bolt://``, ``neo4j://``, ``neo4j+s://`` …), connectivity checked.
 
-    Credentials come from the arguments or ``NEO4J_USERNAME`` / ``NEO4J_PASSWORD`` and never appear in messages.
+    Credentials come from the URI (``bolt://user:pw@host``), the arguments, or ``NEO4J_USERNAME`` /
+    ``NEO4J_PASSWORD``, and never appear in messages. ``timeout`` (default ``NEO4J_CONNECTION_TIMEOUT``, else 15 s)
+    bounds the wait for a server that accepts connections but does not answer.
     """
     try:
         import neo4j
@@ -96,10 +147,14 @@ def connect(uri: str, *, username: str | None = None, password: str | None = Non
         raise ConfigError(
             f"{safe_uri(uri)!r} is not a Neo4j URI: use one starting with {', '.join(s + '://' for s in SCHEMES)}"
         )
+    username, password = uri_credentials(uri, username, password)
     auth = credentials(username, password)
+    seconds = connection_timeout(timeout)
     config.setdefault("notifications_min_severity", "OFF")
+    config.setdefault("connection_timeout", seconds)
+    config.setdefault("connection_acquisition_timeout", seconds)
     driver = neo4j.GraphDatabase.driver(safe_uri(uri), auth=auth, **config)
-    with translate_errors(uri, auth):
+    with translate_errors(uri, auth, seconds):
         try:
             driver.verify_connectivity()
         except BaseException:
@@ -109,7 +164,9 @@ def connect(uri: str, *, username: str | None = None, password: str | None = Non
 
 
 @contextlib.contextmanager
-def translate_errors(uri: str, auth: tuple[str, str] | None = None) -> Iterator[None]:
+def translate_errors(
+    uri: str, auth: tuple[str, str] | None = None, timeout: float | None = None
+) -> Iterator[None]:
     """Turn "cannot reach" and "wrong credentials" into one-line :class:`ConfigError` (never showing a password)."""
     from neo4j.exceptions import AuthError, ServiceUnavailable
 
@@ -122,8 +179,10 @@ def translate_errors(uri: str, auth: tuple[str, str] | None = None) -> Iterator[
             "(or pass username/password)"
         ) from exc
     except ServiceUnavailable as exc:
+        waited = f" within {timeout:g} s (NEO4J_CONNECTION_TIMEOUT / --timeout)" if timeout else ""
         raise ConfigError(
-            f"cannot reach Neo4j at {safe_uri(uri)}: start it (`make neo4j`, Docker neo4j:5, Aura) or fix the URI"
+            f"cannot reach Neo4j at {safe_uri(uri)}{waited}: start it (`make neo4j`, Docker neo4j:5, Aura) or "
+            "fix the URI"
         ) from exc
 
 

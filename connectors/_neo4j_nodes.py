@@ -15,6 +15,8 @@ from kgemb.connectors._neo4j_common import (
     write,
 )
 
+from kgemb.errors import InputError
+
 if TYPE_CHECKING:
     from kgemb.graph import KnowledgeGraph
 
@@ -75,6 +77,21 @@ class _Nodes:
                 )[0]
                 out.update({by_value[k]: eid for k, eid in zip(rec["keys"], rec["ids"], strict=True)})
         return out
+
+    def check(self, kg: KnowledgeGraph) -> None:
+        """Raise before any write when a key or a label the lookups would use cannot go into Cypher."""
+        if self.key == ELEMENT_ID:
+            return
+        quote(self.key, "key property")
+        labels = {self.create_label} if self.create_label else {e.types[0] for e in kg.entities if e.types}
+        for label in sorted(labels):
+            quote(label, "node label (an entity type) of the model's graph")
+        if self.key_type == "int":
+            bad = next((e.key for e in kg.entities if not e.key.lstrip("-").isdigit()), None)
+            if bad is not None:
+                raise InputError(
+                    f"entity key {bad!r} is not a whole number, though the graph's keys are; pull again"
+                )
 
     def ensure_key_index(self, driver: Any, database: str | None, kg: KnowledgeGraph) -> None:
         """A range index on (label, key) for each label the lookups use (a uniqueness constraint for nodes

@@ -126,8 +126,13 @@ def pull(
                     pending.append((h, relation_id(rel_type), tail))
 
         bar = tqdm(unit="node", desc="neo4j pull nodes", disable=not progress)
-        with driver.session(
-            database=database, fetch_size=page_size, notifications_min_severity="OFF"
+        from neo4j import READ_ACCESS
+
+        with driver.session(  # read access: the server refuses any write a pull query attempts
+            database=database,
+            fetch_size=page_size,
+            notifications_min_severity="OFF",
+            default_access_mode=READ_ACCESS,
         ) as session:
             if query is None:
                 # node references are collected on the server (a few bytes each); the nodes come back page by
@@ -220,6 +225,11 @@ def _query_rows(session: Any, query: str, parameters: dict[str, Any]) -> tuple[l
             seen.setdefault(t)
             triples.append((h, rel, t))
     except ClientError as exc:
+        if "AccessMode" in (exc.code or "") or "read access mode" in (exc.message or ""):
+            raise InputError(
+                "the pull query tries to write to the database, and pulls only read: nothing was changed; "
+                "remove CREATE, MERGE, SET, DELETE and the like from --query"
+            ) from None
         raise InputError(
             f"the pull query failed ({exc.message}); it must return columns head and tail (nodes) and relation "
             "(a relationship or a string), e.g. MATCH (d:Disease)-[r:HAS_SYMPTOM]->(s) "

@@ -116,6 +116,7 @@ def push(
     if not 1 <= dim <= 4096:
         raise ConfigError(f"entity vectors have {dim} dimensions; Neo4j vector indexes take 1 to 4096")
     nodes = _Nodes.of(kg, entity_label)
+    nodes.check(kg)  # every name and key is checked before the first write
     database = default_database(database)
     began = time.perf_counter()
     with open_driver(uri_or_driver, username, password) as (driver, where), translate_errors(where):

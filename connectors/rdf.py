@@ -52,13 +52,15 @@ def load(
     """Read RDF into a knowledge graph.
 
     ``path_or_paths``: a file, a folder (every RDF file below it, in sorted order) or a list of them; ``.gz``
-    files are decompressed. ``mapping``: a YAML/TOML mapping file, a dict of the same settings, or None for the
+    files are decompressed; or an ``rdflib.Graph`` / ``Dataset`` already in memory. ``mapping``: a YAML/TOML mapping file, a dict of the same settings, or None for the
     defaults (IRI objects are relations; rdfs:label, skos:prefLabel/altLabel/definition, schema:name/description,
     rdfs:comment, dcterms:title/description are texts; rdf:type is the type; other literals are attributes).
     Entities and relations are numbered in the order first seen. Any error raises :class:`kgemb.KgembError` naming
     the file (and line and column where the parser knows them); nothing partial is returned.
     """
     rules = load_mapping(mapping)
+    if _is_rdflib_graph(path_or_paths):
+        return _load_graph(path_or_paths, rules)
     files = _expand(path_or_paths)
     collector = Collector(rules)
     per_file = []
@@ -84,6 +86,34 @@ def load(
     return kg
 
 
+def _is_rdflib_graph(value: Any) -> bool:
+    from rdflib import Graph
+
+    return isinstance(value, Graph)
+
+
+def _load_graph(graph: Any, rules: Any) -> KnowledgeGraph:
+    """A knowledge graph from an in-memory rdflib graph (every statement of every named graph, in a sorted
+    order so the ids do not depend on rdflib's hashing)."""
+    from rdflib import Dataset
+
+    if isinstance(graph, Dataset):
+        triples = {(s, p, o) for s, p, o, _ in graph.quads((None, None, None, None))}
+    else:
+        triples = set(graph.triples((None, None, None)))
+    collector = Collector(rules)
+    collector.new_file()
+    count = _feed(sorted(triples, key=lambda t: tuple(x.n3() for x in t)), collector)
+    collector.counts["statements"] = count
+    if count == 0:
+        raise InputError("the rdflib graph is empty (no statements); parse some RDF into it first")
+    name = f"rdflib.{type(graph).__name__}"
+    kg = collector.build({"source": [name], "format": "rdf", "files": [], "mapping": rules.source})
+    if sum(len(t) for t in kg.splits.values()) == 0:
+        raise InputError(f"the {name} has no statement linking two resources, so there is nothing to predict")
+    return kg
+
+
 def format_of(path: Path) -> str | None:
     """The format name from the file suffix (``.gz`` looked through); None when not an RDF suffix."""
     suffixes = [s.lower() for s in path.suffixes]
@@ -101,12 +131,14 @@ def _expand(path_or_paths: str | os.PathLike | Iterable[str | os.PathLike]) -> l
     for item in items:
         path = Path(item)
         if path.is_dir():
+            root = path.resolve()
             found = [
                 (p, fmt)
                 for p in sorted(path.rglob("*"))
                 if p.is_file()
                 and not any(part.startswith(".") for part in p.relative_to(path).parts)
                 and (fmt := format_of(p)) is not None
+                and _inside(p, root)
             ]
             if not found:
                 raise InputError(f"folder {path} holds no RDF file (suffixes {known}, optionally .gz)")
@@ -121,6 +153,12 @@ def _expand(path_or_paths: str | os.PathLike | Iterable[str | os.PathLike]) -> l
         else:
             raise InputError(f"{path} does not exist; give an RDF file or folder")
     return files
+
+
+def _inside(path: Path, root: Path) -> bool:
+    """Whether ``path`` (a file found in the folder ``root``) really lies in it: a symbolic link out of the folder
+    is not followed, so a folder never reads (nor quotes in an error) a file from elsewhere."""
+    return path.resolve().is_relative_to(root)
 
 
 def _read_bytes(path: Path) -> bytes:

@@ -31,7 +31,7 @@ import numpy as np
 
 from kgemb._version import __version__
 from kgemb.errors import InputError
-from kgemb.files import write_atomic
+from kgemb.files import check_output, locked, write_atomic
 
 from ._rdf_lines import _BNODE, _END, _IRI, _LITERAL, _WS, describe_error, unescape
 from ._rdf_mapping import RDF_TYPE
@@ -259,6 +259,7 @@ def enrich(
     run_time: str | datetime | None = None,
     batch_size: int = DEFAULT_BATCH,
     progress: bool = False,
+    constraints: str = "types",
 ) -> EnrichResult:
     """Add up to ``k`` predicted objects per subject and relation (calibrated score >= ``min_score``) to the RDF
     in ``source`` and write the result to ``output``, marked as predictions (``mode``: ``"reification"`` or
@@ -268,12 +269,32 @@ def enrich(
     knows. ``subjects_of``: only instances (``rdf:type``) of this class IRI. ``run_time``: the provenance time
     (ISO 8601); default ``SOURCE_DATE_EPOCH`` when set, else now. ``resume``: continue an interrupted run from
     its checkpoint. ``stop_after``: stop (keeping the checkpoint) once this many subjects are done.
+    ``constraints``: a subject gets predictions for a relation only when its type fits the relation's domain
+    (``"types"``: ``rdfs:domain`` or the head types seen in training; ``"observed"``: heads seen in training;
+    ``"none"``: every subject), and objects must fit the range likewise.
     """
     started_clock = time.perf_counter()
     source_input, out, writer = _checked(
         source, output, k=k, min_score=min_score, fmt=fmt, mode=mode, in_place=in_place,
         checkpoint_every=checkpoint_every, batch_size=batch_size, stop_after=stop_after, run_time=run_time,
     )  # fmt: skip
+    with locked(out, "OUTPUT"):  # a second run on the same OUTPUT is refused, never interleaved
+        return _enrich_locked(
+            source_input, out, writer, started_clock, model=model, relations=relations, subjects_of=subjects_of,
+            k=k, min_score=min_score, mode=mode, with_embeddings=with_embeddings,
+            only_predictions=only_predictions, resume=resume, checkpoint_every=checkpoint_every,
+            stop_after=stop_after, run_time=run_time, batch_size=batch_size, progress=progress,
+            constraints=constraints,
+        )  # fmt: skip
+
+
+def _enrich_locked(
+    source_input: _Input, out: Path, writer: Writer, started_clock: float, *, model: Any, relations: Sequence[str],
+    subjects_of: str | None, k: int, min_score: float, mode: str, with_embeddings: bool, only_predictions: bool,
+    resume: bool, checkpoint_every: int, stop_after: int | None, run_time: str | datetime | None, batch_size: int,
+    progress: bool, constraints: str,
+) -> EnrichResult:  # fmt: skip
+    """The job of :func:`enrich`, run while it holds the lock on OUTPUT."""
     fmt = writer.fmt
     trained, model_dir = _load_model(model)
     kg = trained.kg
@@ -290,10 +311,12 @@ def enrich(
             f"pass --format with one of {', '.join(QUAD_FORMATS)} (or --only-predictions)"
         )
     subjects, skipped = _subjects(kg, index, subjects_of, source_input)
+    from kgemb.artifact import fingerprint as model_fingerprint
+
     fingerprint = model_fingerprint(trained)
     job = _job_id(
         source_input.digest(), fingerprint, [kg.relations[r] for r in rel_ids], subjects_of, k, min_score,
-        fmt, mode, with_embeddings, only_predictions,
+        fmt, mode, with_embeddings, only_predictions, constraints,
     )  # fmt: skip
     work = _work_dir(out)
     state = _start(work, job, resume, run_time, checkpoint_every, batch_size)
@@ -309,7 +332,7 @@ def enrich(
         min_score=min_score,
     )
     resumed_from = state["subjects_done"]
-    predictor = _predictor(trained, model_dir)
+    predictor = _predictor(trained, model_dir, constraints)
     ranking_started = time.perf_counter()
     _rank(trained, predictor, subjects, rel_ids, index, writer, run, work, state, k, min_score, with_embeddings,
           stop_after, progress)  # fmt: skip
@@ -322,6 +345,12 @@ def enrich(
         return result
     ended = state["fixed_time"] or _now()
     run = Run(**{**run.__dict__, "ended": ended})
+    part = work / "predictions.part"
+    if not part.is_file() or part.stat().st_size != state["part_bytes"]:
+        raise InputError(
+            f"the part file {part} changed under this run (another process wrote there); "
+            "run the command again without --resume"
+        )
     result.statements_copied = _assemble(source_input, out, writer, run, work, only_predictions)
     _remove_work(work)
     result.complete = True
@@ -387,7 +416,7 @@ def _output_path(source: _Input, output: str | os.PathLike | None, in_place: boo
         )
     if out.is_dir():
         raise InputError(f"OUTPUT {out} is a folder; give a file name such as {out / 'enriched.ttl'}")
-    return out
+    return check_output(out, "OUTPUT")
 
 
 def _check_numbers(k: int, min_score: float, every: int, batch: int, stop_after: int | None) -> None:
@@ -468,17 +497,6 @@ def _subjects(kg: Any, index: _Index, subjects_of: str | None, source: _Input) -
         )
     iri_ids.sort(key=lambda i: kg.entities[i].key)
     return np.asarray(iri_ids, dtype=np.int64), skipped
-
-
-def model_fingerprint(model: TrainedModel) -> str:
-    """A short hash of what the predictions depend on: config, entity and relation keys, and the vectors."""
-    h = hashlib.sha256()
-    h.update(json.dumps(model.config, sort_keys=True, default=str).encode())
-    h.update("\n".join(e.key for e in model.kg.entities).encode())
-    h.update("\n".join(model.kg.relations).encode())
-    h.update(np.ascontiguousarray(model.entity_vectors(), dtype=np.float32).tobytes())
-    h.update(np.ascontiguousarray(model.relation_vectors(), dtype=np.float32).tobytes())
-    return h.hexdigest()[:16]
 
 
 def _job_id(*parts: Any) -> str:
@@ -610,6 +628,8 @@ def _rank(
     terms = _EntityTerms(kg)
     render = writer.predictions(run)
     relation_terms = {r: iri(kg.relations[r]) for r in rel_ids}
+    # a subject whose type the relation's domain excludes gets no predictions for it (None: every subject)
+    subject_ok = {r: predictor.constraints.mask(r, "head") for r in rel_ids}
     first = done
     last_checkpoint = done
     bar = tqdm(total=n, initial=done, unit=" subjects", desc="enrich", disable=None if progress else True)
@@ -623,6 +643,8 @@ def _rank(
             for row, s in enumerate(ids.tolist()):
                 s_term = terms[s]
                 for r in rel_ids:
+                    if subject_ok[r] is not None and not subject_ok[r][s]:
+                        continue
                     objects, scores = tops[r]
                     known = asserted[r][row]
                     rank = 0
@@ -655,12 +677,12 @@ def _rank(
                 break
 
 
-def _predictor(model: TrainedModel, model_dir: Path | None) -> Any:
+def _predictor(model: TrainedModel, model_dir: Path | None, constraints: str = "types") -> Any:
     """The LinkPredictor, calibrated now (loaded from the model folder, or fitted on the validation split and
     saved there), so the ranking loop only ranks."""
     from kgemb.reasoning import LinkPredictor
 
-    predictor = LinkPredictor(model, directory=model_dir)
+    predictor = LinkPredictor(model, directory=model_dir, constraints=constraints)
     _ = predictor.calibration
     return predictor
 

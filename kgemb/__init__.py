@@ -33,3 +33,8 @@ def __getattr__(name: str) -> Any:
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
+
+
+def __dir__() -> list[str]:
+    """The module's names plus the lazily loaded ones, so tab completion and ``dir()`` show them."""
+    return sorted({*globals(), *_LAZY})

@@ -16,8 +16,10 @@ model; loading checks each hash and fails with a :class:`~kgemb.errors.KgembErro
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,7 @@ FORMAT = "kgemb-model"
 ADAPTER = (
     "adapter.safetensors"  # kgemb.encoders.align.ADAPTER_WEIGHTS (+ adapter.json), when the features have one
 )
+FORMAT_VERSION = 1  # the newest model-folder layout this kgemb reads
 
 
 def save(trained: TrainedModel, directory: str | os.PathLike) -> None:
@@ -74,6 +77,38 @@ def save(trained: TrainedModel, directory: str | os.PathLike) -> None:
     write_atomic(config_path, json.dumps(config, indent=2, ensure_ascii=False, default=str).encode("utf-8"))
 
 
+#: config keys that record when and how long, not what: left out of the fingerprint
+_VOLATILE = re.compile(r"(^|_)(seconds|time|timestamp|date|duration)($|_)|^(versions|metrics|files)$")
+
+
+def fingerprint(trained: TrainedModel) -> str:
+    """A short hash of what a model predicts from: its weights, text features, graph and settings, never its
+    timings, so two identical trainings (same data, settings and seed) have the same fingerprint."""
+    from safetensors.torch import save as to_bytes
+
+    h = hashlib.sha256()
+    h.update(json.dumps(_settings(trained.config), sort_keys=True, default=str).encode())
+    state = {k: v.detach().cpu().contiguous() for k, v in trained.pykeen_model.state_dict().items()}
+    h.update(to_bytes(state))
+    if trained.features is not None:
+        h.update(to_bytes({k: v.contiguous() for k, v in trained.features.tensors().items()}))
+    kg = trained.kg
+    h.update("\n".join(e.key for e in kg.entities).encode())
+    h.update("\n".join(kg.relations).encode())
+    for split in sorted(kg.splits):
+        h.update(split.encode() + kg.triples(split).astype("<i8").tobytes())
+    return h.hexdigest()[:16]
+
+
+def _settings(value: Any) -> Any:
+    """``value`` (a config or part of it) without the keys :data:`_VOLATILE` matches."""
+    if isinstance(value, dict):
+        return {k: _settings(v) for k, v in value.items() if not _VOLATILE.search(str(k))}
+    if isinstance(value, list):
+        return [_settings(v) for v in value]
+    return value
+
+
 def read_config(directory: str | os.PathLike) -> dict[str, Any]:
     """The model's config.json, checked to be a kgemb model."""
     src = Path(directory)
@@ -87,7 +122,31 @@ def read_config(directory: str | os.PathLike) -> dict[str, Any]:
         raise InputError(f"{path} is not valid JSON ({exc}); save or train the model again") from None
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise InputError(f"{path} is not a kgemb model config; save or train the model again")
+    _check_version(path, config)
     return config
+
+
+def _check_version(path: Path, config: dict[str, Any]) -> None:
+    """Refuse a model folder written in a newer layout, or by a newer kgemb (major.minor), than this one."""
+    from kgemb._version import __version__
+
+    version = config.get("format_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise InputError(
+            f"{path}: format_version {version!r} is not a kgemb model format; train the model again"
+        )
+    writer = str((config.get("versions") or {}).get("kgemb") or "0")
+    if version > FORMAT_VERSION or _release(writer) > _release(__version__):
+        raise InputError(
+            f"{path} was written by kgemb {writer} (model format {version}); this is kgemb {__version__}, which "
+            f"reads format {FORMAT_VERSION}: upgrade kgemb (pip install -U kgemb) to load it"
+        )
+
+
+def _release(version: str) -> tuple[int, int]:
+    """(major, minor) of a version string; (0, 0) when it has none."""
+    match = re.match(r"(\d+)(?:\.(\d+))?", version)
+    return (int(match.group(1)), int(match.group(2) or 0)) if match else (0, 0)
 
 
 def verify_files(directory: Path, config: dict[str, Any]) -> None:

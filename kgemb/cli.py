@@ -22,6 +22,46 @@ from kgemb.errors import KgembError
 Handler = Callable[[argparse.Namespace], int]
 
 
+def _check_positive(args: argparse.Namespace, *names: str) -> None:
+    """Fail at once (before importing torch) when a count option is given and not above zero."""
+    for name in names:
+        value = getattr(args, name, None)
+        if value is not None and value <= 0:
+            option = "--" + name.replace("_", "-")
+            raise KgembError(f"{option} must be a positive number, not {value}")
+
+
+def _check_model_dir(path: str) -> None:
+    """Fail at once (before importing torch) when ``path`` is not a model folder written by ``kgemb train``."""
+    from pathlib import Path
+
+    if not (Path(path) / "config.json").is_file():
+        what = "it does not exist" if not Path(path).exists() else "no config.json there"
+        raise KgembError(
+            f"{path} is not a kgemb model directory ({what}); train one with `kgemb train SOURCE --out {path}`"
+        )
+
+
+def _check_out_dir(path: str) -> None:
+    """Fail before loading or training when the model folder ``path`` cannot be written."""
+    import tempfile
+    from pathlib import Path
+
+    from kgemb.files import check_output
+
+    out = check_output(path, "--out", folder=True)
+    folder = out if out.exists() else next((p for p in out.parents if p.exists()), Path("."))
+    if not folder.is_dir():
+        raise KgembError(f"--out {path}: {folder} is not a folder; choose another --out")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise KgembError(
+            f"--out {path} cannot be written ({exc.strerror or exc} in {folder}); choose a writable folder"
+        ) from None
+
+
 def _cmd_doctor(args: argparse.Namespace) -> int:
     """Report the versions kgemb runs with and whether the optional parts (Java, Maven) are present."""
     report: dict[str, str | None] = {"kgemb": __version__, "python": platform.python_version()}
@@ -62,6 +102,8 @@ def _neo4j_uri(args: argparse.Namespace) -> str:
     uri = args.uri or os.environ.get("NEO4J_URI")
     if not uri:
         raise KgembError("no Neo4j URI: pass --uri bolt://HOST:7687 (or set NEO4J_URI)")
+    if getattr(args, "timeout", None) is not None:  # the connector reads it where it connects
+        os.environ["NEO4J_CONNECTION_TIMEOUT"] = str(args.timeout)
     return uri
 
 
@@ -180,6 +222,12 @@ def _add_neo4j_parsers(sub: Any) -> None:
             "credentials come from NEO4J_USERNAME / NEO4J_PASSWORD",
         )
         p.add_argument("--database", help="database name (default: $NEO4J_DATABASE or the server's default)")
+        p.add_argument(
+            "--timeout",
+            type=float,
+            metavar="SECONDS",
+            help="give up connecting after this long (default: $NEO4J_CONNECTION_TIMEOUT or 15)",
+        )
         p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     pull = cmds.add_parser("pull", help="read a graph from Neo4j into a graph directory")
@@ -228,6 +276,8 @@ def _add_neo4j_parsers(sub: Any) -> None:
 # ---------------------------------------------------------------------- reasoning: predict, rank, search, explain
 def _predictor(args: argparse.Namespace) -> Any:
     """The LinkPredictor of the model directory ``args.model``, with the ranking options of the command line."""
+    _check_positive(args, "k")
+    _check_model_dir(args.model)
     from kgemb.reasoning import LinkPredictor
 
     return LinkPredictor.load(
@@ -256,6 +306,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     if (args.head is None) == (args.tail is None):
         raise InputError("give exactly one of --head X (to rank tails) or --tail X (to rank heads)")
+    _check_positive(args, "k")
+    _check_model_dir(args.model)
     lp = _predictor(args)
     if args.head is not None:
         found = lp.tails(args.head, args.relation, k=args.k)
@@ -330,7 +382,13 @@ def _add_reasoning_parsers(sub: Any) -> None:
                 help="read unknown names as new entities' texts (text/fused)",
             )
 
-    pred = sub.add_parser("predict", help="rank missing tails (--head) or heads (--tail) of a relation")
+    pred = sub.add_parser(
+        "predict",
+        help="rank missing tails (--head) or heads (--tail) of a relation",
+        description="Rank the most probable missing tails of (HEAD, RELATION, ?) with --head, or heads of "
+        "(?, RELATION, TAIL) with --tail, with calibrated probabilities. Names may be keys, IRIs or labels in any "
+        "language. A head or tail whose type the relation does not take is refused (see --constraints).",
+    )
     common(pred)
     pred.add_argument("--head", help="key, IRI or label of the head (ranks tails)")
     pred.add_argument("--tail", help="key, IRI or label of the tail (ranks heads)")
@@ -465,9 +523,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     import kgemb
+    from kgemb.files import locked
 
-    kg = _training_graph(args, args.source)
+    _check_out_dir(args.out)  # before loading or training
     out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with locked(out, "--out"):  # a second `kgemb train --out` to the same folder is refused
+        return _train_locked(args, out, kgemb)
+
+
+def _train_locked(args: argparse.Namespace, out: Any, kgemb: Any) -> int:
+    """The work of ``kgemb train`` while it holds the lock on --out."""
+    kg = _training_graph(args, args.source)
     options: dict[str, Any] = {
         **_training_options(args),
         "checkpoint_dir": str(out / "checkpoint"),
@@ -492,6 +559,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     """Filtered MRR and Hits@1/3/10 of a saved model on one split of its graph."""
+    _check_positive(args, "batch_size", "max_triples")
+    _check_model_dir(args.model)
     import kgemb
 
     model = kgemb.load(args.model)
@@ -512,7 +581,61 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_training_options(p: argparse.ArgumentParser) -> None:
+def _update_triples(path: str) -> list[tuple[str, str, str]]:
+    """``(head, relation, tail)`` keys, one tab-separated triple a line, from a triple file given to ``update``."""
+    triples = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip() or line.startswith("#"):
+                continue
+            parts = line.rstrip("\r\n").split("\t")
+            if len(parts) != 3 or not all(p.strip() for p in parts):
+                raise KgembError(
+                    f"{path}:{number}: expected HEAD<TAB>RELATION<TAB>TAIL, found {len(parts)} fields; fix that line"
+                )
+            triples.append((parts[0].strip(), parts[1].strip(), parts[2].strip()))
+    if not triples:
+        raise KgembError(f"{path} holds no triples; give one HEAD<TAB>RELATION<TAB>TAIL a line")
+    return triples
+
+
+def _cmd_update(args: argparse.Namespace) -> int:
+    """Add new entities and triples to a saved model and keep training (``TrainedModel.update``)."""
+    from pathlib import Path
+
+    from kgemb.files import locked
+
+    _check_positive(args, "epochs")
+    _check_model_dir(args.model)
+    out = Path(args.out or args.model)
+    _check_out_dir(str(out))
+    source = Path(args.source)
+    if not args.source.lower().startswith(_NEO4J_SCHEMES) and not source.exists():
+        raise KgembError(
+            f"{args.source} does not exist; give a triple file (HEAD<TAB>RELATION<TAB>TAIL) or a graph"
+        )
+    import kgemb
+
+    new: Any
+    if source.is_file() and source.suffix.lower() in (".tsv", ".txt"):
+        new = _update_triples(args.source)
+    else:
+        new = load_source(args.source, progress=not args.quiet)
+    with locked(out, "--out"):
+        model = kgemb.load(args.model)
+        updated = model.update(
+            new, epochs=args.epochs, replay=args.replay, lr=args.lr, show_progress=not args.quiet
+        )
+        updated.save(out)
+    last = updated.config.get("updates", [{}])[-1]
+    print(
+        f"{updated!r} -> {out}: {last.get('new_entities', 0)} new entities, {last.get('new_triples', 0)} new "
+        f"triples, {last.get('replayed_triples', 0)} replayed"
+    )
+    return 0
+
+
+def _add_training_options(p: Any) -> None:
     """The training options of ``kgemb train``, also taken by ``kgemb enrich --train``."""
     p.add_argument("--mode", choices=["fused", "text", "structure"], help="default: fused")
     p.add_argument("--interaction", help="rotate (default), transe, distmult, complex, pairre")
@@ -557,7 +680,12 @@ def _add_model_parsers(sub: Any) -> None:
     train.add_argument("--json", action="store_true", help="print the metrics as JSON")
     train.set_defaults(handler=_cmd_train)
 
-    evaluate = sub.add_parser("evaluate", help="filtered MRR and Hits@1/3/10 of a saved model")
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="filtered MRR and Hits@1/3/10 of a saved model",
+        description="Filtered link-prediction metrics (MRR, Hits@1/3/10) of the model in DIR on one split of its "
+        "graph (default test), with the calibration's Brier score and ECE; --report adds a Markdown report.",
+    )
     evaluate.add_argument("model", metavar="DIR")
     evaluate.add_argument("--split", default="test")
     evaluate.add_argument("--batch-size", type=int, help="queries scored at once (default: by graph size)")
@@ -571,6 +699,24 @@ def _add_model_parsers(sub: Any) -> None:
         help="also write report.md with PNG plots (training, ranks, calibration, PCA)",
     )
     evaluate.set_defaults(handler=_cmd_evaluate)
+
+    update = sub.add_parser(
+        "update",
+        help="add new entities and triples to a saved model and keep training",
+        description="Add the triples in SOURCE to the model in DIR and keep training on them plus replayed old "
+        "triples, so the model does not forget (the Python API's model.update). SOURCE is a file of "
+        "HEAD<TAB>RELATION<TAB>TAIL keys, or a graph (any SOURCE of `kgemb train`) that keeps the old entities.",
+    )
+    update.add_argument("model", metavar="DIR", help="a model directory written by `kgemb train`")
+    update.add_argument("source", metavar="SOURCE", help="new triples (.tsv/.txt) or the grown graph")
+    update.add_argument("--out", help="folder for the updated model (default: replace DIR)")
+    update.add_argument("--epochs", type=int, help="default: a twentieth of the original run's (>= 5)")
+    update.add_argument(
+        "--replay", type=float, default=4.0, help="old triples replayed per new one (default 4)"
+    )
+    update.add_argument("--lr", type=float, help="learning rate (default: the original run's)")
+    update.add_argument("--quiet", action="store_true", help="no progress bars")
+    update.set_defaults(handler=_cmd_update)
 
 
 # ---------------------------------------------------------------------- RDF enrichment
@@ -597,6 +743,7 @@ def _cmd_enrich(args: argparse.Namespace) -> int:
         "stop_after": args.stop_after,
         "run_time": args.run_time,
         "progress": not args.quiet,
+        "constraints": args.constraints,
     }
     model: Any = args.model
     if args.train:
@@ -651,6 +798,13 @@ def _add_enrich_parser(sub: Any) -> None:
         "--relation", action="append", required=True, metavar="IRI", help="relation to predict (repeatable)"
     )
     enrich.add_argument("--subjects-of", metavar="CLASS", help="only subjects with rdf:type CLASS (an IRI)")
+    enrich.add_argument(
+        "--constraints",
+        choices=("types", "observed", "none"),
+        default="types",
+        help="subjects and objects must fit the relation's rdfs:domain/range or the types seen in training "
+        "(default types), have been seen in that role (observed), or anything goes (none)",
+    )
     enrich.add_argument("--k", type=int, default=5, help="predictions per subject and relation (default 5)")
     enrich.add_argument(
         "--min-score", type=float, default=0.0, metavar="S", help="minimum calibrated probability (default 0)"
@@ -686,9 +840,11 @@ def _add_enrich_parser(sub: Any) -> None:
         metavar="ISO8601",
         help="provenance time (default: SOURCE_DATE_EPOCH when set, else now); fixes the output bytes",
     )
-    _add_training_options(enrich)
     enrich.add_argument("--quiet", action="store_true", help="no progress bar")
     enrich.add_argument("--json", action="store_true", help="print a JSON summary")
+    _add_training_options(
+        enrich.add_argument_group("training (only with --train; the same options as `kgemb train`)")
+    )
     enrich.set_defaults(handler=_cmd_enrich)
 
 
@@ -716,8 +872,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
-        parser.print_help()
-        return 0
+        parser.print_usage(sys.stderr)
+        print("kgemb: error: no command given; run `kgemb --help` to see the commands", file=sys.stderr)
+        return 2
     try:
         return handler(args)
     except KgembError as exc:

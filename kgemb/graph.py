@@ -364,6 +364,27 @@ class KnowledgeGraph:
         return g
 
     @classmethod
+    def from_triples_factory(
+        cls, factory: pykeen.triples.TriplesFactory, split: str = "train"
+    ) -> KnowledgeGraph:
+        """A graph from a PyKEEN ``TriplesFactory`` (its labels become keys, ids kept), all triples in ``split``;
+        a ``TriplesNumericLiteralsFactory`` or any subclass works the same."""
+        builder = GraphBuilder()
+        entity_to_id = getattr(factory, "entity_to_id", None) or {
+            str(i): i for i in range(factory.num_entities)
+        }
+        relation_to_id = getattr(factory, "relation_to_id", None) or {
+            str(i): i for i in range(factory.num_relations)
+        }
+        for key, _ in sorted(entity_to_id.items(), key=lambda item: item[1]):
+            builder.add_entity(str(key))
+        for key, _ in sorted(relation_to_id.items(), key=lambda item: item[1]):
+            builder.add_relation(str(key))
+        for h, r, t in factory.mapped_triples.tolist():
+            builder.add_triple_ids(h, r, t, split)
+        return builder.build({"source": f"pykeen.{type(factory).__name__}"})
+
+    @classmethod
     def from_networkx(cls, g: networkx.Graph) -> KnowledgeGraph:
         """A graph from any networkx graph. Node keys are ``str(node)``; texts come from the node attributes
         ``labels``/``descriptions``/... (as :meth:`to_networkx` writes them) or a plain ``label``/``name``; an
@@ -440,24 +461,36 @@ class KnowledgeGraph:
             raise InputError(
                 f"{path} is not a valid kgemb graph file ({exc}); save the graph again"
             ) from None
-        if doc.get("format") != FORMAT:
-            raise InputError(
-                f"{path} has format {doc.get('format')!r}, expected {FORMAT!r}; save the graph again"
-            )
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+            raise InputError(f"{path} has format {found!r}, expected {FORMAT!r}; save the graph again")
+        for field_name, kind in (("splits", list | dict), ("entities", list), ("relations", list),
+                                 ("relation_labels", list), ("metadata", dict | None)):  # fmt: skip
+            if not isinstance(doc.get(field_name), kind) and not (
+                field_name == "metadata" and field_name not in doc
+            ):
+                raise InputError(
+                    f"{path}: field {field_name!r} is missing or not a {'list' if kind is list else 'JSON object'}; "
+                    "this is not a graph kgemb saved: save the graph again"
+                )
         splits = {}
         for name in doc["splits"]:
+            if name not in SPLITS:
+                raise InputError(
+                    f"{path}: field 'splits' names {name!r}, not one of {list(SPLITS)}; save again"
+                )
             npy = src / f"triples_{name}.npy"
             try:
                 splits[name] = np.load(npy, allow_pickle=False)
             except (OSError, ValueError) as exc:
                 raise InputError(f"{npy} cannot be read ({exc}); save the graph again") from None
-        return cls(
-            [Entity.from_json(e) for e in doc["entities"]],
-            doc["relations"],
-            doc["relation_labels"],
-            splits,
-            doc.get("metadata") or {},
-        )
+        try:
+            entities = [Entity.from_json(e) for e in doc["entities"]]
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise InputError(
+                f"{path}: an item of field 'entities' is malformed ({type(exc).__name__}: {exc}); save the graph again"
+            ) from None
+        return cls(entities, doc["relations"], doc["relation_labels"], splits, doc.get("metadata") or {})
 
 
 class GraphBuilder:
@@ -627,3 +660,16 @@ def _deduplicate(raw: dict[str, np.ndarray], num_entities: int, num_relations: i
         out[s] = raw[s][keep[start : start + n]]
         start += n
     return out, int(total - len(first))
+
+
+def as_graph(value: Any) -> KnowledgeGraph:
+    """``value`` as a KnowledgeGraph: itself, or converted from a PyKEEN ``TriplesFactory``; anything else is
+    refused with a message naming what is accepted."""
+    if isinstance(value, KnowledgeGraph):
+        return value
+    if hasattr(value, "mapped_triples") and hasattr(value, "num_entities"):
+        return KnowledgeGraph.from_triples_factory(value)
+    raise InputError(
+        f"cannot train on a {type(value).__name__}: pass a kgemb.KnowledgeGraph (rdf.load, tabular.load, "
+        "neo4j.pull) or a PyKEEN TriplesFactory"
+    )

@@ -670,6 +670,9 @@ def train(kg: KnowledgeGraph, *, encoder: Any = "default", **options: Any) -> Tr
     model folder, or a TextEncoder. The same ``seed`` gives the same model.
     """
     cfg = TrainingConfig.from_options(options)
+    from kgemb.graph import as_graph
+
+    kg = as_graph(kg)  # a PyKEEN TriplesFactory works too
     check_graph(kg)
     train_triples = kg.triples("train")
     cfg = cfg.resolved(len(train_triples), kg.num_entities)

@@ -12,6 +12,7 @@ from typing import Any
 _LAZY: dict[str, str] = {
     "LinkPredictor": "kgemb.reasoning.predictor",
     "Prediction": "kgemb.reasoning.predictor",
+    "Predictions": "kgemb.reasoning.predictor",
     "Contribution": "kgemb.reasoning.predictor",
     "Calibration": "kgemb.reasoning.calibration",
     "Explanation": "kgemb.reasoning.explain",
@@ -27,3 +28,8 @@ def __getattr__(name: str) -> Any:
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
+
+
+def __dir__() -> list[str]:
+    """The module's names plus the lazily loaded ones, so tab completion and ``dir()`` show them."""
+    return sorted({*globals(), *_LAZY})

@@ -79,6 +79,23 @@ class Prediction:
         return out
 
 
+class Predictions(list):
+    """A ranking: a list of :class:`Prediction`, best first, that also becomes a pandas DataFrame (as PyKEEN's
+    ``predict_target(...).df``)."""
+
+    def to_df(self) -> Any:
+        """One row per answer: key, label, score, rank, id, raw, known."""
+        import pandas as pd
+
+        columns = ["key", "label", "score", "rank", "id", "raw", "known"]
+        return pd.DataFrame([[getattr(p, c) for c in columns] for p in self], columns=columns)
+
+    @property
+    def df(self) -> Any:
+        """:meth:`to_df`, under PyKEEN's name."""
+        return self.to_df()
+
+
 @dataclass
 class _Query:
     """A resolved entity: an id in the graph, or the vector of a new entity from its text."""
@@ -236,6 +253,11 @@ class LinkPredictor:
     def _anchor(self, query: _Query) -> torch.Tensor:
         return query.vector if query.id is None else self.scorer.anchors([query.id])[0]
 
+    @property
+    def constraints(self) -> TypeConstraints:
+        """The type constraints of this predictor's default mode (which entities may fill each side)."""
+        return self._constraint(None)
+
     def _constraint(self, mode: str | None) -> TypeConstraints:
         mode = self.constraint_mode if mode is None else mode
         if mode not in self._constraints:
@@ -253,7 +275,7 @@ class LinkPredictor:
         constraints: str | None = None,
         min_score: float | None = None,
         allow_new: bool | None = None,
-    ) -> list[Prediction]:
+    ) -> Predictions:
         """The ``k`` most probable tails of ``(head, relation, ?)``, best first."""
         return self._predict("tail", head, relation, k, filter_known, constraints, min_score, allow_new)
 
@@ -267,7 +289,7 @@ class LinkPredictor:
         constraints: str | None = None,
         min_score: float | None = None,
         allow_new: bool | None = None,
-    ) -> list[Prediction]:
+    ) -> Predictions:
         """The ``k`` most probable heads of ``(?, relation, tail)``, best first."""
         return self._predict("head", tail, relation, k, filter_known, constraints, min_score, allow_new)
 
@@ -281,10 +303,12 @@ class LinkPredictor:
         constraints: str | None,
         min_score: float | None,
         allow_new: bool | None,
-    ) -> list[Prediction]:
+    ) -> Predictions:
         k = _check_k(k)
         r = self.relation(relation)
         query = self._resolve(anchor_name, allow_new)
+        if query.id is not None:  # the anchor must fit its side too (no has_symptom tails for a symptom)
+            self._constraint(constraints).check(query.id, r, "head" if side == "tail" else "tail")
         ids, raw = self._top_batch(
             side, self._anchor(query)[None], np.array([r]), k, [query.id], filter_known, constraints
         )
@@ -294,7 +318,7 @@ class LinkPredictor:
         if query.id is not None:
             pairs = np.stack([np.full_like(ids[0], query.id), np.full_like(ids[0], r), ids[0]], axis=1)
             known = self.links.contains(pairs if side == "tail" else pairs[:, ::-1])
-        out: list[Prediction] = []
+        out = Predictions()
         for i, s, p, kn in zip(ids[0].tolist(), raw[0], probs[0], known, strict=True):
             if i < 0 or (floor is not None and p < floor):
                 continue
@@ -715,7 +739,7 @@ class LinkPredictor:
             self._text_index = TextIndex(self.model)
         return self._text_index
 
-    def search(self, text: str, k: int = 10) -> list[Prediction]:
+    def search(self, text: str, k: int = 10) -> Predictions:
         """Entities whose texts (any label or description, any language) are closest to a free text; the
         score is the cosine similarity of the best-matching text (see :mod:`kgemb.reasoning.search`)."""
         return self.search_many([text], k)[0]
@@ -726,10 +750,10 @@ class LinkPredictor:
         if isinstance(texts, str):
             raise InputError("search_many takes a list of texts; for one text call search(text)")
         return [
-            [
+            Predictions(
                 Prediction(self.kg.entities[i].key, self._label(i), sim, n + 1, i)
                 for n, (i, sim) in enumerate(hits)
-            ]
+            )
             for hits in self.text_index.search_many(list(texts), k)
         ]
 

@@ -11,13 +11,13 @@ from kgemb.errors import ConfigError, InputError
 DEFAULT_NAMES = ("default", "usem3")
 
 
-def load_encoder(spec: str | TextEncoder = "default", **options: Any) -> TextEncoder:
+def load_encoder(spec: str | TextEncoder | Any = "default", **options: Any) -> TextEncoder:
     """Build the encoder ``spec`` names: "default" (USE multilingual v3, offline), a hub id or a model folder.
 
     ``options`` go to the backend; every encoder takes ``threads`` (default: all cores), ``cache`` (default
     True) and ``cache_dir`` (default ``$KGEMB_CACHE_DIR`` or ``~/.cache/kgemb``), ``max_chars`` and
     ``batch_size``; transformers models take more (see ``kgemb.encoders.hf.HFEncoder``). A TextEncoder given
-    as ``spec`` is returned as it is.
+    as ``spec`` is returned as it is; a ``SentenceTransformer`` instance is wrapped.
     """
     if isinstance(spec, TextEncoder):
         if options:
@@ -25,6 +25,10 @@ def load_encoder(spec: str | TextEncoder = "default", **options: Any) -> TextEnc
                 f"options {sorted(options)} cannot change an encoder already built: pass a spec string"
             )
         return spec
+    from kgemb.encoders.st import SentenceTransformerEncoder, is_sentence_transformer
+
+    if is_sentence_transformer(spec):  # a sentence_transformers model the caller built
+        return SentenceTransformerEncoder(spec, **options)
     if not isinstance(spec, str) or not spec.strip():
         raise InputError(
             f"encoder {spec!r} is not a name: pass 'default', a Hugging Face id such as "

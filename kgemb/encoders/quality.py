@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -10,19 +11,55 @@ import numpy as np
 from kgemb.encoders.base import TextEncoder
 from kgemb.errors import InputError
 
+_LANG = re.compile(r"[a-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})?")
+
 
 def read_pairs(path: str | Path) -> list[tuple[str, str, str, str]]:
-    """Rows (lang, domain, english, translation) of a tab-separated pair list; '#' lines and the header skipped."""
+    """Rows (lang, domain, english, translation) of a tab-separated pair list; '#' lines skipped. Three layouts:
+    long (``lang, domain, en, translation``, an optional ``lang`` header), three columns (``lang, en,
+    translation``), or wide: a header of language codes with ``en`` among them (``en  zh  ja``), a term a row."""
+    lines = [
+        (number, line.rstrip("\r"))
+        for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1)
+        if line.strip() and not line.startswith("#")
+    ]
+    if not lines:
+        raise InputError(f"{path} holds no translation pairs; one pair a line, tab-separated")
+    header = [f.strip() for f in lines[0][1].split("\t")]
+    if "en" in header and len(header) >= 2 and all(_LANG.fullmatch(h) for h in header):
+        return _wide_pairs(path, header, lines[1:])
     rows = []
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip() or line.startswith("#") or line.startswith("lang\t"):
-            continue
+    for number, line in lines:
         fields = line.split("\t")
-        if len(fields) != 4:
+        if fields[0] == "lang":
+            continue
+        if len(fields) == 4:
+            rows.append((fields[0], fields[1], fields[2], fields[3]))
+        elif len(fields) == 3:
+            rows.append((fields[0], "", fields[1], fields[2]))
+        else:
             raise InputError(
-                f"{path}:{number} has {len(fields)} fields, not 4 (lang, domain, en, translation)"
+                f"{path}:{number} has {len(fields)} fields; write lang, domain, en, translation (or lang, en, "
+                "translation), or start the file with a header of language codes such as en<TAB>zh"
             )
-        rows.append((fields[0], fields[1], fields[2], fields[3]))
+    return rows
+
+
+def _wide_pairs(
+    path: str | Path, header: list[str], lines: list[tuple[int, str]]
+) -> list[tuple[str, str, str, str]]:
+    """Pairs of a wide table: the ``en`` column against every other language column."""
+    en = header.index("en")
+    rows = []
+    for number, line in lines:
+        fields = line.split("\t")
+        if len(fields) != len(header):
+            raise InputError(
+                f"{path}:{number} has {len(fields)} fields, the header {len(header)}; fix that line"
+            )
+        for i, lang in enumerate(header):
+            if i != en and fields[i].strip() and fields[en].strip():
+                rows.append((lang, "", fields[en].strip(), fields[i].strip()))
     return rows
 
 

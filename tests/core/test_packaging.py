@@ -32,6 +32,7 @@ def test_wheel_imports_all_parts(tmp_path: Path) -> None:
         zf.extractall(site)
     assert "kgemb/connectors/rdf.py" in names or "kgemb/connectors/__init__.py" in names
     assert not any(n.startswith(("connectors/", "reasoning/", "tests/")) for n in names)
+    assert "kgemb/py.typed" in names, "type checkers need the py.typed marker (PEP 561)"
     # -S: no site-packages, so the editable install of the checkout cannot answer instead of the wheel.
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]); import kgemb, kgemb.connectors, kgemb.reasoning; "
