@@ -207,6 +207,10 @@ class TextAwareRepresentation(Representation):
             nn.init.zeros_(self.gate.bias)
         self._cache = None
 
+    def clear_cache(self) -> None:
+        """Forget the cached entity vectors (they are recomputed on next use, with this process's threads)."""
+        self._cache = None
+
     def train(self, mode: bool = True) -> TextAwareRepresentation:
         # the cache is dropped for training only: PyKEEN's predict() calls eval() for every batch, and the cache
         # key already sees any change of the weights
@@ -564,6 +568,9 @@ class TrainedModel:
     ) -> None:
         self.kg = kg
         self.pykeen_model = model.eval()
+        # vectors cached while training ran with its own thread count would differ in the last bits from the
+        # same model's vectors computed here (e.g. after save and load)
+        self.representation.clear_cache()
         self.config = config
         self.features = features
         self._encoder = encoder
