@@ -8,6 +8,10 @@ asks for ``neo4j_driver`` starts from an empty database.
 from __future__ import annotations
 
 import os
+
+# MKL's results depend on the memory alignment of the operands unless this is set before it starts: a model and
+# the same model reloaded from disk then differ in the last bit of a score (seen as 5e-7 in test_artifact)
+os.environ.setdefault("MKL_CBWR", "COMPATIBLE")
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path

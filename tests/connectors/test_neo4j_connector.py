@@ -325,9 +325,10 @@ def test_query_vectors_give_the_model_scores(medical) -> None:
     kg, _ = medical
     for interaction in ("rotate", "transe", "distmult", "complex"):
         model = kgemb.train(
-            kg, mode="structure", interaction=interaction, dim=16, epochs=1, show_progress=False
+            kg, mode="structure", interaction=interaction, dim=16, epochs=1, show_progress=False, rules=False
         )
         e, rel = model.entity_vectors().astype(np.float64), model.relation_vectors()
+        assert model.config["reciprocal"] and len(rel) == 2 * kg.num_relations
         heads, r = np.arange(5), 1
         q = query_vectors(interaction, "tail", e[heads], rel[[r] * 5])
         exact = model.score_tails(torch.as_tensor(heads), torch.full((5,), r)).numpy()
@@ -338,7 +339,8 @@ def test_query_vectors_give_the_model_scores(medical) -> None:
         else:
             implied = q @ e.T
         np.testing.assert_allclose(implied, exact, rtol=1e-4, atol=1e-4, err_msg=interaction)
-        q = query_vectors(interaction, "head", e[heads], rel[[r] * 5])
+        # a reciprocal model answers (?, r, t) as (t, r + R, ?): the tail query of the inverse relation's row
+        q = query_vectors(interaction, "tail", e[heads], rel[[r + kg.num_relations] * 5])
         exact = model.score_heads(torch.full((5,), r), torch.as_tensor(heads)).numpy()
         if interaction == "rotate":
             implied = -np.linalg.norm(q[:, None, :] - e[None], axis=-1)

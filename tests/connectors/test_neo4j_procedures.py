@@ -43,6 +43,7 @@ def models(medical_kg) -> dict:
             early_stopping=False,
             show_progress=False,
             seed=0,
+            rules=False,  # the plugin scores by the vectors; the rule channel is Python's only
         )
         out[name] = (model, LinkPredictor(model))
     return out
