@@ -33,6 +33,7 @@ def medical_model_dir(tmp_path_factory: pytest.TempPathFactory, medical_kg) -> P
         early_stopping=False,
         show_progress=False,
         seed=0,
+        rules=False,  # the embedding's own scores; the rule channel is tested in tests/core/test_objective.py
     )
     out = tmp_path_factory.mktemp("medical-model")
     model.save(out)
