@@ -96,7 +96,7 @@ def run_popularity(spec: dict[str, Any]) -> dict[str, Any]:
         "hits@1": float(np.mean(both <= 1)),
         "hits@3": float(np.mean(both <= 3)),
         "hits@10": float(np.mean(both <= 10)),
-        "n": len(both),
+        "n": len(test),
         **per_direction([np.asarray(r) for r in ranks]),
         "minutes": 0.0,
         "epochs": 0,
