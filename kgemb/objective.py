@@ -106,10 +106,16 @@ class KnownAnswers:
         key = anchors.astype(np.int64) * num_relations + relations
         order = np.lexsort((answers, key))
         keys, starts = np.unique(key[order], return_index=True)
+        self.num_relations, self.keys = num_relations, keys
         self.indptr = torch.from_numpy(np.append(starts, len(key)).astype(np.int64))
         self.answers = torch.from_numpy(answers[order].astype(np.int64))
         #: the query id of each example (position in the distinct queries)
-        self.query_of = torch.from_numpy(np.searchsorted(keys, key).astype(np.int64))
+        self.query_of = self.lookup(anchors, relations)
+
+    def lookup(self, anchors: np.ndarray, relations: np.ndarray) -> torch.Tensor:
+        """The query ids of ``(anchor, relation)`` pairs that are among the known queries."""
+        key = np.asarray(anchors, dtype=np.int64) * self.num_relations + np.asarray(relations)
+        return torch.from_numpy(np.searchsorted(self.keys, key).astype(np.int64))
 
     def pairs(self, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(row, entity)`` for every true answer of each query row."""

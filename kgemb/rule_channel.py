@@ -71,9 +71,7 @@ def fit_weights(
     queries = torch.from_numpy(reciprocal_examples(valid, kg.num_relations))
     known_all = reciprocal_examples(np.concatenate([kg.triples(s) for s in kg.splits]), kg.num_relations)
     known = KnownAnswers(known_all[:, 0], known_all[:, 1], known_all[:, 2], r2)
-    key_all = known_all[:, 0] * r2 + known_all[:, 1]
-    keys = np.unique(key_all)
-    query_ids = torch.from_numpy(np.searchsorted(keys, queries[:, 0].numpy() * r2 + queries[:, 1].numpy()))
+    query_ids = known.lookup(queries[:, 0].numpy(), queries[:, 1].numpy())
     weights = torch.tensor(WEIGHTS)
     reciprocal = torch.zeros(len(queries), len(WEIGHTS))
     model.eval()
