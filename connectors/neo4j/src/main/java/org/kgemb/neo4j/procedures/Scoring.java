@@ -172,56 +172,19 @@ public final class Scoring {
 
     /** The best {@code k} of {@code n} candidates by {@code value}, best first, on every core; {@code skip} left out. */
     static int[] topBy(Value value, int n, int k, BitSet skip) {
-        k = Math.min(k, n);
-        if (k <= 0) {
-            return new int[0];
-        }
-        int parts = n < PARALLEL_MIN / 4 ? 1 : THREADS;
-        List<Future<TopK>> futures = new ArrayList<>();
-        List<TopK> partial = new ArrayList<>();
-        int step = (n + parts - 1) / parts;
-        final int kk = k;
-        for (int s = 0; s < n; s += step) {
-            int from = s, to = Math.min(n, s + step);
-            java.util.concurrent.Callable<TopK> job = () -> {
-                TopK top = new TopK(kk);
-                for (int c = from; c < to; c++) {
-                    if (skip == null || !skip.get(c)) {
-                        float v = value.of(c);
-                        if (top.size < kk || v > top.min) {
-                            top.offer(v, c);
-                        }
+        int kk = Math.min(k, n);
+        return bestOf(n, n < PARALLEL_MIN / 4 ? 1 : THREADS, kk, (from, to) -> {
+            TopK top = new TopK(kk);
+            for (int c = from; c < to; c++) {
+                if (skip == null || !skip.get(c)) {
+                    float v = value.of(c);
+                    if (top.size < kk || v > top.min) {
+                        top.offer(v, c);
                     }
                 }
-                return top;
-            };
-            if (parts == 1) {
-                try {
-                    partial.add(job.call());
-                } catch (Exception e) {
-                    throw new IllegalStateException("the kgemb scan failed: " + e, e);
-                }
-            } else {
-                futures.add(POOL.submit(job));
             }
-        }
-        try {
-            for (Future<TopK> f : futures) {
-                partial.add(f.get());
-            }
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            throw new IllegalStateException("the kgemb scan was interrupted", e);
-        } catch (ExecutionException e) {
-            throw new IllegalStateException("the kgemb scan failed: " + e.getCause(), e.getCause());
-        }
-        TopK all = new TopK(k);
-        for (TopK t : partial) {
-            for (int j = 0; j < t.size; j++) {
-                all.offer(t.values[j], t.ids[j]);
-            }
-        }
-        return all.sortedIds();
+            return top;
+        });
     }
 
     /** log(sigmoid(x)), stable for large |x|. */
@@ -231,21 +194,32 @@ public final class Scoring {
 
     /** The best {@code k} entity indexes by scan value, best first; {@code skip} (may be null) are left out. */
     static int[] top(Interaction it, int p, float[] q, float[] vectors, int n, int dim, int k, BitSet skip) {
-        k = Math.min(k, n);
+        int kk = Math.min(k, n);
+        return bestOf(n, n < PARALLEL_MIN ? 1 : THREADS, kk,
+                (from, to) -> scanRange(it, p, q, vectors, from, to, dim, kk, skip));
+    }
+
+    /** The top {@code k} of one range of candidates. */
+    @FunctionalInterface
+    interface RangeScan {
+        TopK scan(int from, int to);
+    }
+
+    /** Split {@code 0..n} into {@code parts} ranges (scanned on the pool when there are several), merge their top
+     *  {@code k}, best first. */
+    private static int[] bestOf(int n, int parts, int k, RangeScan scan) {
         if (k <= 0) {
             return new int[0];
         }
-        int parts = n < PARALLEL_MIN ? 1 : THREADS;
         List<TopK> partial = new ArrayList<>();
         if (parts == 1) {
-            partial.add(scanRange(it, p, q, vectors, 0, n, dim, k, skip));
+            partial.add(scan.scan(0, n));
         } else {
             List<Future<TopK>> futures = new ArrayList<>();
             int step = (n + parts - 1) / parts;
             for (int s = 0; s < n; s += step) {
                 int from = s, to = Math.min(n, s + step);
-                final int kk = k;
-                futures.add(POOL.submit(() -> scanRange(it, p, q, vectors, from, to, dim, kk, skip)));
+                futures.add(POOL.submit(() -> scan.scan(from, to)));
             }
             try {
                 for (Future<TopK> f : futures) {
