@@ -139,12 +139,18 @@ def run_kgemb(spec: dict[str, Any]) -> dict[str, Any]:
     ranks: list[np.ndarray] = []
     metrics = model.evaluate("test", max_triples=spec.get("max_eval"), ranks_out=ranks)
     rules = model.config.get("rules") or {}
+    text = model.config.get("text_channel") or {}
     return {
         **metrics,
         **per_direction(ranks),
         "rules_used": rules.get("used"),
         "valid_mrr_without_rules": rules.get("valid_mrr_embedding"),
         "valid_mrr_combined": rules.get("valid_mrr_combined"),
+        "valid_text_channel": [
+            text.get(k) for k in ("valid_mrr_embedding", "valid_mrr_text_first", "valid_mrr_combined")
+        ]
+        if text
+        else None,
         "minutes": seconds / 60,
         "cpu_minutes": cpu / 60,
         "triples_per_s": len(kg.triples("train")) * model.config["training"]["epochs_run"] / fit,
@@ -317,13 +323,14 @@ def _fmt(x: Any, digits: int = 3) -> str:
 def table(rows: list[dict[str, Any]]) -> str:
     head = (
         "| data | setting | model | MRR | Hits@1 | Hits@3 | Hits@10 | test n | epochs (best) | train min "
-        "| CPU min | triples/s | peak MB | MRR head / tail | valid MRR, rules off / on |"
+        "| CPU min | triples/s | peak MB | MRR head / tail | valid MRR, rules off / on "
+        "| valid MRR (no rules): fused / text part / with text channel |"
     )
-    lines = [head, "|" + "---|" * 15]
+    lines = [head, "|" + "---|" * 16]
     for r in rows:
         m = r["result"]
         if "error" in m:
-            lines.append(f"| {r['data']} | {r['setting']} | {r['model']} | error: {m['error']} |" + " |" * 11)
+            lines.append(f"| {r['data']} | {r['setting']} | {r['model']} | error: {m['error']} |" + " |" * 12)
             continue
         epochs = f"{m['epochs']}" + (f" ({m['best_epoch']})" if m.get("best_epoch") else "")
         lines.append(
@@ -331,7 +338,9 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"{_fmt(m['hits@3'])} | {_fmt(m['hits@10'])} | {m['n']} | {epochs} | {_fmt(m['minutes'], 1)} | "
             f"{_fmt(m.get('cpu_minutes'), 1)} | {_fmt(m.get('triples_per_s'), 0)} | {_fmt(m['peak_mb'], 0)} | "
             f"{_fmt(m.get('mrr_head'))} / {_fmt(m.get('mrr_tail'))} | "
-            f"{_fmt(m.get('valid_mrr_without_rules'))} / {_fmt(m.get('valid_mrr_combined'))} |"
+            f"{_fmt(m.get('valid_mrr_without_rules'))} / {_fmt(m.get('valid_mrr_combined'))} | "
+            + " / ".join(_fmt(x) for x in (m.get("valid_text_channel") or []))
+            + " |"
         )
     return "\n".join(lines)
 
@@ -400,6 +409,7 @@ def main(argv: list[str] | None = None) -> str:
         "--max-eval", type=int, default=None, help="evaluate a fixed sample of the test triples"
     )
     parser.add_argument("--inductive", action="store_true", help="WN18RR: also the inductive re-split")
+    parser.add_argument("--inductive-only", action="store_true", help="only the inductive re-split's rows")
     parser.add_argument("--no-baseline", action="store_true", help="skip PyKEEN's pipeline")
     parser.add_argument("--no-pooling", action="store_true", help="skip the mean-pooling row")
     parser.add_argument(
@@ -449,7 +459,7 @@ def main(argv: list[str] | None = None) -> str:
         jobs.append((target, {**base, **spec, "label": f"{setting} {model}"}))
         labels.append((setting, model))
 
-    if not args.incremental_only:
+    if not (args.incremental_only or args.inductive_only):
         for mode in args.modes.split(","):
             record("transductive", f"kgemb {mode}", run_kgemb, {"options": {**options, "mode": mode}})
         if "fused" in args.modes and not args.no_pooling:
@@ -474,10 +484,10 @@ def main(argv: list[str] | None = None) -> str:
                 run_pykeen,
                 {"options": pykeen_options},
             )
-        if args.inductive:
-            for mode in args.modes.split(","):
-                spec = {"options": {**options, "mode": mode}, "inductive": True}
-                record("inductive", f"kgemb {mode}", run_kgemb, spec)
+    if (args.inductive or args.inductive_only) and not args.incremental_only:
+        for mode in args.modes.split(","):
+            spec = {"options": {**options, "mode": mode}, "inductive": True}
+            record("inductive", f"kgemb {mode}", run_kgemb, spec)
     if args.incremental or args.incremental_only:
         spec = {
             "options": {**options, "mode": "fused"},

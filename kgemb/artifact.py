@@ -203,7 +203,9 @@ def load(directory: str | os.PathLike, *, encoder: Any = None) -> TrainedModel:
     try:
         cfg = TrainingConfig.from_saved(config["training"])
         with _global_rng_kept():  # building the model seeds the global generators; loading must not
-            model = model_for(kg, cfg, features, seen=state.get("entity_representations.0.seen"))
+            folded = bool((config.get("text_channel") or {}).get("used"))
+            seen = state.get("entity_representations.0.seen")
+            model = model_for(kg, cfg, features, seen=seen, text_channel=folded)
         model.load_state_dict(state, strict=True)
     except (KeyError, RuntimeError, ConfigError) as exc:
         raise KgembError(
@@ -213,7 +215,7 @@ def load(directory: str | os.PathLike, *, encoder: Any = None) -> TrainedModel:
     model.eval()
     rules = config.get("rules") or {}
     if rules.get("used"):
-        from kgemb.rule_channel import RuleChannel
+        from kgemb.channels import RuleChannel
         from kgemb.rules import RuleSet
 
         try:

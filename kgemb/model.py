@@ -6,6 +6,9 @@ Three modes share one code path, :class:`TextAwareRepresentation`:
 - ``text``: a learned projection of the entity's frozen text features (pooled over its views), so an entity never
   seen in training still gets a vector;
 - ``fused``: the text projection plus a gated learned embedding; an entity unseen in training keeps its text part.
+  With a *text channel* (dot-product interactions), each entity vector is ``[fused ; text part]`` and each relation
+  vector ``[r ; w_r r]``, so every scorer computes ``fused score + w_r · text-part score`` with one product; ``w_r``
+  is chosen per relation on validation (:func:`kgemb.channels.fit_text_weights`, :func:`fold_text_channel`).
 
 The interaction (TransE, RotatE, …) and the relation representations are PyKEEN's own, looked up by name.
 """
@@ -156,19 +159,24 @@ class TextAwareRepresentation(Representation):
         structure_init: str = "xavier_uniform",
         structure_dropout: float = 0.0,
         normalize: bool = False,
+        text_channel: bool = False,
     ) -> None:
         if mode not in MODES:
             raise ConfigError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
         if combination not in COMBINATIONS:
             raise ConfigError(f"unknown combination {combination!r}; choose one of {', '.join(COMBINATIONS)}")
+        if text_channel and mode != "fused":
+            raise ConfigError("a text channel belongs to 'fused' models; the other modes have one part")
+        out_dim = 2 * dim if text_channel else dim  # [fused ; text part]
         super().__init__(
             max_id=max_id,
-            shape=(dim // 2,) if complex_ else (dim,),
+            shape=(out_dim // 2,) if complex_ else (out_dim,),
             normalizer="normalize" if normalize else None,
             normalizer_kwargs={"dim": -1} if normalize else None,
             unique=True,
         )
         self.mode, self.dim, self.complex, self.combination = mode, dim, complex_, combination
+        self.text_channel, self.out_dim = text_channel, out_dim
         self.structure_dropout = structure_dropout
         self.uses_text = mode in ("text", "fused")
         self.uses_structure = mode in ("structure", "fused")
@@ -226,12 +234,23 @@ class TextAwareRepresentation(Representation):
 
     # -- kgemb ---------------------------------------------------------------------------------------------------
     def real_vectors(self, indices: torch.Tensor | None = None) -> torch.Tensor:
-        """Entity vectors as reals, shape ``(*indices.shape, dim)`` (before the PyKEEN normalizer)."""
+        """Entity vectors as reals, shape ``(*indices.shape, out_dim)`` (before the PyKEEN normalizer)."""
+        x, text = self._parts(indices)
+        return x if not self.text_channel else torch.cat([x, text], dim=-1)
+
+    def parts(self, indices: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """A fused model's (fused vectors, text-part vectors) in the interaction's layout, normalised like the
+        model's vectors; each ``dim`` reals (the text channel's two halves, or what its training scores)."""
+        if self.mode != "fused":
+            raise ConfigError("only a 'fused' model has a fused and a text part")
+        x, text = self._parts(indices)
+        return tuple(self._as_interaction_layout(self._normalized_real(v)) for v in (x, text))  # type: ignore
+
+    def _parts(self, indices: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         shape = (self.max_id,) if indices is None else tuple(indices.shape)
         flat = None if indices is None else indices.reshape(-1)
-        parts = []
-        if self.uses_text:
-            parts.append(self.project(self._pooled_text(flat)))
+        text = self.project(self._pooled_text(flat)) if self.uses_text else None
+        x = text
         if self.uses_structure:
             s = self.structure(indices=flat)
             if self.mode == "fused":
@@ -239,9 +258,9 @@ class TextAwareRepresentation(Representation):
                 if self.training and self.structure_dropout > 0:
                     keep = keep & (torch.rand(keep.shape, device=keep.device) >= self.structure_dropout)
                 s = s * keep.unsqueeze(1).to(s.dtype)
-            parts.append(s)
-        x = parts[0] if len(parts) == 1 else self._combine(*parts)
-        return x.reshape(*shape, self.dim)
+            x = s if text is None else self._combine(text, s)
+        assert x is not None
+        return x.reshape(*shape, self.dim), None if text is None else text.reshape(*shape, self.dim)
 
     def text_only(self, standardised: torch.Tensor) -> torch.Tensor:
         """Vectors (reals, normalised like the model's) of new entities from their standardised text features."""
@@ -250,6 +269,8 @@ class TextAwareRepresentation(Representation):
                 "this model was trained in 'structure' mode and has no text part; train 'text' or 'fused'"
             )
         x = self.project(standardised.to(self.project.weight.device))
+        if self.text_channel:  # a new entity's fused vector is its text part
+            x = torch.cat([x, x], dim=-1)
         return self._normalized_real(x)
 
     def _normalized_real(self, x: torch.Tensor) -> torch.Tensor:
@@ -276,9 +297,7 @@ class TextAwareRepresentation(Representation):
         return self.pooling(self.text_vectors[view_ids], segment, flat.numel())
 
     def _as_interaction_layout(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.complex:
-            return x
-        return torch.view_as_complex(x.reshape(*x.shape[:-1], self.dim // 2, 2).contiguous())
+        return to_interaction_layout(x, self.complex)
 
     def _cached(self) -> torch.Tensor:
         key = tuple((p.data_ptr(), p._version) for p in self.parameters())
@@ -318,6 +337,13 @@ def product_form(interaction: Any) -> str | None:
     if name == "TransEInteraction" and interaction.p == 2 and not interaction.power_norm:
         return "distance"
     return None
+
+
+def product_form_of(interaction: str) -> str | None:
+    """:func:`product_form` of an interaction given by kgemb's name (``"complex"``, ``"rotate"``, ...)."""
+    return {"distmult": "dot", "complex": "dot", "rotate": "distance"}.get(
+        interaction_spec(interaction).pykeen_name
+    )
 
 
 def query_vector(interaction: Any, side: Side, anchor: torch.Tensor, rel: torch.Tensor) -> torch.Tensor:
@@ -364,7 +390,7 @@ class TextAwareModel(ERModel):
         super().__init__(*args, **kwargs)
         self.num_base_relations = self.num_relations if num_base_relations is None else num_base_relations
         self.reciprocal = self.num_relations == 2 * self.num_base_relations
-        self.rule_channel: Any = None  # a kgemb.rule_channel.RuleChannel, added to scores by entity ids
+        self.rule_channel: Any = None  # a kgemb.channels.RuleChannel, added to scores by entity ids
 
     @property
     def scoring_form(self) -> str | None:
@@ -479,12 +505,18 @@ def build_model(
     loss: str | None = None,
     loss_kwargs: dict[str, Any] | None = None,
     reciprocal: bool = False,
+    text_channel: bool = False,
     seed: int = 0,
 ) -> TextAwareModel:
     """Compose a PyKEEN ``ERModel``: the text-aware entity representation, PyKEEN relation embeddings, interaction.
 
-    ``reciprocal``: one more relation representation per relation, its inverse (see :class:`TextAwareModel`)."""
+    ``reciprocal``: one more relation representation per relation, its inverse (see :class:`TextAwareModel`).
+    ``text_channel``: the layout of :func:`fold_text_channel` (vectors twice as long), to load a folded model."""
     spec = interaction_spec(interaction)
+    if text_channel and product_form_of(interaction) != "dot":
+        raise ConfigError(
+            f"a text channel needs a dot-product interaction (complex, distmult), not {interaction}"
+        )
     num_base_relations = info.num_relations
     if reciprocal:
         info = KGInfo(
@@ -511,8 +543,9 @@ def build_model(
         structure_init=spec.entity_init,
         structure_dropout=structure_dropout,
         normalize=spec.normalize_entities,
+        text_channel=text_channel,
     )
-    rel_dim = dim // 2 if spec.complex else dim
+    rel_dim = (dim // 2 if spec.complex else dim) * (2 if text_channel else 1)
     relation_kwargs = []
     for k in range(spec.relation_reps):
         kwargs: dict[str, Any] = {"shape": rel_dim}
@@ -541,6 +574,30 @@ def build_model(
         random_seed=seed,
         num_base_relations=num_base_relations,
     )
+
+
+def fold_text_channel(state: dict[str, torch.Tensor], weights: Any) -> dict[str, torch.Tensor]:
+    """The state dict of a fused model (trained with its text part's own loss, :mod:`kgemb.objective`) with its text
+    channel folded in: relation row ``r`` becomes ``[r ; w_r r]``, so that on the representation's
+    ``[fused ; text part]`` vectors a dot-product interaction scores ``fused + w_r · text part``. Load it into
+    ``build_model(..., text_channel=True)``; :func:`unfold_text_channel` undoes it."""
+    w = torch.as_tensor(np.asarray(weights, dtype=np.float32))
+    out = dict(state)
+    for name, value in state.items():
+        if name.startswith("relation_representations") and name.endswith("_embeddings.weight"):
+            if len(w) != len(value):
+                raise ValueError(f"{len(w)} text weights for {len(value)} relation rows")
+            out[name] = torch.cat([value, value * w.to(value.dtype).unsqueeze(1)], dim=1)
+    return out
+
+
+def unfold_text_channel(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A folded state dict (:func:`fold_text_channel`) back in the training layout (the relation rows' first half)."""
+    out = dict(state)
+    for name, value in state.items():
+        if name.startswith("relation_representations") and name.endswith("_embeddings.weight"):
+            out[name] = value[:, : value.shape[1] // 2].contiguous()
+    return out
 
 
 def _index(values: Any, upper: int, what: str) -> torch.Tensor:
@@ -693,8 +750,9 @@ class TrainedModel:
         v = torch.as_tensor(vectors, dtype=torch.float32)
         if v.ndim == 1:
             v = v.unsqueeze(0)
-        if v.ndim != 2 or v.shape[1] != self.config["dim"]:
-            raise InputError(f"vectors must have shape (n, {self.config['dim']}); got {tuple(v.shape)}")
+        width = self.representation.out_dim
+        if v.ndim != 2 or v.shape[1] != width:
+            raise InputError(f"vectors must have shape (n, {width}); got {tuple(v.shape)}")
         r = _index(relations, self.kg.num_relations, "relation")
         if r.numel() == 1 and v.shape[0] > 1:
             r = r.expand(v.shape[0])

@@ -12,7 +12,10 @@ candidates by the same matrix product that evaluation and ranking use (:func:`~k
   first).
 
 Other true answers of a query in the training graph are masked out of its negatives. The loss is softmax
-cross-entropy with label smoothing, plus an N3 penalty (Lacroix et al. 2018) on the factors the batch uses. The
+cross-entropy with label smoothing, plus an N3 penalty (Lacroix et al. 2018) on the factors the batch uses. A fused
+model's text part also gets a loss of its own (``text_loss``, the same cross-entropy on the scores of the text-part
+vectors with the same relations), so that it ranks well alone: the text channel (:mod:`kgemb.channels`) and entities
+unseen in training use it. The
 optimiser (:class:`RowAdam`) updates only the embedding rows a batch touched when the candidates are sampled.
 
 :class:`OneToNLoop` has the attributes PyKEEN's training loops expose to callbacks (``model``, ``optimizer``,
@@ -42,6 +45,7 @@ class Objective:
     temperature: float = 1.0  # logits are scores / temperature
     lr: float = 0.01
     weight_decay: float = 0.0  # L2 on the dense (non-embedding) weights: projection, gate, pooling
+    text_loss: float = 0.0  # fused models: weight of the text part's own cross-entropy
 
 
 class RowAdam(torch.optim.Optimizer):
@@ -222,28 +226,25 @@ class OneToNLoop:
         batch = self.examples[rows].to(device)
         anchors, relations, answers = batch[:, 0], batch[:, 1], batch[:, 2]
         entity_rep = model.entity_representations[0]
+        text_loss = obj.text_loss if entity_rep.mode == "fused" else 0.0
         if self.sampled:
             candidates = shared_candidates(self.num_entities, obj.negatives, anchors, answers)
-            ents = entity_rep(indices=candidates)
             target = torch.searchsorted(candidates, answers.contiguous())
-            anchor_vec = ents[torch.searchsorted(candidates, anchors.contiguous())]
+            anchor_pos = torch.searchsorted(candidates, anchors.contiguous())
         else:
-            candidates = None
-            ents = entity_rep(indices=None)
-            target = answers
-            anchor_vec = ents[anchors]
+            candidates, target, anchor_pos = None, answers, anchors
+        if text_loss:
+            ents, text_ents = entity_rep.parts(candidates)
+        else:
+            ents, text_ents = entity_rep(indices=candidates), None
+        anchor_vec = ents[anchor_pos]
         rels = [rep(indices=relations) for rep in model.relation_representations]
         logits = self._scores(anchor_vec, rels, ents)
-        if obj.temperature != 1.0:
-            logits = logits / obj.temperature
         mask = self._mask(self.known.query_of[rows], target, candidates, logits.shape[1])
-        lse = torch.logsumexp(logits.masked_fill(mask, float("-inf")), dim=1)
-        loss = lse - logits.gather(1, target.unsqueeze(1)).squeeze(1)
-        if obj.label_smoothing:  # cross-entropy against the uniform distribution over the row's candidates
-            valid = (~mask).sum(dim=1)
-            spread = lse - logits.masked_fill(mask, 0.0).sum(dim=1) / valid
-            loss = (1 - obj.label_smoothing) * loss + obj.label_smoothing * spread
-        loss = loss.mean()
+        loss = self._cross_entropy(logits, target, mask)
+        if text_ents is not None:
+            text_logits = self._scores(text_ents[anchor_pos], rels, text_ents)
+            loss = loss + text_loss * self._cross_entropy(text_logits, target, mask)
         if obj.n3:
             factors = [anchor_vec, ents[target], *rels]
             loss = loss + obj.n3 * sum(x.abs().pow(3).sum() for x in factors) / len(rows)
@@ -252,6 +253,19 @@ class OneToNLoop:
         self.optimizer.step()
         model.post_parameter_update()
         return float(loss.detach())
+
+    def _cross_entropy(self, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Mean softmax cross-entropy (label-smoothed) of the rows' targets among their unmasked candidates."""
+        obj = self.objective
+        if obj.temperature != 1.0:
+            logits = logits / obj.temperature
+        lse = torch.logsumexp(logits.masked_fill(mask, float("-inf")), dim=1)
+        loss = lse - logits.gather(1, target.unsqueeze(1)).squeeze(1)
+        if obj.label_smoothing:  # cross-entropy against the uniform distribution over the row's candidates
+            valid = (~mask).sum(dim=1)
+            spread = lse - logits.masked_fill(mask, 0.0).sum(dim=1) / valid
+            loss = (1 - obj.label_smoothing) * loss + obj.label_smoothing * spread
+        return loss.mean()
 
     def _scores(self, anchor: torch.Tensor, rels: list[torch.Tensor], ents: torch.Tensor) -> torch.Tensor:
         """Scores ``(b, C)`` of every candidate as the tail of each query, with gradients."""

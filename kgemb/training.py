@@ -37,8 +37,11 @@ from kgemb.model import (
     TrainedModel,
     build_model,
     check_dim,
+    fold_text_channel,
     interaction_spec,
+    product_form_of,
     relation_text_initializer,
+    unfold_text_channel,
 )
 
 if TYPE_CHECKING:
@@ -64,6 +67,8 @@ SHARED_NEGATIVES = 4096
 #: N3 weight by interaction (softmax objective): on UMLS N3 0.01 lifted ComplEx from 0.643 to 0.925 test MRR and
 #: lowered RotatE from 0.868 to 0.779
 DEFAULT_N3 = {"complex": 0.01, "distmult": 0.01}
+#: weight of a fused model's text-part loss beside its fused loss (TrainingConfig.text_channel)
+TEXT_LOSS = 1.0
 #: update() continues at this fraction of the original learning rate (Adam moves every candidate row)
 UPDATE_LR_FACTOR = 0.3
 CHECKPOINT_JSON = "checkpoint.json"
@@ -91,6 +96,9 @@ class TrainingConfig:
     negatives: int | None = None
     label_smoothing: float = 0.1  # softmax
     rules: bool = True  # mine rules and add them to the score per relation where validation says they help
+    # fused, softmax, complex/distmult: train the text part with a loss of its own and add its score per relation
+    # where validation says it helps (kgemb.channels)
+    text_channel: bool = True
     n3: float | None = None  # softmax: weight of the N3 regulariser; None: chosen for the graph
     sampler: str | None = (
         None  # "basic" (uniform) or "hard" (text neighbours + in-batch); None: hard for infonce
@@ -186,6 +194,16 @@ class TrainingConfig:
         return cls(**{k: v for k, v in training.items() if k in known})
 
     @property
+    def trains_text_channel(self) -> bool:
+        """Whether the run trains a text channel (see :attr:`text_channel`)."""
+        return (
+            self.text_channel
+            and self.mode == "fused"
+            and self.loss == "softmax"
+            and product_form_of(self.interaction) == "dot"
+        )
+
+    @property
     def reciprocal(self) -> bool:
         """Whether the model learns an inverse of every relation (the softmax objective trains both directions)."""
         return self.loss == "softmax"
@@ -239,6 +257,7 @@ class TrainingConfig:
                 if self.early_stopping and has_valid
                 else ", no early stopping"
             )
+            + (", text channel weighed on validation" if self.trains_text_channel and has_valid else "")
             + (
                 ", rules mined and weighed on validation"
                 if self.rules and has_valid
@@ -594,6 +613,7 @@ def _make_loop(model: Any, factory: Any, cfg: TrainingConfig, features: TextFeat
             temperature=cfg.temperature or 1.0,
             lr=cfg.lr,
             weight_decay=cfg.weight_decay,
+            text_loss=TEXT_LOSS if cfg.trains_text_channel else 0.0,
         )
         return OneToNLoop(model, factory.mapped_triples.numpy(), objective)
     if cfg.loss == "crossentropy":
@@ -632,9 +652,10 @@ def model_for(
     *,
     seen: torch.Tensor | None = None,
     relation_init: list[Any] | None = None,
+    text_channel: bool = False,
 ) -> TextAwareModel:
     """The untrained model ``cfg`` describes for ``kg`` (``seen``: entities with training triples, by default
-    those of ``kg``'s train split)."""
+    those of ``kg``'s train split; ``text_channel``: in the folded layout of :func:`attach_text_channel`)."""
     return build_model(
         kg.to_triples_factory("train"),
         mode=cfg.mode,
@@ -650,6 +671,7 @@ def model_for(
         loss=LOSSES[cfg.loss][0],
         loss_kwargs=cfg.loss_kwargs(),
         reciprocal=cfg.reciprocal,
+        text_channel=text_channel,
         seed=cfg.seed,
     )
 
@@ -691,6 +713,7 @@ def train(kg: KnowledgeGraph, *, encoder: Any = "default", **options: Any) -> Tr
         model = model_for(kg, cfg, features, relation_init=relation_init)
         info = encoder_info(enc, encoder) if enc is not None else None
         summary = _fit(kg, model, cfg, features, info)
+        model, text_channel = attach_text_channel(kg, model, cfg, features)
         rules = attach_rules(kg, model, cfg)
     valid_metrics = summary.pop("valid_metrics", None)
     config = {
@@ -704,6 +727,7 @@ def train(kg: KnowledgeGraph, *, encoder: Any = "default", **options: Any) -> Tr
         "encoder": info,
         "training": {**cfg.trained_settings(), "epochs": cfg.epochs, **summary},
         "metrics": {"valid": valid_metrics} if valid_metrics else {},
+        "text_channel": text_channel,
         "rules": rules,
         "versions": _versions(),
         "graph": {"entities": kg.num_entities, "relations": kg.num_relations, "train": len(train_triples)},
@@ -790,6 +814,26 @@ def _fit(
     return summary
 
 
+def attach_text_channel(
+    kg: KnowledgeGraph, model: TextAwareModel, cfg: TrainingConfig, features: TextFeatures | None
+) -> tuple[TextAwareModel, dict[str, Any] | None]:
+    """The trained fused ``model`` with its text channel folded in (:mod:`kgemb.channels`), weights per relation
+    chosen on the validation triples, and what config.json records; ``model`` itself and None when the run has
+    no text channel, the graph no validation triples, or no relation gains from the text part."""
+    if not cfg.trains_text_channel or len(kg.splits.get("valid", ())) == 0:
+        return model, None
+    from kgemb.channels import fit_text_weights
+
+    weights, summary = fit_text_weights(model, kg, seed=cfg.seed)
+    log.info("text channel: validation MRR %s", summary)
+    info = {"used": bool(weights.any()), "weights": [float(x) for x in weights], **summary}
+    if not info["used"]:
+        return model, info
+    folded = model_for(kg, cfg, features, seen=model.entity_representations[0].seen, text_channel=True)
+    folded.load_state_dict(fold_text_channel(model.state_dict(), weights))
+    return folded.eval(), info
+
+
 def attach_rules(kg: KnowledgeGraph, model: TextAwareModel, cfg: TrainingConfig) -> dict[str, Any] | None:
     """Mine rules from ``kg``'s training triples and give ``model`` its rule channel, with the weights per relation
     chosen on the validation triples (see :mod:`kgemb.rule_channel`); what config.json records, or None when
@@ -797,7 +841,7 @@ def attach_rules(kg: KnowledgeGraph, model: TextAwareModel, cfg: TrainingConfig)
     model.rule_channel = None
     if not cfg.rules or len(kg.splits.get("valid", ())) == 0:
         return None
-    from kgemb.rule_channel import RuleChannel, fit_weights
+    from kgemb.channels import RuleChannel, fit_weights
     from kgemb.rules import RuleSet
 
     started = time.perf_counter()
@@ -870,14 +914,19 @@ def update(
     if trained.features is not None:
         features = _extended_features(trained, new_kg, entity_map, cfg)
     model = model_for(new_kg, cfg, features)
-    _transfer_weights(trained.pykeen_model, model, entity_map, relation_map)
+    old_state = trained.pykeen_model.state_dict()
+    if (trained.config.get("text_channel") or {}).get("used"):
+        old_state = unfold_text_channel(old_state)  # trained in the training layout; folded again below
+    _transfer_weights(old_state, model, entity_map, relation_map)
     factory = new_kg.to_triples_factory("train").clone_and_exchange_triples(torch.as_tensor(schedule))
     with _threads(_auto_threads(cfg.threads, len(schedule))):
         summary = _fit(
             new_kg, model, cfg, features, trained.config.get("encoder"), factory, continue_from_weights=True
         )
+    model, text_channel = attach_text_channel(new_kg, model, cfg, features)
     rules = attach_rules(new_kg, model, cfg) if trained.pykeen_model.rule_channel is not None else None
     config = json.loads(json.dumps(trained.config))
+    config["text_channel"] = text_channel
     config["rules"] = rules
     config["graph"] = {
         "entities": new_kg.num_entities,
@@ -980,9 +1029,11 @@ def _extended_features(
     return TextFeatures(torch.cat(per_entity), offsets, old.center, old.scale)  # type: ignore[arg-type]
 
 
-def _transfer_weights(old: Any, new: Any, entity_map: np.ndarray, relation_map: np.ndarray) -> None:
-    """Copy every weight of the old model into the new one; entity and relation rows go to their new ids."""
-    old_state, new_state = old.state_dict(), new.state_dict()
+def _transfer_weights(
+    old_state: dict[str, torch.Tensor], new: Any, entity_map: np.ndarray, relation_map: np.ndarray
+) -> None:
+    """Copy every weight of the old model's state into the new one; entity and relation rows go to their new ids."""
+    new_state = new.state_dict()
     emap, rmap = torch.as_tensor(entity_map), torch.as_tensor(relation_map)
     fused = new.entity_representations[0].mode == "fused"
     for name, value in old_state.items():

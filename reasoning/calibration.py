@@ -145,7 +145,8 @@ def calibration_examples(
     known: LinkIndex | None = None,
 ) -> Examples:
     """Each triple of ``split`` (at most ``max_triples``, sampled by ``seed``) as a positive in both directions,
-    with ``negatives`` filtered negatives per direction (half hardest, half uniform); weights balance classes."""
+    with ``negatives`` filtered negatives per direction (half hardest, half uniform); weights balance classes.
+    Scores are the model's whole score, its rule channel included, as the predictor reports them."""
     kg = model.kg
     triples = kg.triples(split)
     rng = np.random.default_rng(seed)
@@ -167,13 +168,21 @@ def calibration_examples(
             anchor_col, truth_col = (0, 2) if side == "tail" else (2, 0)
             anchors = scorer.anchors(chunk[:, anchor_col])
             truth = torch.as_tensor(chunk[:, truth_col : truth_col + 1])
-            pos = scorer.exact(side, anchors, rels, truth)[:, 0].numpy()
+            rules = model.pykeen_model.rule_scores(side, torch.as_tensor(chunk[:, anchor_col]), rels)
+            pos = scorer.exact(side, anchors, rels, truth)
+            if rules is not None:
+                pos = pos + rules.gather(1, truth)
+            pos = pos[:, 0].numpy()
             filt = [  # every known answer of the query (the true one included) is no negative
                 np.sort(known.tails_of(a, r) if side == "tail" else known.heads_of(r, a))
                 for a, r in zip(chunk[:, anchor_col].tolist(), chunk[:, 1].tolist(), strict=True)
             ]
 
-            def mask_known(values: torch.Tensor, first: int, filt: list[np.ndarray] = filt) -> torch.Tensor:
+            def mask_known(
+                values: torch.Tensor, first: int, filt: list[np.ndarray] = filt, rules: Any = rules
+            ) -> torch.Tensor:
+                if rules is not None:
+                    values = values + rules[:, first : first + values.shape[1]]
                 for row, ids in enumerate(filt):
                     lo, hi = np.searchsorted(ids, [first, first + values.shape[1]])
                     if hi > lo:
@@ -184,7 +193,10 @@ def calibration_examples(
                 scorer.top(side, anchors, rels, n_hard, transform=mask_known)[0].numpy() if n_hard else None
             )
             rand_ids = rng.integers(0, num, size=(len(chunk), n_rand))
-            rand = scorer.exact(side, anchors, rels, torch.as_tensor(rand_ids)).numpy()
+            rand = scorer.exact(side, anchors, rels, torch.as_tensor(rand_ids))
+            if rules is not None:
+                rand = rand + rules.gather(1, torch.as_tensor(rand_ids))
+            rand = rand.numpy()
             for row, ids in enumerate(filt):
                 rand[row, np.isin(rand_ids[row], ids)] = -np.inf
             neg = rand if hard is None else np.concatenate([hard, rand], axis=1)

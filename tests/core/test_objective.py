@@ -114,3 +114,55 @@ def test_umls_with_the_default_objective_and_rules(tmp_path) -> None:
     model.save(tmp_path / "m")
     again = kgemb.load(tmp_path / "m")
     torch.testing.assert_close(again.score_tails([h], [r])[0], row)
+    # calibration is fitted on the scores the predictor reports: rules included
+    from kgemb.reasoning.calibration import calibration_examples
+
+    ex = calibration_examples(model, "valid", negatives=2, max_triples=5, seed=0)
+    valid = kg.triples("valid")
+    valid = valid[np.sort(np.random.default_rng(0).choice(len(valid), 5, replace=False))]  # as it samples
+    whole = model.score_tails(valid[:, 0], valid[:, 1])[torch.arange(5), valid[:, 2]]  # tail positives first
+    np.testing.assert_allclose(ex.scores[ex.labels == 1][:5], whole.numpy(), rtol=1e-5, atol=1e-4)
+
+
+def test_text_channel_is_folded_into_every_scorer(tmp_path) -> None:
+    """A fused ComplEx model's text channel: the folded model scores ``fused + w[r] * text part`` with the weights
+    chosen on validation (the inverse relation's weight for head queries), and the LinkPredictor and a reloaded
+    model see the same scores. On validation the combination is never below either part alone."""
+    kg = tabular.load("pykeen:UMLS")
+    train = kg.triples("train")
+    keep = np.random.default_rng(0).random(len(train)) < 0.9  # the rest comes in by update() below
+    first = kgemb.KnowledgeGraph(
+        kg.entities, kg.relations, kg.relation_labels, {**kg.splits, "train": train[keep]}
+    )
+    model = kgemb.train(first, mode="fused", dim=64, epochs=10, show_progress=False, rules=False)
+    channel = model.config["text_channel"]
+    assert channel["used"], channel
+    assert channel["valid_mrr_combined"] >= max(
+        channel["valid_mrr_embedding"], channel["valid_mrr_text_first"]
+    )
+    assert model.representation.out_dim == 128 and model.entity_vectors().shape == (kg.num_entities, 128)
+    w = torch.tensor(channel["weights"])
+    r_base = kg.num_relations
+    r = int(torch.argmax(w[:r_base]))  # a relation whose text weight is positive
+    fused, text = model.representation.parts(None)
+    relation = model.pykeen_model.relation_representations[0](indices=None)[:, :32]  # the unfolded rows
+
+    def by_hand(anchor: int, rel: int) -> torch.Tensor:
+        f = (fused[anchor] * relation[rel] * fused.conj()).sum(-1).real
+        t = (text[anchor] * relation[rel] * text.conj()).sum(-1).real
+        return f + w[rel] * t
+
+    torch.testing.assert_close(model.score_tails([3], [r])[0], by_hand(3, r), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(model.score_heads([r], [3])[0], by_hand(3, r + r_base), rtol=1e-4, atol=1e-4)
+    from kgemb.reasoning import LinkPredictor
+
+    best = LinkPredictor(model).tails(kg.entities[3].key, kg.relations[r], k=5, filter_known=False)
+    top = torch.topk(model.score_tails([3], [r])[0], 5)
+    assert [kg.entities[i].key for i in top.indices.tolist()] == [p.key for p in best]
+    model.save(tmp_path / "m")
+    again = kgemb.load(tmp_path / "m")
+    torch.testing.assert_close(again.score_tails([3], [r]), model.score_tails([3], [r]))
+    # continued training unfolds, trains and folds again with refitted weights
+    updated = model.update(kg, epochs=2)
+    assert updated.config["text_channel"] is not None
+    assert updated.evaluate("test")["mrr"] > 0.5

@@ -1,0 +1,158 @@
+"""A model's channels beside its embedding score, each weighted per relation and direction on validation.
+
+**Text channel** (fused models with a dot-product interaction): the text part of the entity vectors, trained with a
+loss of its own (:mod:`kgemb.objective`), scores every query too, and the model's score becomes
+``fused(a, r, e) + v[r] * text(a, r, e)`` with ``v[r]`` from :data:`TEXT_WEIGHTS` (:func:`fit_text_weights`). It is
+folded into the weights (:func:`kgemb.model.fold_text_channel`), so every scorer — evaluation, ranking, the Neo4j
+plugin — computes it in the same matrix product. 0 keeps the fused score alone; the largest weight ranks by text
+first. On validation the combination is therefore never below the fused score or the text part alone.
+
+**Rule channel**: mined rules (:mod:`kgemb.rules`) added to the embedding score. For a tail query ``(a, r, ?)`` (``r`` in ``0..2R-1``; head queries are tail queries of the inverse relation) the
+model's score of candidate ``e`` becomes::
+
+    score(a, r, e) = embedding(a, r, e) + w[r] * rule(a, r, e)
+
+``rule`` is the aggregated confidence of the rules that predict ``e`` (0 where none fires) and ``w[r]`` is chosen
+per relation and direction on the validation triples, from :data:`WEIGHTS` by filtered MRR: 0 switches the rules
+off for a relation where they do not help, the largest weight ranks by the rules first and lets the embedding break
+their ties. Evaluation and the reasoning scorers see the combined score; new (inductive) entities have no rule
+groundings and keep the embedding score.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from kgemb.model import product_scores, query_vector, to_real_layout
+from kgemb.objective import KnownAnswers, reciprocal_examples
+
+if TYPE_CHECKING:
+    from kgemb.graph import KnowledgeGraph
+    from kgemb.model import TextAwareModel
+    from kgemb.rules import RuleSet
+
+#: the weights tried per relation and direction (the embedding's logits are O(1)–O(10) apart)
+WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 1000.0)
+#: the text channel's weights tried per relation and direction
+TEXT_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 1000.0)
+
+
+class RuleChannel:
+    """Mined rules and one weight per (oriented) relation; see the module docstring."""
+
+    def __init__(self, rules: RuleSet, weights: Any) -> None:
+        self.rules = rules
+        self.weights = torch.as_tensor(np.asarray(weights, dtype=np.float32))
+        if self.weights.shape != (2 * rules.num_relations,):
+            raise ValueError(f"need {2 * rules.num_relations} rule weights, got {tuple(self.weights.shape)}")
+
+    def scores(self, anchors: torch.Tensor, relations: torch.Tensor) -> torch.Tensor:
+        """``w[r] * rule(a, r, ·)``, shape ``(b, num_entities)``; zeros for relations whose weight is 0."""
+        out = torch.zeros(len(anchors), self.rules.num_entities)
+        w = self.weights[relations.cpu()]
+        active = torch.nonzero(w > 0).flatten()
+        if len(active):
+            rule = self.rules.tail_scores(anchors.cpu()[active].numpy(), relations.cpu()[active].numpy())
+            out[active] = rule * w[active].unsqueeze(1)
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {"weights": [float(x) for x in self.weights]}
+
+
+@torch.no_grad()
+def fit_weights(
+    model: TextAwareModel,
+    rules: RuleSet,
+    kg: KnowledgeGraph,
+    *,
+    max_triples: int | None = 5000,
+    seed: int = 0,
+) -> tuple[np.ndarray, dict[str, float]]:
+    """Per relation and direction, the rule weight of :data:`WEIGHTS` with the best filtered validation MRR (ties:
+    the smaller weight), and the validation MRR of the embedding alone and combined."""
+
+    def rule(batch: torch.Tensor) -> torch.Tensor:
+        return torch.as_tensor(rules.tail_scores(batch[:, 0].numpy(), batch[:, 1].numpy()))
+
+    def embedding(batch: torch.Tensor) -> torch.Tensor:
+        return model.score_t(batch[:, :2], rules_off=True).float()
+
+    return _fit(embedding, rule, WEIGHTS, kg, max_triples, seed, "rules")
+
+
+@torch.no_grad()
+def fit_text_weights(
+    model: TextAwareModel, kg: KnowledgeGraph, *, max_triples: int | None = 5000, seed: int = 0
+) -> tuple[np.ndarray, dict[str, float]]:
+    """Per relation and direction, the text channel's weight of :data:`TEXT_WEIGHTS` with the best filtered
+    validation MRR for a fused model in its training layout (see the module docstring), and the validation MRRs
+    of the fused score alone, the text part alone and combined."""
+    rep = model.entity_representations[0]
+    model.eval()
+    fused, text = rep.parts(None)
+    form = model.scoring_form
+    if form != "dot":
+        raise ValueError(f"the text channel needs a dot-product interaction, not {form}")
+
+    def scores(table: torch.Tensor) -> Any:
+        def score(batch: torch.Tensor) -> torch.Tensor:
+            rel = model.relation_representations[0](indices=batch[:, 1])
+            q = to_real_layout(query_vector(model.interaction, "tail", table[batch[:, 0]], rel))
+            return product_scores(form, q, to_real_layout(table)).float()
+
+        return score
+
+    weights, summary = _fit(scores(fused), scores(text), TEXT_WEIGHTS, kg, max_triples, seed, "text")
+    return weights, summary
+
+
+def _fit(
+    base: Any,
+    extra: Any,
+    grid: tuple[float, ...],
+    kg: KnowledgeGraph,
+    max_triples: int | None,
+    seed: int,
+    name: str,
+) -> tuple[np.ndarray, dict[str, float]]:
+    """Per oriented relation, the weight ``w`` of ``grid`` that maximises the filtered validation MRR of
+    ``base(batch) + w * extra(batch)`` (both ``(b, num_entities)`` for tail queries ``batch``); first maximum."""
+    r2 = 2 * kg.num_relations
+    valid = kg.triples("valid")
+    if max_triples is not None and len(valid) > max_triples:
+        valid = valid[np.sort(np.random.default_rng(seed).choice(len(valid), max_triples, replace=False))]
+    queries = torch.from_numpy(reciprocal_examples(valid, kg.num_relations))
+    known_all = reciprocal_examples(np.concatenate([kg.triples(s) for s in kg.splits]), kg.num_relations)
+    known = KnownAnswers(known_all[:, 0], known_all[:, 1], known_all[:, 2], r2)
+    query_ids = known.lookup(queries[:, 0].numpy(), queries[:, 1].numpy())
+    weights = torch.tensor(grid)
+    reciprocal = torch.zeros(len(queries), len(grid))
+    for start in range(0, len(queries), 256):
+        batch = queries[start : start + 256]
+        b, e = base(batch), extra(batch)
+        rows, ents = known.pairs(query_ids[start : start + 256])
+        other = ents != batch[rows, 2]
+        blocked = torch.zeros_like(b, dtype=torch.bool)
+        blocked[rows[other], ents[other]] = True
+        target = batch[:, 2:3]
+        for j, w in enumerate(weights):
+            s = (b + w * e).masked_fill(blocked, float("-inf"))
+            true = s.gather(1, target)
+            rank = (s > true).sum(1) + 0.5 * ((s == true).sum(1) - 1) + 1  # PyKEEN's realistic rank
+            reciprocal[start : start + len(batch), j] = 1.0 / rank.float()
+    best = np.zeros(r2, dtype=np.float32)
+    for r in range(r2):
+        rows = queries[:, 1] == r
+        if rows.any():
+            best[r] = grid[int(torch.argmax(reciprocal[rows].mean(0)))]  # first maximum: the smaller weight
+    chosen = torch.as_tensor([grid.index(float(best[r])) for r in queries[:, 1].tolist()])
+    summary = {
+        "valid_mrr_embedding": float(reciprocal[:, 0].mean()),
+        f"valid_mrr_{name}_first": float(reciprocal[:, -1].mean()),
+        "valid_mrr_combined": float(reciprocal[torch.arange(len(queries)), chosen].mean()),
+    }
+    return best, summary
