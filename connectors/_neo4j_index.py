@@ -202,8 +202,10 @@ def predict_via_index(
         ids, index_scores = [ids[j] for j in keep], [index_scores[j] for j in keep]
     if not ids:
         return []
-    hrt = np.array([[x, r, i] if direction == "tail" else [i, r, x] for i in ids], dtype=np.int64)
-    return _ranked(model, ids, model.score_hrt(hrt), index_scores, k)
+    # the model's whole score of the query, as LinkPredictor ranks it (a reciprocal model scores head queries
+    # with the inverse relation; the rule and text channels are included)
+    row = model.score_tails([x], [r]) if direction == "tail" else model.score_heads([r], [x])
+    return _ranked(model, ids, row[0].numpy()[ids], index_scores, k)
 
 
 def search_via_index(

@@ -394,6 +394,9 @@ def test_predict_via_index_matches_exact_ranking(neo4j_driver, neo4j_server, med
     assert np.mean(agree) >= 0.9, agree
     heads = kn.predict_via_index(model, neo4j_driver, tail="s3", relation="has symptom", k=3, database=db)
     assert len(heads) == 3 and all(x["key"].startswith("d") or x["key"].startswith("m") for x in heads)
+    row = model.score_heads([r], [kg.entity_id("s3")])[0]  # the head query's own score (inverse relation)
+    want = [float(row[kg.entity_id(x["key"])]) for x in heads]
+    assert [x["score"] for x in heads] == pytest.approx(want, rel=1e-5)
 
 
 def test_text_search_and_text_queries_through_the_index(neo4j_driver, neo4j_server, medical) -> None:
