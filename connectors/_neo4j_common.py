@@ -219,6 +219,22 @@ def write(driver: Any, database: str | None, query: str, **params: Any) -> Any:
         return session.execute_write(work)
 
 
+#: what a server answers when another client created the same index or constraint a moment before
+_SCHEMA_RACE = ("EquivalentSchemaRuleAlreadyExists", "IndexAlreadyExists", "ConstraintAlreadyExists")
+
+
+def write_schema(driver: Any, database: str | None, query: str, **params: Any) -> None:
+    """Run a ``CREATE INDEX|CONSTRAINT ... IF NOT EXISTS``; parallel pushes (``--shard``) race to create the same
+    one, and the loser's error that an equivalent rule already exists means the rule is there."""
+    from neo4j.exceptions import ClientError
+
+    try:
+        write(driver, database, query, **params)
+    except ClientError as exc:
+        if not any(name in (exc.code or "") for name in _SCHEMA_RACE):
+            raise
+
+
 def read(driver: Any, database: str | None, query: str, **params: Any) -> list[Any]:
     """Run one read query in a managed transaction; its records."""
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from kgemb.connectors._neo4j_common import _NAME, chunks, label_expression, quote, write_batches
 
 if TYPE_CHECKING:
@@ -55,16 +56,25 @@ def push_graph(
     nodes: _Nodes,
     batch_size: int,
     progress: bool,
+    block: list[int] | None = None,
 ) -> dict[str, int]:
     """Give the ``(:KgembEntity {key})`` nodes their type labels and ``MERGE`` every triple of the graph (all splits:
-    the links Python's predictor counts as known) as a relationship. Returns what was asked for (not what changed)."""
+    the links Python's predictor counts as known) as a relationship. Returns what was asked for (not what changed).
+
+    ``block`` (a sharded push): only those entities' labels and outgoing links; a tail another shard has not written
+    yet is ``MERGE``d by its key and name."""
     from tqdm import tqdm
 
     assert nodes.create_label is not None, "a graph from Neo4j is already there"
     node = f"(n{label_expression([nodes.create_label])} {{{quote(nodes.key, 'key property')}: k}})"
     labels = type_labels(kg, nodes.create_label)
     by_label: dict[str, list[str]] = {label: [] for label in labels.values()}
-    for e in kg.entities:
+    mine = None if block is None else np.zeros(kg.num_entities, dtype=bool)
+    if mine is not None:
+        mine[block] = True
+    for i, e in enumerate(kg.entities):
+        if mine is not None and not mine[i]:
+            continue
         for t in e.types:
             if t in labels:
                 by_label[labels[t]].append(e.key)
@@ -75,6 +85,8 @@ def push_graph(
             driver, database, query, (keys[a:b] for a, b in chunks(len(keys), batch_size))
         )
     triples = kg.all_triples()
+    if mine is not None:
+        triples = triples[mine[triples[:, 0]]]
     types = relationship_types(kg)
     head = f"(h{label_expression([nodes.create_label])} {{{quote(nodes.key, 'key property')}: row[0]}})"
     tail = f"(t{label_expression([nodes.create_label])} {{{quote(nodes.key, 'key property')}: row[1]}})"
@@ -82,8 +94,12 @@ def push_graph(
     keys = [e.key for e in kg.entities]
     for r, rel_type in enumerate(types):
         pairs = triples[triples[:, 1] == r][:, [0, 2]].tolist()
-        query = f"UNWIND $rows AS row MATCH {head} MATCH {tail} MERGE (h)-[:{quote(rel_type, 'relationship type')}]->(t)"
-        rows = ([[keys[h], keys[t]] for h, t in pairs[a:b]] for a, b in chunks(len(pairs), batch_size))
+        find_tail = f"MATCH {tail}" if mine is None else f"MERGE {tail} SET t.name = coalesce(t.name, row[2])"
+        query = f"UNWIND $rows AS row MATCH {head} {find_tail} MERGE (h)-[:{quote(rel_type, 'relationship type')}]->(t)"
+        rows = (
+            [[keys[h], keys[t], kg.label(t)] if mine is not None else [keys[h], keys[t]] for h, t in pairs[a:b]]
+            for a, b in chunks(len(pairs), batch_size)
+        )
         write_batches(driver, database, query, rows, on_batch=lambda n, _: bar.update(n))
     bar.close()
     return {"labels": labelled, "relationships": len(triples)}

@@ -12,7 +12,7 @@ from kgemb.connectors._neo4j_common import (
     label_expression,
     quote,
     read,
-    write,
+    write_schema,
 )
 
 from kgemb.errors import InputError
@@ -101,7 +101,7 @@ class _Nodes:
         prop = quote(self.key, "key property")
         if self.create_label:
             label = label_expression([self.create_label])
-            write(
+            write_schema(
                 driver, database, f"CREATE CONSTRAINT IF NOT EXISTS FOR (n{label}) REQUIRE n.{prop} IS UNIQUE"
             )
             return
@@ -116,7 +116,7 @@ class _Nodes:
         }
         for label in sorted({e.types[0] for e in kg.entities if e.types}):
             if ((label,), (self.key,)) not in indexed:
-                write(
+                write_schema(
                     driver,
                     database,
                     f"CREATE INDEX IF NOT EXISTS FOR (n{label_expression([label])}) ON (n.{prop})",

@@ -23,6 +23,7 @@ from kgemb.connectors._neo4j_common import (
     translate_errors,
     write,
     write_batches,
+    write_schema,
 )
 from kgemb.connectors._neo4j_graph import push_graph, relationship_types, type_labels
 from kgemb.connectors._neo4j_nodes import _Nodes
@@ -80,6 +81,7 @@ def push(
     directory: str | os.PathLike | None = None,
     calibration: Any = None,
     vector_index: bool = True,
+    shard: tuple[int, int] | None = None,
 ) -> PushReport:
     """Write each entity's vector onto its node, create (or replace) a vector index over them and wait until it is
     ONLINE, and store the relation vectors and the model's metadata on a ``(:KgembModel {name})`` node.
@@ -95,6 +97,10 @@ def push(
     The model node carries every relation row (2R for a reciprocal model) and the per-relation calibration:
     ``calibration``, else the one saved in the model ``directory``, else one fitted now. ``vector_index=False``
     skips the vector index (kgemb's procedures do not need it; the plugin-free Cypher path does).
+
+    ``shard = (I, N)``: write only the I-th of N contiguous blocks of the entities sorted by key (their nodes, type
+    labels, outgoing relationships and vectors), so N pushes can run side by side; shard 0 also writes the vector
+    index and the relation nodes, and the model node turns ``complete`` when all N shards are done.
     """
     from kgemb.reasoning.calibration import model_signature
     from tqdm import tqdm
@@ -118,20 +124,23 @@ def push(
     nodes = _Nodes.of(kg, entity_label)
     nodes.check(kg)  # every name and key is checked before the first write
     database = default_database(database)
+    block = _shard_entities(kg, shard)
     began = time.perf_counter()
     with open_driver(uri_or_driver, username, password) as (driver, where), translate_errors(where):
         write(
             driver,
             database,
-            f"MERGE (m:{MODEL_LABEL} {{name: $name}}) SET m.complete = false, m.updated_at = datetime()",
+            f"MERGE (m:{MODEL_LABEL} {{name: $name}}) SET m.complete = false, m.updated_at = datetime()"
+            + (_SHARD_STARTED if shard else ""),
             name=name,
+            **_shard_params(shard),
         )
         nodes.ensure_key_index(driver, database, kg)
         if nodes.create_label:
-            _merge_entities(driver, database, kg, nodes, batch_size, progress)
+            _merge_entities(driver, database, kg, nodes, batch_size, progress, block)
             if graph:
-                push_graph(driver, database, kg, nodes, batch_size, progress)
-        element_ids = nodes.resolve(driver, database, kg, range(kg.num_entities))
+                push_graph(driver, database, kg, nodes, batch_size, progress, block)
+        element_ids = nodes.resolve(driver, database, kg, range(kg.num_entities) if block is None else block)
         present = sorted(element_ids)
         label = label_expression([entity_label])
         query = (
@@ -160,37 +169,42 @@ def push(
         )
         bar.close()
         indexing = time.perf_counter()
-        if vector_index:  # the plugin needs no index; the pure-Cypher path and predict_via_index do
+        if vector_index and (shard is None or shard[0] == 0):  # the pure-Cypher path and predict_via_index use it
             _ensure_vector_index(
                 driver, database, index, entity_label, vector_property, dim, similarity, wait_seconds
             )
         online = time.perf_counter()
-        _write_model_node(
-            driver,
-            database,
-            model,
-            calibration=_calibration(model, calibration, directory),
-            entity_label=entity_label,
-            name=name,
-            props={
-                "interaction": interaction,
-                "mode": model.config.get("mode"),
-                "dim": dim,
-                "similarity": similarity,
-                "entity_label": entity_label,
-                "vector_property": vector_property,
-                "index": index if vector_index else None,
-                "key": nodes.key,
-                "key_type": nodes.key_type,
-                "num_entities": kg.num_entities,
-                "num_relations": kg.num_relations,
-                "encoder_fingerprint": model.encoder_fingerprint,
-                "signature": model_signature(model),
-                "kgemb_version": _version(),
-                "config": json.dumps(model.config, sort_keys=True, default=str),
-            },
-        )
-    missing = kg.num_entities - len(present)
+        if shard is not None and shard[0] != 0:  # shard 0 writes the model's relations and metadata
+            write(driver, database, f"MATCH (m:{MODEL_LABEL} {{name: $name}})" + _SHARD_DONE, name=name,
+                  **_shard_params(shard))  # fmt: skip
+        else:
+            _write_model_node(
+                driver,
+                database,
+                model,
+                calibration=_calibration(model, calibration, directory),
+                entity_label=entity_label,
+                name=name,
+                props={
+                    "interaction": interaction,
+                    "mode": model.config.get("mode"),
+                    "dim": dim,
+                    "similarity": similarity,
+                    "entity_label": entity_label,
+                    "vector_property": vector_property,
+                    "index": index if vector_index else None,
+                    "key": nodes.key,
+                    "key_type": nodes.key_type,
+                    "num_entities": kg.num_entities,
+                    "num_relations": kg.num_relations,
+                    "encoder_fingerprint": model.encoder_fingerprint,
+                    "signature": model_signature(model),
+                    "kgemb_version": _version(),
+                    "config": json.dumps(model.config, sort_keys=True, default=str),
+                },
+                shard=shard,
+            )
+    missing = (kg.num_entities if block is None else len(block)) - len(present)
     return PushReport(
         name,
         written,
@@ -202,6 +216,33 @@ def push(
         indexing - writing,
         online - indexing,
     )
+
+
+#: a sharded push: forget this shard's earlier completion (or all, when the shard count changed)
+_SHARD_STARTED = (
+    ", m.shards_done = CASE WHEN m.shards = $shards "
+    "THEN [x IN coalesce(m.shards_done, []) WHERE x <> $shard] ELSE [] END, m.shards = $shards"
+)
+#: a sharded push is done: the model is complete when every shard is
+_SHARD_DONE = (
+    " SET m.shards_done = [x IN coalesce(m.shards_done, []) WHERE x <> $shard] + $shard "
+    "WITH m SET m.complete = size(m.shards_done) = $shards, m.updated_at = datetime()"
+)
+
+
+def _shard_params(shard: tuple[int, int] | None) -> dict[str, int]:
+    return {} if shard is None else {"shard": shard[0], "shards": shard[1]}
+
+
+def _shard_entities(kg: KnowledgeGraph, shard: tuple[int, int] | None) -> list[int] | None:
+    """The entity ids of ``shard`` (contiguous blocks of the entities sorted by key), None for all."""
+    if shard is None:
+        return None
+    from kgemb.distributed import shard_block
+
+    order = sorted(range(kg.num_entities), key=lambda i: kg.entities[i].key)
+    start, stop = shard_block(len(order), shard)
+    return sorted(order[start:stop])
 
 
 def _default_similarity(interaction: str) -> str:
@@ -218,20 +259,28 @@ def _version() -> str:
 
 
 def _merge_entities(
-    driver: Any, database: str | None, kg: KnowledgeGraph, nodes: _Nodes, batch_size: int, progress: bool
+    driver: Any,
+    database: str | None,
+    kg: KnowledgeGraph,
+    nodes: _Nodes,
+    batch_size: int,
+    progress: bool,
+    block: list[int] | None = None,
 ) -> None:
-    """Create the nodes of a graph that did not come from Neo4j, keyed, with their display name."""
+    """Create the nodes of a graph that did not come from Neo4j (those in ``block``, default all), keyed, with
+    their display name."""
     from tqdm import tqdm
 
     assert nodes.create_label is not None
     query = (
         f"UNWIND $rows AS row MERGE (n{label_expression([nodes.create_label])} "
-        f"{{{quote(nodes.key, 'key property')}: row[0]}}) ON CREATE SET n.name = row[1]"
+        f"{{{quote(nodes.key, 'key property')}: row[0]}}) SET n.name = coalesce(n.name, row[1])"
     )
-    bar = tqdm(total=kg.num_entities, unit="node", desc="neo4j merge nodes", disable=not progress)
+    ids = list(range(kg.num_entities)) if block is None else block
+    bar = tqdm(total=len(ids), unit="node", desc="neo4j merge nodes", disable=not progress)
     rows = (
-        [[kg.entities[i].key, kg.label(i)] for i in range(a, b)]
-        for a, b in chunks(kg.num_entities, batch_size)
+        [[kg.entities[i].key, kg.label(i)] for i in ids[a:b]]
+        for a, b in chunks(len(ids), batch_size)
     )
     write_batches(driver, database, query, rows, on_batch=lambda n, _: bar.update(n))
     bar.close()
@@ -276,7 +325,7 @@ def _ensure_vector_index(
             )
         write(driver, database, f"DROP INDEX {quote(index, 'index name')} IF EXISTS")
     else:
-        write(
+        write_schema(
             driver,
             database,
             f"CREATE VECTOR INDEX {quote(index, 'index name')} IF NOT EXISTS "
@@ -333,6 +382,7 @@ def _write_model_node(
     props: dict[str, Any],
     calibration: Any,
     entity_label: str,
+    shard: tuple[int, int] | None = None,
 ) -> None:
     """Relation vectors as ``(:KgembRelation {model, key})`` nodes linked from the model node, each with its
     relationship type, calibration ``[a, b]`` and allowed head/tail labels; then the model node's metadata, every
@@ -388,8 +438,10 @@ def _write_model_node(
         database,
         f"MATCH (m:{MODEL_LABEL} {{name: $name}}) SET m += $props, m.relation_dim = $relation_dim, "
         "m.relation_rows = $relation_rows, m.relation_vectors = $relation_vectors, m.reciprocal = $reciprocal, "
-        "m.transe_p = $p, m.type_labels = $type_labels, m.complete = true, m.updated_at = datetime()",
+        "m.transe_p = $p, m.type_labels = $type_labels, m.updated_at = datetime()"
+        + (_SHARD_DONE if shard else ", m.complete = true"),
         name=name,
+        **_shard_params(shard),
         props={k: v for k, v in props.items() if v is not None},
         relation_dim=int(rows_all.shape[1]) if rows_all.size else 0,
         relation_rows=int(rows_all.shape[0]),

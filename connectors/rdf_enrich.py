@@ -260,6 +260,7 @@ def enrich(
     batch_size: int = DEFAULT_BATCH,
     progress: bool = False,
     constraints: str = "types",
+    shard: tuple[int, int] | str | None = None,
 ) -> EnrichResult:
     """Add up to ``k`` predicted objects per subject and relation (calibrated score >= ``min_score``) to the RDF
     in ``source`` and write the result to ``output``, marked as predictions (``mode``: ``"reification"`` or
@@ -271,20 +272,26 @@ def enrich(
     its checkpoint. ``stop_after``: stop (keeping the checkpoint) once this many subjects are done.
     ``constraints``: a subject gets predictions for a relation only when its type fits the relation's domain
     (``"types"``: ``rdfs:domain`` or the head types seen in training; ``"observed"``: heads seen in training;
-    ``"none"``: every subject), and objects must fit the range likewise.
+    ``"none"``: every subject), and objects must fit the range likewise. ``shard`` ``(I, N)`` or ``"I/N"``: rank
+    only the I-th of N contiguous blocks of the subjects and write a shard file beside OUTPUT
+    (:mod:`kgemb.connectors.rdf_shards`), which :func:`~kgemb.connectors.rdf_shards.merge` assembles.
     """
     started_clock = time.perf_counter()
     source_input, out, writer = _checked(
         source, output, k=k, min_score=min_score, fmt=fmt, mode=mode, in_place=in_place,
         checkpoint_every=checkpoint_every, batch_size=batch_size, stop_after=stop_after, run_time=run_time,
     )  # fmt: skip
+    if shard is not None:
+        from .rdf_shards import shard_output
+
+        shard, out = shard_output(shard, out, in_place, _fixed_time(run_time))
     with locked(out, "OUTPUT"):  # a second run on the same OUTPUT is refused, never interleaved
         return _enrich_locked(
             source_input, out, writer, started_clock, model=model, relations=relations, subjects_of=subjects_of,
             k=k, min_score=min_score, mode=mode, with_embeddings=with_embeddings,
             only_predictions=only_predictions, resume=resume, checkpoint_every=checkpoint_every,
             stop_after=stop_after, run_time=run_time, batch_size=batch_size, progress=progress,
-            constraints=constraints,
+            constraints=constraints, shard=shard,
         )  # fmt: skip
 
 
@@ -292,7 +299,7 @@ def _enrich_locked(
     source_input: _Input, out: Path, writer: Writer, started_clock: float, *, model: Any, relations: Sequence[str],
     subjects_of: str | None, k: int, min_score: float, mode: str, with_embeddings: bool, only_predictions: bool,
     resume: bool, checkpoint_every: int, stop_after: int | None, run_time: str | datetime | None, batch_size: int,
-    progress: bool, constraints: str,
+    progress: bool, constraints: str, shard: tuple[int, int] | None = None,
 ) -> EnrichResult:  # fmt: skip
     """The job of :func:`enrich`, run while it holds the lock on OUTPUT."""
     fmt = writer.fmt
@@ -311,6 +318,11 @@ def _enrich_locked(
             f"pass --format with one of {', '.join(QUAD_FORMATS)} (or --only-predictions)"
         )
     subjects, skipped = _subjects(kg, index, subjects_of, source_input)
+    if shard is not None:  # whole batches, so each is the batch an unsharded run ranks
+        from kgemb.distributed import shard_block
+
+        start, stop = shard_block(len(subjects), shard, batch_size)
+        subjects = subjects[start:stop]
     from kgemb.artifact import fingerprint as model_fingerprint
 
     fingerprint = model_fingerprint(trained)
@@ -351,7 +363,13 @@ def _enrich_locked(
             f"the part file {part} changed under this run (another process wrote there); "
             "run the command again without --resume"
         )
-    result.statements_copied = _assemble(source_input, out, writer, run, work, only_predictions)
+    if shard is not None:
+        from .rdf_shards import write_shard
+
+        write_shard(out, part, shard, job=job, source_digest=source_input.digest(), run=run, writer=writer,
+                    only_predictions=only_predictions, subjects=len(subjects), predictions=state["predictions"])  # fmt: skip
+    else:
+        result.statements_copied = _assemble(source_input, out, writer, run, [part], only_predictions)
     _remove_work(work)
     result.complete = True
     result.seconds = seconds if seconds > 0 else time.perf_counter() - started_clock
@@ -715,9 +733,11 @@ def _top_tails(
 
 
 # ---------------------------------------------------------------------- step 3: assemble OUTPUT
-def _assemble(source: _Input, out: Path, writer: Writer, run: Run, work: Path, only_predictions: bool) -> int:
-    """Write OUTPUT: the run's provenance, the asserted statements, then the predictions; temporary file, then
-    rename. Returns the number of asserted statements copied."""
+def _assemble(
+    source: _Input, out: Path, writer: Writer, run: Run, parts: Sequence[Path], only_predictions: bool
+) -> int:
+    """Write OUTPUT: the run's provenance, the asserted statements, then the predictions (the ``parts`` files, in
+    order); temporary file, then rename. Returns the number of asserted statements copied."""
     copied = 0
 
     def write(f: BinaryIO) -> None:
@@ -732,9 +752,10 @@ def _assemble(source: _Input, out: Path, writer: Writer, run: Run, work: Path, o
                     pending.clear()
                 copied += 1
             f.write("".join(pending).encode("utf-8"))
-        with open(work / "predictions.part", "rb") as part:
-            while chunk := part.read(1 << 20):
-                f.write(chunk)
+        for path in parts:
+            with open(path, "rb") as part:
+                while chunk := part.read(1 << 20):
+                    f.write(chunk)
         f.write(writer.end().encode("utf-8"))
 
     write_atomic(out, write, fsync=True)

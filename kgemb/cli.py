@@ -143,7 +143,9 @@ def _cmd_neo4j_push(args: argparse.Namespace) -> int:
     """Write a trained model's vectors, vector index and model node into Neo4j."""
     import kgemb
     from kgemb.connectors import neo4j
+    from kgemb.distributed import parse_shard
 
+    shard = parse_shard(args.shard)
     report = neo4j.push(
         kgemb.load(args.model),
         _neo4j_uri(args),
@@ -155,6 +157,7 @@ def _cmd_neo4j_push(args: argparse.Namespace) -> int:
         database=args.database,
         progress=not args.quiet,
         directory=args.model,
+        shard=shard,
     )
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
@@ -254,6 +257,9 @@ def _add_neo4j_parsers(sub: Any) -> None:
     push.add_argument("--property", default="embedding", help="node property for the vector")
     push.add_argument("--index", help="vector index name (default NAME_PROPERTY)")
     push.add_argument("--batch-size", type=int, default=1000, help="nodes per transaction")
+    push.add_argument(
+        "--shard", metavar="I/N", help="write only the I-th of N blocks of entities (0 <= I < N); run all N"
+    )
     push.add_argument("--json", action="store_true", help="print a JSON report")
     push.set_defaults(handler=_cmd_neo4j_push)
 
@@ -525,11 +531,43 @@ def _cmd_train(args: argparse.Namespace) -> int:
     import kgemb
     from kgemb.files import locked
 
+    _check_positive(args, "nproc")
+    worker = int(os.environ.get("WORLD_SIZE", "1") or 1) > 1  # one of the ranks torchrun started
+    rank0 = int(os.environ.get("RANK", "0") or 0) == 0
     _check_out_dir(args.out)  # before loading or training
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if (args.nproc or 1) > 1 and not worker:
+        with locked(out, "--out"):
+            return _launch_ranks(args)
+    if worker and (not rank0 or os.environ.get(_LOCK_HELD) == str(out.resolve())):
+        return _train_locked(args, out, kgemb)  # the launcher (or rank 0) holds the lock
     with locked(out, "--out"):  # a second `kgemb train --out` to the same folder is refused
         return _train_locked(args, out, kgemb)
+
+
+#: set by `kgemb train --nproc N` for the ranks it starts: the --out folder whose lock it holds
+_LOCK_HELD = "KGEMB_OUT_LOCK_HELD"
+
+
+def _launch_ranks(args: argparse.Namespace) -> int:
+    """``kgemb train --nproc N``: run this very command as N ranks under ``torchrun`` on this machine."""
+    import subprocess
+    from pathlib import Path
+
+    argv, skip = [], False  # the ranks learn their number from torchrun, not from --nproc
+    for item in args.argv:
+        if not skip and not item.startswith("--nproc"):
+            argv.append(item)
+        skip = item == "--nproc"
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc}",
+        "-m", "kgemb", *argv,
+    ]  # fmt: skip
+    env = {**os.environ, _LOCK_HELD: str(Path(args.out).resolve())}
+    if args.threads is None:  # torchrun gives each rank one thread; share the cores instead
+        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.nproc)))
+    return subprocess.call(command, env=env)
 
 
 def _train_locked(args: argparse.Namespace, out: Any, kgemb: Any) -> int:
@@ -542,6 +580,10 @@ def _train_locked(args: argparse.Namespace, out: Any, kgemb: Any) -> int:
         "resume": args.resume,
     }
     model = kgemb.train(kg, **options)
+    from kgemb import distributed
+
+    if not distributed.is_main():
+        return 0  # rank 0 evaluates and writes the model folder
     if len(kg.triples("test")) if "test" in kg.splits else 0:
         model.config.setdefault("metrics", {})["test"] = model.evaluate("test")
     model.save(out)
@@ -676,6 +718,11 @@ def _add_model_parsers(sub: Any) -> None:
         "--checkpoint-every", type=int, default=10, help="epochs between checkpoints (0: none)"
     )
     train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+    train.add_argument(
+        "--nproc",
+        type=int,
+        help="train with N data-parallel processes on this machine (torchrun; gloo on CPU, NCCL on GPUs)",
+    )
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.add_argument("--json", action="store_true", help="print the metrics as JSON")
     train.set_defaults(handler=_cmd_train)
@@ -724,6 +771,10 @@ def _cmd_enrich(args: argparse.Namespace) -> int:
     """Add predicted links to the RDF in INPUT, marked as predictions with scores and provenance."""
     from kgemb.connectors import rdf, rdf_enrich
 
+    if args.merge:
+        return _cmd_enrich_merge(args)
+    if not args.relation:
+        raise KgembError("no relation: pass --relation IRI (repeatable)")
     if args.model is None and not args.train:
         raise KgembError(
             "no model: pass --model DIR (a trained model) or --train to train one on INPUT first"
@@ -744,6 +795,7 @@ def _cmd_enrich(args: argparse.Namespace) -> int:
         "run_time": args.run_time,
         "progress": not args.quiet,
         "constraints": args.constraints,
+        "shard": args.shard,
     }
     model: Any = args.model
     if args.train:
@@ -779,6 +831,29 @@ def _cmd_enrich(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_enrich_merge(args: argparse.Namespace) -> int:
+    """``kgemb enrich INPUT --out OUTPUT --merge``: assemble OUTPUT from its shards (``--shard I/N`` runs)."""
+    from kgemb.connectors import rdf_shards
+
+    if args.shard is not None or args.train:
+        raise KgembError("--merge assembles finished shards: drop --shard and --train")
+    result = rdf_shards.merge(args.input, args.out, fmt=args.format, in_place=args.in_place)
+    summary = {
+        "output": str(result.output),
+        "subjects": result.subjects,
+        "predictions": result.predictions,
+        "statements_copied": result.statements_copied,
+    }
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(
+            f"wrote {result.output}: {result.predictions} predictions for {result.subjects} subjects from "
+            f"its shards, {result.statements_copied} asserted statements"
+        )
+    return 0
+
+
 def _add_enrich_parser(sub: Any) -> None:
     enrich = sub.add_parser(
         "enrich",
@@ -795,7 +870,7 @@ def _add_enrich_parser(sub: Any) -> None:
         "--train", action="store_true", help="train a model on INPUT first (options as kgemb train)"
     )
     enrich.add_argument(
-        "--relation", action="append", required=True, metavar="IRI", help="relation to predict (repeatable)"
+        "--relation", action="append", metavar="IRI", help="relation to predict (repeatable; required)"
     )
     enrich.add_argument("--subjects-of", metavar="CLASS", help="only subjects with rdf:type CLASS (an IRI)")
     enrich.add_argument(
@@ -840,6 +915,14 @@ def _add_enrich_parser(sub: Any) -> None:
         metavar="ISO8601",
         help="provenance time (default: SOURCE_DATE_EPOCH when set, else now); fixes the output bytes",
     )
+    enrich.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="rank only the I-th of N blocks of subjects (0 <= I < N) into OUTPUT.shard-I-of-N; needs --run-time",
+    )
+    enrich.add_argument(
+        "--merge", action="store_true", help="assemble OUTPUT from its N finished shards (same bytes as one run)"
+    )
     enrich.add_argument("--quiet", action="store_true", help="no progress bar")
     enrich.add_argument("--json", action="store_true", help="print a JSON summary")
     _add_training_options(
@@ -870,6 +953,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # `kgemb train --nproc N` starts itself again
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_usage(sys.stderr)

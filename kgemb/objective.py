@@ -21,6 +21,10 @@ optimiser (:class:`RowAdam`) updates only the embedding rows a batch touched whe
 :class:`OneToNLoop` has the attributes PyKEEN's training loops expose to callbacks (``model``, ``optimizer``,
 ``_epoch``, ``losses_per_epochs``, ``_should_stop``), so early stopping, the time limit and checkpoints are shared
 with PyKEEN's loops.
+
+Under ``torchrun`` (:mod:`kgemb.distributed`) the loop is data parallel: every rank draws the same batches and
+candidates (same seed), scores its share of each batch's rows, and the gradients are summed over the ranks before
+the optimiser's step, so all ranks keep the same weights, those of one process training on the whole batch.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from kgemb import distributed
 from kgemb.model import TextAwareModel, query_vector, to_real_layout
 
 
@@ -198,6 +203,8 @@ class OneToNLoop:
             self._epoch, self.losses_per_epochs = 0, []
         self._should_stop = False
         n = len(self.examples)
+        share, ranks = distributed.rank(), distributed.world_size()
+        distributed.broadcast_module(self.model)
         epochs = range(self._epoch + 1, num_epochs + 1)
         bar = tqdm(epochs, disable=not use_tqdm, unit="epoch", **(tqdm_kwargs or {}))
         for epoch in bar:
@@ -206,7 +213,7 @@ class OneToNLoop:
             total = 0.0
             for start in range(0, n, batch_size):
                 rows = order[start : start + batch_size]
-                total += self._step(rows) * len(rows)
+                total += self._step(rows, rows[share::ranks]) * len(rows)
             self._epoch = epoch
             self.losses_per_epochs.append(total / n)
             bar.set_postfix(loss=f"{total / n:.4f}")
@@ -220,15 +227,19 @@ class OneToNLoop:
         return self.losses_per_epochs
 
     # -- one step -------------------------------------------------------------------------------------------------
-    def _step(self, rows: torch.Tensor) -> float:
+    def _step(self, rows: torch.Tensor, mine: torch.Tensor | None = None) -> float:
+        """One optimiser step on the batch ``rows``, of which this rank scores ``mine`` (all of them in one
+        process); the loss is the batch's mean, summed over the ranks."""
         model, obj = self.model, self.objective
+        mine = rows if mine is None else mine
         device = next(model.parameters()).device
         batch = self.examples[rows].to(device)
-        anchors, relations, answers = batch[:, 0], batch[:, 1], batch[:, 2]
+        local = self.examples[mine].to(device)
+        anchors, relations, answers = local[:, 0], local[:, 1], local[:, 2]
         entity_rep = model.entity_representations[0]
         text_loss = obj.text_loss if entity_rep.mode == "fused" else 0.0
         if self.sampled:
-            candidates = shared_candidates(self.num_entities, obj.negatives, anchors, answers)
+            candidates = shared_candidates(self.num_entities, obj.negatives, batch[:, 0], batch[:, 2])
             target = torch.searchsorted(candidates, answers.contiguous())
             anchor_pos = torch.searchsorted(candidates, anchors.contiguous())
         else:
@@ -240,22 +251,26 @@ class OneToNLoop:
         anchor_vec = ents[anchor_pos]
         rels = [rep(indices=relations) for rep in model.relation_representations]
         logits = self._scores(anchor_vec, rels, ents)
-        mask = self._mask(self.known.query_of[rows], target, candidates, logits.shape[1])
-        loss = self._cross_entropy(logits, target, mask)
+        mask = self._mask(self.known.query_of[mine], target, candidates, logits.shape[1])
+        loss = self._cross_entropy(logits, target, mask, len(rows))
         if text_ents is not None:
             text_logits = self._scores(text_ents[anchor_pos], rels, text_ents)
-            loss = loss + text_loss * self._cross_entropy(text_logits, target, mask)
+            loss = loss + text_loss * self._cross_entropy(text_logits, target, mask, len(rows))
         if obj.n3:
             factors = [anchor_vec, ents[target], *rels]
             loss = loss + obj.n3 * sum(x.abs().pow(3).sum() for x in factors) / len(rows)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        distributed.all_reduce_gradients(model.parameters())
         self.optimizer.step()
         model.post_parameter_update()
-        return float(loss.detach())
+        return distributed.all_reduce_sum(float(loss.detach()))
 
-    def _cross_entropy(self, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Mean softmax cross-entropy (label-smoothed) of the rows' targets among their unmasked candidates."""
+    def _cross_entropy(
+        self, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, batch: int | None = None
+    ) -> torch.Tensor:
+        """Softmax cross-entropy (label-smoothed) of the rows' targets among their unmasked candidates, summed
+        and divided by ``batch`` (the whole batch's rows, of which these are a rank's share; default: the mean)."""
         obj = self.objective
         if obj.temperature != 1.0:
             logits = logits / obj.temperature
@@ -265,7 +280,7 @@ class OneToNLoop:
             valid = (~mask).sum(dim=1)
             spread = lse - logits.masked_fill(mask, 0.0).sum(dim=1) / valid
             loss = (1 - obj.label_smoothing) * loss + obj.label_smoothing * spread
-        return loss.mean()
+        return loss.sum() / (batch or max(len(loss), 1))
 
     def _scores(self, anchor: torch.Tensor, rels: list[torch.Tensor], ents: torch.Tensor) -> torch.Tensor:
         """Scores ``(b, C)`` of every candidate as the tail of each query, with gradients."""

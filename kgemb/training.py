@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from pykeen.training import LCWATrainingLoop, SLCWATrainingLoop, TrainingCallback
 
+from kgemb import distributed
 from kgemb.errors import ConfigError, InputError
 from kgemb.evaluation import rank_metrics
 from kgemb.features import TextFeatures, compute_text_features, encode_texts
@@ -433,7 +434,17 @@ class EarlyStopping(TrainingCallback):
             self.check(epoch)
 
     def check(self, epoch: int) -> None:
-        """Evaluate now; keep the weights if they are the best so far, else count a miss."""
+        """Evaluate now; keep the weights if they are the best so far, else count a miss. With several ranks,
+        rank 0 evaluates and tells the others whether to stop."""
+        if not distributed.is_main():
+            self.history.append((epoch, float("nan")))
+            if distributed.broadcast_flag(False):
+                self.training_loop._should_stop = True
+            return
+        self._check(epoch)
+        distributed.broadcast_flag(self.training_loop._should_stop)
+
+    def _check(self, epoch: int) -> None:
         metrics = rank_metrics(self.model, self.triples, self.filters)
         self.history.append((epoch, metrics["mrr"]))
         log.info("epoch %d: validation MRR %.4f", epoch, metrics["mrr"])
@@ -471,7 +482,8 @@ class TimeLimit(TrainingCallback):
         self.hit = False
 
     def post_epoch(self, epoch: int, epoch_loss: float, **kwargs: Any) -> None:
-        if time.perf_counter() > self.deadline:
+        # every rank stops after the same epoch: rank 0's clock decides
+        if distributed.broadcast_flag(time.perf_counter() > self.deadline):
             self.hit = True
             self.training_loop._should_stop = True
 
@@ -484,7 +496,7 @@ class Checkpoint(TrainingCallback):
         self.directory, self.every, self.run_key, self.stopper = directory, every, run_key, stopper
 
     def post_epoch(self, epoch: int, epoch_loss: float, **kwargs: Any) -> None:
-        if epoch % self.every == 0 or self.training_loop._should_stop:
+        if (epoch % self.every == 0 or self.training_loop._should_stop) and distributed.is_main():
             write_checkpoint(self.directory, self.training_loop, epoch, self.run_key, self.stopper)
 
 
@@ -698,6 +710,10 @@ def train(kg: KnowledgeGraph, *, encoder: Any = "default", **options: Any) -> Tr
     check_graph(kg)
     train_triples = kg.triples("train")
     cfg = cfg.resolved(len(train_triples), kg.num_entities)
+    here = distributed.init(cfg.device)  # under torchrun: join the ranks (kgemb.distributed)
+    if here is not None:
+        cfg.device = str(here)
+        cfg.show_progress = cfg.show_progress and distributed.is_main()
     if cfg.show_progress:
         print(cfg.describe(kg), file=sys.stderr, flush=True)
     started = time.perf_counter()
@@ -706,15 +722,20 @@ def train(kg: KnowledgeGraph, *, encoder: Any = "default", **options: Any) -> Tr
         enc = resolve_encoder(encoder) if needs_encoder else None
         features = None
         if cfg.mode != "structure":
-            features = compute_text_features(
-                kg, enc, languages=cfg.languages, show_progress=cfg.show_progress
-            )
+            features = None
+            if distributed.is_main():  # computed once, sent to the other ranks
+                features = compute_text_features(
+                    kg, enc, languages=cfg.languages, show_progress=cfg.show_progress
+                )
+            features = _shared_features(features)
         relation_init = _relation_init(kg, enc, cfg)
         model = model_for(kg, cfg, features, relation_init=relation_init)
         info = encoder_info(enc, encoder) if enc is not None else None
         summary = _fit(kg, model, cfg, features, info)
-        model, text_channel = attach_text_channel(kg, model, cfg, features)
-        rules = attach_rules(kg, model, cfg)
+        text_channel = rules = None
+        if distributed.is_main():  # the other ranks' copies are dropped: rank 0 writes the model
+            model, text_channel = attach_text_channel(kg, model, cfg, features)
+            rules = attach_rules(kg, model, cfg)
     valid_metrics = summary.pop("valid_metrics", None)
     config = {
         "format": "kgemb-model",
@@ -735,6 +756,22 @@ def train(kg: KnowledgeGraph, *, encoder: Any = "default", **options: Any) -> Tr
         "training_seconds": round(time.perf_counter() - started, 1),
     }
     return TrainedModel(kg, model, config, features, enc)
+
+
+def _shared_features(features: TextFeatures | None) -> TextFeatures:
+    """Rank 0's text features on every rank (one process: ``features`` itself)."""
+    if not distributed.active():
+        assert features is not None
+        return features
+    if features is not None and features.adapter is not None:
+        raise ConfigError("a cross-lingual adapter cannot be used with several training processes yet")
+    dtypes = [torch.float32, torch.int64, torch.float32, torch.float64]
+    sent = None
+    if features is not None:
+        parts = [features.vectors, features.offsets, features.center, torch.tensor([features.scale])]
+        sent = [t.to(dtype).contiguous() for t, dtype in zip(parts, dtypes, strict=True)]
+    vectors, offsets, center, scale = distributed.broadcast_tensors(sent, dtypes)
+    return TextFeatures(vectors, offsets, center, float(scale.item()))
 
 
 def _fit(

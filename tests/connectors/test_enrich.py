@@ -286,3 +286,46 @@ def test_bad_input_exit_2_one_line_no_output(data: Path, tmp_path: Path, case: s
     assert expected in err
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == before, "files were left behind"
+
+
+@pytest.mark.parametrize("fmt", ["ttl", "trig", "jsonld"])
+@pytest.mark.parametrize("shards", [2, 3])
+def test_shards_merged_are_the_bytes_of_one_run(data: Path, tmp_path: Path, shards: int, fmt: str) -> None:
+    mode = "named-graph" if fmt == "trig" else "reification"
+    whole = tmp_path / f"whole.{fmt}"
+    one = _enrich(data, whole, mode=mode, batch_size=2, with_embeddings=fmt == "ttl")
+    out = tmp_path / f"merged.{fmt}"
+    done = [
+        _enrich(data, out, mode=mode, batch_size=2, with_embeddings=fmt == "ttl", shard=f"{i}/{shards}")
+        for i in reversed(range(shards))  # any order, any machine
+    ]
+    assert sum(r.subjects for r in done) == one.subjects and all(r.subjects for r in done)
+    assert not out.exists()
+    from kgemb.connectors import rdf_shards
+
+    merged = rdf_shards.merge(data / "medical.ttl", out)
+    assert merged.predictions == one.predictions
+    assert out.read_bytes() == whole.read_bytes()
+
+
+def test_shards_through_the_command_line_and_refusals(data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.nt"
+    base = ["enrich", str(data / "medical.ttl"), "--model", str(data / "model"), "--relation", SYMPTOM_OF,
+            "--k", "2", "--quiet"]  # fmt: skip
+    code, _, err = _cli(*base, "--out", str(out), "--shard", "0/2")
+    assert code == 2 and "--run-time" in err  # every shard must name the same run
+    code, _, err = _cli(*base, "--out", str(out), "--shard", "2/2", "--run-time", RUN_TIME)
+    assert code == 2 and "--shard" in err
+    code, _, err = _cli(*base, "--out", str(out), "--shard", "1/2", "--run-time", RUN_TIME)
+    assert code == 0, err
+    code, _, err = _cli("enrich", str(data / "medical.ttl"), "--out", str(out), "--merge")
+    assert code == 2 and "0/2" in err and "not done" in err and not out.exists()
+    assert _cli(*base, "--out", str(out), "--shard", "0/2", "--run-time", RUN_TIME)[0] == 0
+    code, _stdout, err = _cli("enrich", str(data / "medical.ttl"), "--out", str(out), "--merge")
+    assert code == 0, err
+    whole = tmp_path / "whole.nt"
+    assert _cli(*base, "--out", str(whole), "--run-time", RUN_TIME)[0] == 0
+    assert out.read_bytes() == whole.read_bytes()
+    (tmp_path / "out.nt.shard-1-of-2").write_bytes(b"changed")
+    code, _, err = _cli("enrich", str(data / "medical.ttl"), "--out", str(out), "--merge")
+    assert code == 2 and "changed" in err
