@@ -100,7 +100,8 @@ def push(
 
     ``shard = (I, N)``: write only the I-th of N contiguous blocks of the entities sorted by key (their nodes, type
     labels, outgoing relationships and vectors), so N pushes can run side by side; shard 0 also writes the vector
-    index and the relation nodes, and the model node turns ``complete`` when all N shards are done.
+    index and the relation nodes, and the model node turns ``complete`` when all N shards are done. Sharded pushes
+    add a uniqueness constraint on ``:KgembModel(name)``, so parallel shards share one model node.
     """
     from kgemb.reasoning.calibration import model_signature
     from tqdm import tqdm
@@ -127,6 +128,10 @@ def push(
     block = _shard_entities(kg, shard)
     began = time.perf_counter()
     with open_driver(uri_or_driver, username, password) as (driver, where), translate_errors(where):
+        if shard is not None:  # shards side by side MERGE the one model node: only a constraint keeps it one
+            write_schema(
+                driver, database, f"CREATE CONSTRAINT IF NOT EXISTS FOR (m:{MODEL_LABEL}) REQUIRE m.name IS UNIQUE"
+            )
         write(
             driver,
             database,
