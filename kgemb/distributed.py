@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Sequence
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -69,7 +70,9 @@ def init(device: str | None) -> torch.device | None:
     if not dist.is_initialized():
         if cuda:
             torch.cuda.set_device(here)
-        dist.init_process_group(backend="nccl" if cuda else "gloo")
+        # rank 0 encodes the texts and evaluates while the others wait in a collective: allow hours, not minutes
+        hours = float(os.environ.get("KGEMB_DIST_TIMEOUT_HOURS", "12"))
+        dist.init_process_group(backend="nccl" if cuda else "gloo", timeout=timedelta(hours=hours))
     return here
 
 
