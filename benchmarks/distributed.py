@@ -68,7 +68,7 @@ def main() -> None:
         options += ["--threads", "1"]
     with tempfile.TemporaryDirectory() as tmp:
         rows = [run(n, args.epochs, options, Path(tmp)) for n in args.nproc]
-    base = rows[0]
+    base = next((r for r in rows if r["nproc"] == 1), rows[0])
     lines = [
         f"UMLS (pykeen:UMLS), {' '.join(options)}, {args.epochs} epochs, no early stopping; one process vs "
         f"`kgemb train --nproc N` ({'gloo' if args.device == 'cpu' else 'NCCL'}). Machine: {os.cpu_count()} "

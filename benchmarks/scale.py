@@ -163,7 +163,7 @@ def one(n: int, batches: int, eval_sample: int, enrich_sample: int, encode_sampl
     row["texts"] = len(flat)
     import kgemb
 
-    encoder = kgemb.load_encoder("default")
+    encoder = kgemb.load_encoder("default", cache=False)  # time the encoder, not the cache
     sample = flat[: min(len(flat), encode_sample)]
     encoder.encode(sample[:64], role="document")  # warm-up
     _, wall, cpu, mem = timed(peak, lambda: encoder.encode(sample, role="document", show_progress=False))  # noqa: F821
@@ -247,11 +247,12 @@ def one(n: int, batches: int, eval_sample: int, enrich_sample: int, encode_sampl
         )
         from neo4j import GraphDatabase
 
-        with GraphDatabase.driver(neo4j_uri) as driver:  # empty for the next size
-            driver.execute_query("MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 20000 ROWS")
-            for name in driver.execute_query("SHOW INDEXES YIELD name, type WHERE type <> 'LOOKUP' "
-                                             "AND owningConstraint IS NULL RETURN name").records:  # fmt: skip
-                driver.execute_query(f"DROP INDEX `{name['name']}`")
+        with GraphDatabase.driver(neo4j_uri) as driver, driver.session() as session:  # empty for the next size
+            session.run("MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 20000 ROWS").consume()
+            for kind, show in (("CONSTRAINT", "SHOW CONSTRAINTS YIELD name RETURN name"),
+                               ("INDEX", "SHOW INDEXES YIELD name, type WHERE type <> 'LOOKUP' RETURN name")):
+                for name in session.run(show).value("name"):
+                    session.run(f"DROP {kind} `{name}` IF EXISTS").consume()
     row["peak_gb"] = max(v for k, v in row.items() if k.endswith("_peak_gb"))
     row["param_gb"] = sum(p.numel() * p.element_size() for p in model.parameters()) / GB
     return row
@@ -447,7 +448,7 @@ def main() -> None:
         for n in args.sizes:
             if n in done:
                 continue
-            command = [sys.executable, __file__, "--one", str(n), "--batches", str(args.batches), "--eval-sample",
+            command = [sys.executable, "-P", __file__, "--one", str(n), "--batches", str(args.batches), "--eval-sample",
                        str(args.eval_sample), "--enrich-sample", str(args.enrich_sample), "--encode-sample",
                        str(args.encode_sample), "--push-max", str(args.push_max)]  # fmt: skip
             if uri:

@@ -280,7 +280,9 @@ class OneToNLoop:
             valid = (~mask).sum(dim=1)
             spread = lse - logits.masked_fill(mask, 0.0).sum(dim=1) / valid
             loss = (1 - obj.label_smoothing) * loss + obj.label_smoothing * spread
-        return loss.sum() / (batch or max(len(loss), 1))
+        if batch is None or batch == len(loss):  # one process: the mean, as it always was
+            return loss.mean()
+        return loss.sum() / batch
 
     def _scores(self, anchor: torch.Tensor, rels: list[torch.Tensor], ents: torch.Tensor) -> torch.Tensor:
         """Scores ``(b, C)`` of every candidate as the tail of each query, with gradients."""
