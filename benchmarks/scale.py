@@ -144,7 +144,7 @@ def one(n: int, batches: int, eval_sample: int, enrich_sample: int, encode_sampl
     from kgemb.connectors import tabular
 
     from kgemb.evaluation import rank_metrics
-    from kgemb.features import entity_view_texts, standardised
+    from kgemb.features import TextFeatures, entity_view_texts
     from kgemb.model import TrainedModel
     from kgemb.objective import OneToNLoop
     from kgemb.training import TrainingConfig, _make_loop, model_for
@@ -173,9 +173,10 @@ def one(n: int, batches: int, eval_sample: int, enrich_sample: int, encode_sampl
     del encoder
     offsets = np.zeros(len(views) + 1, dtype=np.int64)
     np.cumsum([len(v) for v in views], out=offsets[1:])
-    raw = torch.randn(len(flat), 512)
-    features = standardised(raw, torch.from_numpy(offsets))
-    del raw, flat
+    # random unit-norm vectors in place of the encoder's (standardised features have unit mean norm): one copy
+    features = TextFeatures(torch.randn(len(flat), 512).div_(512**0.5), torch.from_numpy(offsets),
+                            torch.zeros(512), 1.0)  # fmt: skip
+    del flat
     row["features_gb"] = features.vectors.numel() * 4 / GB
 
     cfg = TrainingConfig(mode="fused", interaction="complex", seed=0, show_progress=False, text_channel=True)
