@@ -321,10 +321,10 @@ def report(rows: list[dict], out: Path | None, machine: str) -> str:
         for r in rows)]  # fmt: skip
 
     fits: dict[str, tuple[float, float]] = {}
-    lines += ["", "## Growth fitted (time = a·N^b over the measured sizes) and extrapolated", "",
+    lines += ["", "## Growth fitted (CPU time = a·N^b over the measured sizes; wall time on this loaded machine is too noisy) and extrapolated", "",
               "| phase | exponent b | 1M | 10M | 100M |", "|---|---|---|---|---|"]  # fmt: skip
     for key, name in PHASES:
-        pts = [(r["entities"], r[f"{key}_s"]) for r in rows if f"{key}_s" in r and not r.get(f"{key}_invalid")]
+        pts = [(r["entities"], r[f"{key}_cpu_s"]) for r in rows if f"{key}_s" in r and not r.get(f"{key}_invalid")]
         if len(pts) < 2:
             continue
         a, b = fit_power([p[0] for p in pts], [p[1] for p in pts])
@@ -367,7 +367,7 @@ def report(rows: list[dict], out: Path | None, machine: str) -> str:
         f"**{gpu_limit / 1e6:.0f}M entities** ({141 * GB / model_bytes / 1e6:.0f}M on a 141 GB H200); past that "
         "the rows must be sharded across GPUs (or the text features kept on the CPU).",
         f"- **Time, CPU**: one epoch grows as N^{epoch_1m[1]:.2f}; at 1M entities it is "
-        f"{human(epoch_1m[0] * 1e6 ** epoch_1m[1])} of this machine's time, and a run needs 10–100 epochs — "
+        f"{human(epoch_1m[0] * 1e6 ** epoch_1m[1])} of CPU time (one core), and a run needs 10–100 epochs — "
         "past a few hundred thousand entities a CPU run takes days; `--nproc N` on a many-core server or a GPU "
         "is the way on.",
         "- **Time, one GPU**: the step is dense matrix products over ~6k candidates; on a GPU it runs in "
@@ -392,7 +392,7 @@ def plot(rows: list[dict], fits: dict, memory: tuple[float, float], path: Path) 
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
     grid = np.logspace(4, 8, 50)
     for key, name in PHASES:
-        pts = [(r["entities"], r[f"{key}_s"]) for r in rows if f"{key}_s" in r and not r.get(f"{key}_invalid")]
+        pts = [(r["entities"], r[f"{key}_cpu_s"]) for r in rows if f"{key}_s" in r and not r.get(f"{key}_invalid")]
         if not pts:
             continue
         line = left.loglog(*zip(*pts, strict=True), "o", label=name)[0]
@@ -401,7 +401,7 @@ def plot(rows: list[dict], fits: dict, memory: tuple[float, float], path: Path) 
             left.loglog(grid, a * grid**b, "--", color=line.get_color(), alpha=0.6)
     left.axhline(86400, color="grey", lw=0.8)
     left.text(1.2e4, 1.1e5, "one day", color="grey")
-    left.set(xlabel="entities", ylabel="seconds (measured ●, fitted --)", title="time per phase")
+    left.set(xlabel="entities", ylabel="CPU seconds (measured ●, fitted --)", title="CPU time per phase")
     left.legend(fontsize=8)
     a, b = memory
     right.loglog([r["entities"] for r in rows], [r["peak_gb"] for r in rows], "o", label="peak, measured")
