@@ -73,13 +73,13 @@ public final class KernelBench {
         for (int e = 0; e < n; e++) {
             order[e] = e;
         }
-        double[] rank = time(Math.max(5, queries / 5), mx, q -> {
+        double[] rank = time(Math.max(10, queries / 5), mx, q -> {
             float[][] group = new float[items][];
             for (int i = 0; i < items; i++) {
                 group[i] = qs[(q * items + i) % qs.length];
             }
             return Ranking.scan(t, Scoring.Form.DISTANCE, group, 0.5, 0.0, 0.3, ev, skip, 18, order).size;
-        }, 5);
+        }, 15);
         double floor = t.bytes() / bandwidth;
         System.out.printf(java.util.Locale.ROOT,
                 "n=%d dim=%d threads=%d bytes=%d bandwidth_gbs=%.2f floor_ms=%.2f tails_wall_ms=%.2f tails_cpu_ms=%.2f"
