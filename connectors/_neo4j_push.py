@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -81,6 +81,8 @@ def push(
     directory: str | os.PathLike | None = None,
     calibration: Any = None,
     vector_index: bool = True,
+    evidence_weight: float | None = None,
+    hierarchy: Sequence[str] | None = None,
     shard: tuple[int, int] | None = None,
 ) -> PushReport:
     """Write each entity's vector onto its node, create (or replace) a vector index over them and wait until it is
@@ -98,12 +100,20 @@ def push(
     ``calibration``, else the one saved in the model ``directory``, else one fitted now. ``vector_index=False``
     skips the vector index (kgemb's procedures do not need it; the plugin-free Cypher path does).
 
+    For ``CALL kgemb.rank`` (the port of :mod:`kgemb.reasoning.evidence`) the model node also gets the model's
+    weight in the evidence score (``evidence_weight``, default ``LinkPredictor(model).evidence_weight``, chosen on
+    the validation split) and the formula's constants, each relation node whether it is a hierarchy relation
+    (``hierarchy``: names, default is_a / subClassOf / broader found automatically), and each entity node its
+    entity id (``<vector_property>_id``, Python's tie-break); the plugin reads the annotations and the hierarchy
+    from the relationships themselves.
+
     ``shard = (I, N)``: write only the I-th of N contiguous blocks of the entities sorted by key (their nodes, type
     labels, outgoing relationships and vectors), so N pushes can run side by side; shard 0 also writes the vector
     index and the relation nodes, and the model node turns ``complete`` when all N shards are done. Sharded pushes
     add a uniqueness constraint on ``:KgembModel(name)``, so parallel shards share one model node.
     """
     from kgemb.reasoning.calibration import model_signature
+    from kgemb.reasoning.evidence import BETA, EPS, LAM
     from tqdm import tqdm
 
     quote(name, "model name")
@@ -124,6 +134,10 @@ def push(
         raise ConfigError(f"entity vectors have {dim} dimensions; Neo4j vector indexes take 1 to 4096")
     nodes = _Nodes.of(kg, entity_label)
     nodes.check(kg)  # every name and key is checked before the first write
+    id_property = quote(f"{vector_property}_id", "entity id property")
+    predictor = _predictor(model, calibration, directory, hierarchy, evidence_weight)
+    hierarchy_ids = set(predictor.evidence_index.hierarchy.relations)
+    weight = predictor.evidence_weight
     database = default_database(database)
     block = _shard_entities(kg, shard)
     began = time.perf_counter()
@@ -149,7 +163,7 @@ def push(
         present = sorted(element_ids)
         label = label_expression([entity_label])
         query = (
-            f"UNWIND $rows AS row MATCH (n) WHERE elementId(n) = row[0] SET n{label} "
+            f"UNWIND $rows AS row MATCH (n) WHERE elementId(n) = row[0] SET n{label}, n.{id_property} = row[2] "
             "WITH n, row CALL db.create.setNodeVectorProperty(n, $property, row[1])"
         )
         bar = tqdm(total=len(present), unit="vec", desc="neo4j push vectors", disable=not progress)
@@ -157,7 +171,7 @@ def push(
         def batches() -> Iterator[list[list[Any]]]:
             for start, stop in chunks(len(present), batch_size):
                 ids = present[start:stop]
-                yield [[element_ids[i], v] for i, v in zip(ids, vectors[ids].tolist(), strict=True)]
+                yield [[element_ids[i], v, i] for i, v in zip(ids, vectors[ids].tolist(), strict=True)]
 
         written = 0
         writing = time.perf_counter()
@@ -187,8 +201,9 @@ def push(
                 driver,
                 database,
                 model,
-                calibration=_calibration(model, calibration, directory),
+                calibration=predictor.calibration,
                 entity_label=entity_label,
+                hierarchy=hierarchy_ids,
                 name=name,
                 props={
                     "interaction": interaction,
@@ -206,6 +221,9 @@ def push(
                     "signature": model_signature(model),
                     "kgemb_version": _version(),
                     "config": json.dumps(model.config, sort_keys=True, default=str),
+                    "evidence_weight": float(weight),
+                    "evidence_params": [EPS, BETA, LAM],
+                    "id_property": f"{vector_property}_id",
                 },
                 shard=shard,
             )
@@ -369,13 +387,24 @@ def wait_for_index(driver: Any, database: str | None, index: str, wait_seconds: 
         time.sleep(0.2)
 
 
-def _calibration(model: TrainedModel, calibration: Any, directory: str | os.PathLike | None) -> Any:
-    """The calibration the procedures turn scores into probabilities with (given, saved, or fitted now)."""
-    if calibration is not None:
-        return calibration
+def _predictor(
+    model: TrainedModel,
+    calibration: Any,
+    directory: str | os.PathLike | None,
+    hierarchy: Sequence[str] | None,
+    evidence_weight: float | None,
+) -> Any:
+    """The LinkPredictor whose calibration (given, saved, or fitted now), evidence weight (given, or chosen on the
+    validation split) and hierarchy relations the procedures reproduce."""
     from kgemb.reasoning import LinkPredictor
 
-    return LinkPredictor(model, directory=directory).calibration
+    return LinkPredictor(
+        model,
+        calibration=calibration,
+        directory=directory,
+        hierarchy=hierarchy,
+        evidence_weight=evidence_weight,
+    )
 
 
 def _write_model_node(
@@ -387,10 +416,12 @@ def _write_model_node(
     props: dict[str, Any],
     calibration: Any,
     entity_label: str,
+    hierarchy: set[int],
     shard: tuple[int, int] | None = None,
 ) -> None:
     """Relation vectors as ``(:KgembRelation {model, key})`` nodes linked from the model node, each with its
-    relationship type, calibration ``[a, b]`` and allowed head/tail labels; then the model node's metadata, every
+    relationship type, calibration ``[a, b]``, allowed head/tail labels and whether it is a hierarchy relation
+    (child -> parent); then the model node's metadata, every
     relation row (``relation_vectors``, flat) and ``complete = true`` (written last, so a reader never trusts a
     half-done push)."""
     from kgemb.reasoning.constraints import TypeConstraints
@@ -416,6 +447,7 @@ def _write_model_node(
             "calibration": [float(calibration.a[r]), float(calibration.b[r])],
             "head_types": allowed(r, "head"),
             "tail_types": allowed(r, "tail"),
+            "hierarchy": r in hierarchy,
         }
         for r, key in enumerate(kg.relations)
     ]
@@ -425,7 +457,8 @@ def _write_model_node(
         f"MATCH (m:{MODEL_LABEL} {{name: $name}}) "
         f"UNWIND $rows AS row MERGE (r:{RELATION_LABEL} {{model: $name, key: row.key}}) "
         "SET r.id = row.id, r.label = row.label, r.vector = row.vector, r.type = row.type, "
-        "r.calibration = row.calibration, r.head_types = row.head_types, r.tail_types = row.tail_types "
+        "r.calibration = row.calibration, r.head_types = row.head_types, r.tail_types = row.tail_types, "
+        "r.hierarchy = row.hierarchy "
         "MERGE (m)-[:HAS_RELATION]->(r)",
         name=name,
         rows=rows,

@@ -873,7 +873,7 @@ def attach_text_channel(
 
 def attach_rules(kg: KnowledgeGraph, model: TextAwareModel, cfg: TrainingConfig) -> dict[str, Any] | None:
     """Mine rules from ``kg``'s training triples and give ``model`` its rule channel, with the weights per relation
-    chosen on the validation triples (see :mod:`kgemb.rule_channel`); what config.json records, or None when
+    chosen on the validation triples (see :mod:`kgemb.channels`); what config.json records, or None when
     ``cfg.rules`` is off, the graph has no validation triples, or no relation gains from the rules."""
     model.rule_channel = None
     if not cfg.rules or len(kg.splits.get("valid", ())) == 0:

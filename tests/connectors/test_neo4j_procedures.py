@@ -294,15 +294,10 @@ def test_pure_cypher_path_leaves_known_links_and_wrong_types_out(neo4j_driver, m
         assert all(mask[i] for i in got)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kgemb.rank in Java still multiplies calibrated probabilities; LinkPredictor.rank now uses the "
-    "evidence score of reasoning/evidence.py (issue 15), not yet ported (its test vectors are in "
-    "tests/reasoning/data/evidence_vectors.json)",
-)
 @pytest.mark.parametrize("interaction", ["rotate", "distmult"])
 def test_rank_equals_python(neo4j_driver, models, interaction: str) -> None:
-    """kgemb.rank has LinkPredictor.rank's semantics today (to be aligned with reasoning/evidence.py)."""
+    """kgemb.rank is LinkPredictor.rank (reasoning/evidence.py ported): the same order, L(x), P(x), and each
+    item's match, matching term and model probability."""
     model, predictor = models[interaction]
     push(model, predictor, neo4j_driver, "kgemb")
     kg = model.kg
@@ -314,7 +309,8 @@ def test_rank_equals_python(neo4j_driver, models, interaction: str) -> None:
             neo4j_driver,
             "UNWIND $keys AS key MATCH (e:KgembEntity {key: key}) WITH collect(e) AS evidence "
             "CALL kgemb.rank(evidence, $rel, 10, {target: $target}) YIELD node, score, raw, rank, contributions "
-            "RETURN node.key AS key, score, raw, rank, [c IN contributions | [c.node.key, c.probability, c.known]] AS c "
+            "RETURN node.key AS key, score, raw, rank, [c IN contributions | [c.node.key, c.probability, c.known, "
+            "c.match, c.via.key, c.information, c.logLikelihood]] AS c "
             "ORDER BY rank",
             keys=keys,
             rel=kg.relations[r],
@@ -324,8 +320,52 @@ def test_rank_equals_python(neo4j_driver, models, interaction: str) -> None:
         assert len(rows) == len(want) > 0
         assert np.allclose([x["raw"] for x in rows], [w.raw for w in want], atol=1e-4, rtol=0)
         assert np.allclose([x["score"] for x in rows], [w.score for w in want], atol=TOL, rtol=0)
-        assert [x["key"] for x in rows][:3] == [w.key for w in want][:3]
+        assert [x["key"] for x in rows] == [w.key for w in want]
         for x, w in zip(rows, want, strict=True):
-            if x["key"] == w.key:
-                assert [c[2] for c in x["c"]] == [c.known for c in w.contributions]
-                assert np.allclose([c[1] for c in x["c"]], [c.probability for c in w.contributions], atol=TOL)
+            assert [c[0] for c in x["c"]] == [c.entity for c in w.contributions]
+            assert [c[2] for c in x["c"]] == [c.known for c in w.contributions]
+            assert [c[3] for c in x["c"]] == [c.match for c in w.contributions]
+            assert [c[4] for c in x["c"]] == [c.via for c in w.contributions]
+            assert np.allclose([c[1] for c in x["c"]], [c.probability for c in w.contributions], atol=TOL)
+            assert np.allclose([c[5] for c in x["c"]], [c.information for c in w.contributions], atol=TOL)
+            assert np.allclose([c[6] for c in x["c"]], [c.log_likelihood for c in w.contributions], atol=1e-4)
+
+
+def test_rank_through_the_hierarchy_equals_python(neo4j_driver) -> None:
+    """On an rdfs:subClassOf ontology: vaguer and more specific terms match through their most informative
+    common ancestor (information content, ties by entity id) in kgemb.rank exactly as in LinkPredictor.rank,
+    with the model weight both chosen on validation and given."""
+    from kgemb.connectors import neo4j, rdf
+    from kgemb.reasoning import LinkPredictor
+
+    kg = rdf.load(DATA.with_name("ontology.ttl"))
+    model = kgemb.train(
+        kg, mode="structure", interaction="rotate", dim=16, epochs=3, show_progress=False, seed=0, rules=False
+    )
+    for weight in (0.0, 0.3):
+        predictor = LinkPredictor(model, evidence_weight=weight)
+        neo4j.push(
+            model, neo4j_driver, progress=False, calibration=predictor.calibration, evidence_weight=weight
+        )
+        rel = kg.relation_id("has phenotype")
+        for names in (
+            ["seizure", "ataxia", "cataract"],
+            ["focal seizure", "fever"],
+            ["rash", "tremor", "glaucoma"],
+        ):
+            keys = [kg.entities[predictor.entity(x)].key for x in names]
+            rows = call(
+                neo4j_driver,
+                "UNWIND $keys AS key MATCH (e:KgembEntity {key: key}) WITH collect(e) AS evidence "
+                "CALL kgemb.rank(evidence, $rel, 9) YIELD node, score, raw, contributions "
+                "RETURN node.key AS key, score, raw, [c IN contributions | [c.match, c.via.key, c.information]] AS c",
+                keys=keys,
+                rel=kg.relations[rel],
+            )
+            want = predictor.rank([(key, rel) for key in keys], k=9)
+            assert [x["key"] for x in rows] == [w.key for w in want]
+            assert np.allclose([x["raw"] for x in rows], [w.raw for w in want], atol=1e-4, rtol=0)
+            assert np.allclose([x["score"] for x in rows], [w.score for w in want], atol=TOL, rtol=0)
+            for x, w in zip(rows, want, strict=True):
+                assert [c[:2] for c in x["c"]] == [[c.match, c.via] for c in w.contributions]
+                assert np.allclose([c[2] for c in x["c"]], [c.information for c in w.contributions], atol=TOL)

@@ -30,8 +30,6 @@ import org.neo4j.procedure.UserFunction;
  */
 public class KgembProcedures {
     static final int MAX_K = 100_000;
-    /** Weight of the model's own log-probabilities in the ranking key: breaks ties only (Python's _TIE). */
-    static final double TIE = 1e-9;
 
     @Context
     public Transaction tx;
@@ -129,8 +127,10 @@ public class KgembProcedures {
     @Procedure(name = "kgemb.rank", mode = Mode.READ)
     @Description("kgemb.rank(evidence, relType, k = 10, config = {target: 'head'}) :: (node, score, raw, rank,"
             + " contributions) -- the entities that best explain all evidence nodes together: candidates x of"
-            + " (x)-[:relType]->(evidence) (target 'tail': (evidence)-[:relType]->(x)); LinkPredictor.rank's product"
-            + " of calibrated probabilities, a known link counting as certain")
+            + " (x)-[:relType]->(evidence) (target 'tail': (evidence)-[:relType]->(x)), ranked like Python's"
+            + " LinkPredictor.rank: the information-content log-likelihood of the known links (exact, or through the"
+            + " is_a/subClassOf/broader hierarchy) plus the model's calibrated log-probabilities; score = P(x)"
+            + " (sums to 1 over all candidates), raw = L(x)")
     public Stream<Ranked> rank(@Name("evidence") List<Node> evidence, @Name("relType") String relType,
             @Name(value = "k", defaultValue = "10") Long k,
             @Name(value = "config", defaultValue = "{}") Map<String, Object> config) {
@@ -142,15 +142,19 @@ public class KgembProcedures {
         if (!"head".equals(target) && !"tail".equals(target)) {
             throw new IllegalArgumentException("config.target must be 'head' or 'tail', not " + target);
         }
+        if (m.evidence == null) {
+            throw new IllegalArgumentException("model '" + m.name + "' was pushed by an older kgemb without the"
+                    + " evidence weight kgemb.rank needs: push it again with `kgemb neo4j push`");
+        }
         boolean tailSide = "tail".equals(target); // the side the candidates fill
         if (evidence == null || evidence.isEmpty()) {
             throw new IllegalArgumentException("evidence is empty: give a list of nodes, e.g. [s IN symptoms | s]");
         }
         boolean constraints = constraints(cfg);
-        int n = evidence.size();
-        int[] anchors = new int[n];
+        int items = evidence.size();
+        int[] anchors = new int[items];
         BitSet evidenceBlocked = constraints ? m.blocked(r, !tailSide) : null;
-        for (int i = 0; i < n; i++) {
+        for (int i = 0; i < items; i++) {
             anchors[i] = anchor(m, evidence.get(i), "evidence[" + i + "]");
             if (evidenceBlocked != null && evidenceBlocked.get(anchors[i])) {
                 throw new IllegalArgumentException("evidence[" + i + "] (node " + evidence.get(i).getElementId()
@@ -161,72 +165,29 @@ public class KgembProcedures {
         }
         BitSet blocked = constraints ? m.blocked(r, tailSide) : null;
         BitSet skip = blocked == null ? new BitSet(m.n) : (BitSet) blocked.clone();
-        BitSet[] known = new BitSet[n];
-        RelationshipType type = RelationshipType.withName(m.relationTypes[r]);
-        for (int i = 0; i < n; i++) {
-            skip.set(anchors[i]);
-            known[i] = new BitSet(m.n);
-            Node e = evidence.get(i);
-            for (Relationship rel : e.getRelationships(tailSide ? Direction.OUTGOING : Direction.INCOMING, type)) {
-                int other = m.indexOf(rel.getOtherNode(e));
-                if (other >= 0) {
-                    known[i].set(other);
-                }
-            }
+        for (int e : anchors) {
+            skip.set(e);
         }
-        int dim = m.dim;
-        int row = tailSide || !m.reciprocal ? r : r + m.numRelations;
-        boolean asTail = tailSide || m.reciprocal;
-        int ro = row * m.relationDim;
-        float[][] q = new float[n][];
-        for (int i = 0; i < n; i++) {
-            q[i] = Scoring.query(m.interaction, asTail, m.vectors, anchors[i] * dim, m.relations, ro, dim);
-        }
-        double a = m.calA[r], b = m.calB[r];
-        int[] ids = Scoring.topBy(c -> {
-            double total = 0, sum = 0;
-            for (int i = 0; i < n; i++) {
-                float v = Scoring.scanValue(m.interaction, m.p, q[i], m.vectors, c, dim);
-                double lp = Scoring.logSigmoid(a * Scoring.scoreOfScan(m.interaction, m.p, v) + b);
-                sum += lp;
-                if (!known[i].get(c)) {
-                    total += lp;
-                }
-            }
-            return (float) (total + TIE * sum);
-        }, m.n, kk + Scoring.MARGIN, skip);
-        int c = ids.length;
-        double[] total = new double[c];
-        double[] key = new double[c];
-        double[][] logp = new double[c][n];
-        for (int j = 0; j < c; j++) {
-            double sum = 0;
-            for (int i = 0; i < n; i++) {
-                int x = ids[j], e = anchors[i];
-                double s = asTail
-                        ? Scoring.exact(m.interaction, m.p, m.vectors, e * dim, m.relations, ro, m.vectors, x * dim, dim)
-                        : Scoring.exact(m.interaction, m.p, m.vectors, x * dim, m.relations, ro, m.vectors, e * dim, dim);
-                double lp = Scoring.logSigmoid(a * s + b);
-                sum += lp;
-                logp[j][i] = known[i].get(x) ? 0.0 : lp;
-                total[j] += logp[j][i];
-            }
-            key[j] = total[j] + TIE * sum;
-        }
-        Integer[] order = new Integer[c];
-        for (int j = 0; j < c; j++) {
-            order[j] = j;
-        }
-        java.util.Arrays.sort(order, (x, y) -> Double.compare(key[y], key[x]));
+        Evidence.Annotations ann = m.annotations(tx, r, tailSide);
+        Ranking.Result found = Ranking.rank(m, ann, r, tailSide, anchors, skip, kk);
         List<Ranked> out = new ArrayList<>();
-        for (int j = 0; j < Math.min(kk, c); j++) {
-            int at = order[j];
+        for (int j = 0; j < found.ids().length; j++) {
+            int x = found.ids()[j];
             List<Map<String, Object>> contributions = new ArrayList<>();
-            for (int i = 0; i < n; i++) {
-                contributions.add(Map.of("node", evidence.get(i), "probability", Math.exp(logp[at][i]),
-                        "known", known[i].get(ids[at])));
+            for (int i = 0; i < items; i++) {
+                Evidence.Match match = Evidence.match(ann, anchors[i], x, m.evidence.lam());
+                Map<String, Object> c = new java.util.LinkedHashMap<>();
+                c.put("node", evidence.get(i));
+                c.put("probability", Math.exp(found.logProbability()[j][i]));
+                c.put("known", match.kind() == Evidence.EXACT);
+                c.put("match", Evidence.KIND_NAMES[match.kind()]);
+                c.put("via", match.via() < 0 ? null : nodeOf(m, match.via()));
+                c.put("information", match.value());
+                c.put("logLikelihood", Evidence.itemLogLikelihood(ann, x, items, match.value(), m.evidence)
+                        + m.evidence.alpha() * found.logProbability()[j][i]);
+                contributions.add(c);
             }
-            out.add(new Ranked(nodeOf(m, ids[at]), Math.exp(total[at] / n), total[at], j + 1, contributions));
+            out.add(new Ranked(nodeOf(m, x), found.probability()[j], found.total()[j], j + 1, contributions));
         }
         return out.stream();
     }
@@ -240,20 +201,26 @@ public class KgembProcedures {
         int kk = checkK(k);
         LoadedModel m = model(cfg);
         int a = anchor(m, node, "node");
-        int dim = m.dim;
-        Scoring.TopK top = new Scoring.TopK(Math.min(kk, m.n - 1));
         List<Similar> out = new ArrayList<>();
-        if (top.values.length == 0) {
+        if (m.n <= 1) {
             return out.stream();
         }
-        for (int e = 0; e < m.n; e++) {
-            if (e != a) {
-                top.offer((float) Scoring.cosine(m.vectors, a * dim, e * dim, dim), e);
-            }
+        float[] q = m.row(a);
+        // cosine = q·e / (|q| |e|): the scan ranks by q·e / |e|, the winners are re-scored in double
+        float[] kq = q.clone();
+        BitSet skip = new BitSet(m.n);
+        skip.set(a);
+        int[] ids = Scoring.topCosine(m.table, kq, Math.min(kk, m.n - 1) + Scoring.MARGIN, skip);
+        double[] cos = new double[ids.length];
+        Integer[] order = new Integer[ids.length];
+        for (int j = 0; j < ids.length; j++) {
+            cos[j] = Scoring.cosine(q, m.row(ids[j]));
+            order[j] = j;
         }
-        int rank = 0;
-        for (int e : top.sortedIds()) {
-            out.add(new Similar(nodeOf(m, e), Scoring.cosine(m.vectors, a * dim, e * dim, dim), ++rank));
+        java.util.Arrays.sort(order, (x, y) -> cos[x] != cos[y] ? Double.compare(cos[y], cos[x])
+                : Integer.compare(ids[x], ids[y]));
+        for (int j = 0; j < Math.min(kk, ids.length); j++) {
+            out.add(new Similar(nodeOf(m, ids[order[j]]), cos[order[j]], j + 1));
         }
         return out.stream();
     }
@@ -268,8 +235,8 @@ public class KgembProcedures {
         int r = m.relation(relType);
         int h = anchor(m, head, "head");
         int t = anchor(m, tail, "tail");
-        double s = Scoring.exact(m.interaction, m.p, m.vectors, h * m.dim, m.relations, r * m.relationDim,
-                m.vectors, t * m.dim, m.dim);
+        double s = Scoring.exact(m.interaction, m.p, m.row(h), 0, m.relations, r * m.relationDim, m.row(t), 0,
+                m.dim);
         return Boolean.TRUE.equals(cfg.get("probability")) ? m.probability(r, s) : s;
     }
 
@@ -323,15 +290,16 @@ public class KgembProcedures {
         }
         int dim = m.dim;
         int ro = row * m.relationDim;
-        float[] q = Scoring.query(m.interaction, asTail, m.vectors, a * dim, m.relations, ro, dim);
-        int[] ids = Scoring.top(m.interaction, m.p, q, m.vectors, m.n, dim, kk + Scoring.MARGIN, skip);
+        float[] av = m.row(a);
+        float[] q = Scoring.query(m.interaction, asTail, av, 0, m.relations, ro, dim);
+        int[] ids = Scoring.top(m.table, Scoring.Form.of(m.interaction, m.p), q, kk + Scoring.MARGIN, skip);
         double[] exact = new double[ids.length];
         Integer[] order = new Integer[ids.length];
         for (int j = 0; j < ids.length; j++) {
-            int c = ids[j];
+            float[] cv = m.row(ids[j]);
             exact[j] = asTail
-                    ? Scoring.exact(m.interaction, m.p, m.vectors, a * dim, m.relations, ro, m.vectors, c * dim, dim)
-                    : Scoring.exact(m.interaction, m.p, m.vectors, c * dim, m.relations, ro, m.vectors, a * dim, dim);
+                    ? Scoring.exact(m.interaction, m.p, av, 0, m.relations, ro, cv, 0, dim)
+                    : Scoring.exact(m.interaction, m.p, cv, 0, m.relations, ro, av, 0, dim);
             order[j] = j;
         }
         java.util.Arrays.sort(order, (x, y) -> Double.compare(exact[y], exact[x]));

@@ -43,12 +43,19 @@ final class LoadedModel {
     final String[][] headTypes;
     final String[][] tailTypes;
     final String[] typeLabels;
+    final boolean[] hierarchyRelation;
+    /** The evidence formula's constants and the model's weight in it; null when the push predates them. */
+    final Evidence.Params evidence;
     final int n;
     final long[] nodeIds;
-    final float[] vectors;
+    /** The graph's entity id of each row (what Python breaks ties by); the row index when the push wrote none. */
+    final int[] order;
+    final Table table;
     final int[][] entityTypes;
     private final LongIntMap index;
     private final Map<String, BitSet> blocked = new ConcurrentHashMap<>();
+    private final Map<String, Evidence.Annotations> annotations = new ConcurrentHashMap<>();
+    private volatile Evidence.Hierarchy hierarchy;
 
     private LoadedModel(Transaction tx, Node m, String name, String version) {
         this.name = name;
@@ -83,6 +90,7 @@ final class LoadedModel {
         calB = new double[numRelations];
         headTypes = new String[numRelations][];
         tailTypes = new String[numRelations][];
+        hierarchyRelation = new boolean[numRelations];
         for (int r = 0; r < numRelations; r++) {
             Node rel = rels.get(r);
             relationKeys[r] = str(rel, "key");
@@ -93,7 +101,17 @@ final class LoadedModel {
             calB[r] = cal[1];
             headTypes[r] = (String[]) rel.getProperty("head_types", new String[0]);
             tailTypes[r] = (String[]) rel.getProperty("tail_types", new String[0]);
+            hierarchyRelation[r] = Boolean.TRUE.equals(rel.getProperty("hierarchy", false));
         }
+        Object weight = m.getProperty("evidence_weight", null);
+        Object params = m.getProperty("evidence_params", null);
+        if (weight instanceof Number w && params != null) {
+            double[] e = doubles(params);
+            evidence = new Evidence.Params(e[0], e[1], e[2], w.doubleValue());
+        } else {
+            evidence = null;
+        }
+        String idProperty = (String) m.getProperty("id_property", null);
         typeLabels = (String[]) m.getProperty("type_labels", new String[0]);
         Map<String, Integer> typeIndex = new HashMap<>();
         for (int i = 0; i < typeLabels.length; i++) {
@@ -103,7 +121,9 @@ final class LoadedModel {
         String prop = str(m, "vector_property");
         int capacity = ((Number) m.getProperty("num_entities", 1024L)).intValue();
         long[] ids = new long[Math.max(16, capacity)];
-        float[] vec = new float[ids.length * dim];
+        int[] ord = new int[ids.length];
+        Table tab = new Table(ids.length, dim);
+        float[] scratch = new float[dim];
         int[][] types = new int[ids.length][];
         index = new LongIntMap(ids.length);
         int count = 0;
@@ -116,11 +136,13 @@ final class LoadedModel {
                 }
                 if (count == ids.length) {
                     ids = Arrays.copyOf(ids, count * 2);
-                    vec = Arrays.copyOf(vec, count * 2 * dim);
+                    ord = Arrays.copyOf(ord, count * 2);
                     types = Arrays.copyOf(types, count * 2);
                 }
-                copyVector(v, vec, count * dim, dim, node);
+                tab.append(vector(v, scratch, dim, node), 0);
                 ids[count] = node.getId();
+                Object id = idProperty == null ? null : node.getProperty(idProperty, null);
+                ord[count] = id instanceof Number x ? x.intValue() : count;
                 int[] t = new int[4];
                 int nt = 0;
                 for (Label l : node.getLabels()) {
@@ -143,7 +165,8 @@ final class LoadedModel {
         }
         this.n = count;
         this.nodeIds = Arrays.copyOf(ids, count);
-        this.vectors = count * dim == vec.length ? vec : Arrays.copyOf(vec, count * dim);
+        this.order = Arrays.copyOf(ord, count);
+        this.table = tab;
         this.entityTypes = Arrays.copyOf(types, count);
     }
 
@@ -208,6 +231,76 @@ final class LoadedModel {
         });
     }
 
+    /** Row {@code e}'s vector (a copy). */
+    float[] row(int e) {
+        return table.row(e);
+    }
+
+    /** The annotations of relation r for candidates on the tail side ({@code tailSide}) or the head side, read
+     *  once from the relationships in the database (the graph the push wrote) and kept. */
+    Evidence.Annotations annotations(Transaction tx, int r, boolean tailSide) {
+        return annotations.computeIfAbsent(r + (tailSide ? "t" : "h"), key -> {
+            int[][] links = links(tx, r);
+            int[] holders = tailSide ? links[1] : links[0];
+            int[] terms = tailSide ? links[0] : links[1];
+            return new Evidence.Annotations(holders, terms, links[2][0], n, hierarchy(tx));
+        });
+    }
+
+    private Evidence.Hierarchy hierarchy(Transaction tx) {
+        Evidence.Hierarchy h = hierarchy;
+        if (h == null) {
+            synchronized (this) {
+                if (hierarchy == null) {
+                    long[] edges = new long[16];
+                    int count = 0;
+                    for (int r = 0; r < numRelations; r++) {
+                        if (!hierarchyRelation[r]) {
+                            continue;
+                        }
+                        int[][] links = links(tx, r);
+                        for (int i = 0; i < links[2][0]; i++) {
+                            if (links[0][i] == links[1][i]) {
+                                continue;
+                            }
+                            if (count == edges.length) {
+                                edges = Arrays.copyOf(edges, count * 2);
+                            }
+                            edges[count++] = Evidence.pair(links[0][i], links[1][i]);
+                        }
+                    }
+                    hierarchy = new Evidence.Hierarchy(edges, count, n, order);
+                }
+                h = hierarchy;
+            }
+        }
+        return h;
+    }
+
+    /** The (start, end) rows of every relationship of relation r between this model's entities, and the count. */
+    private int[][] links(Transaction tx, int r) {
+        int[] starts = new int[16];
+        int[] ends = new int[16];
+        int count = 0;
+        try (ResourceIterator<Relationship> rels = tx.findRelationships(RelationshipType.withName(relationTypes[r]))) {
+            while (rels.hasNext()) {
+                Relationship rel = rels.next();
+                int s = index.get(rel.getStartNodeId());
+                int e = index.get(rel.getEndNodeId());
+                if (s < 0 || e < 0) {
+                    continue;
+                }
+                if (count == starts.length) {
+                    starts = Arrays.copyOf(starts, count * 2);
+                    ends = Arrays.copyOf(ends, count * 2);
+                }
+                starts[count] = s;
+                ends[count++] = e;
+            }
+        }
+        return new int[][] {starts, ends, {count}};
+    }
+
     double probability(int r, double score) {
         return 1.0 / (1.0 + Math.exp(-(calA[r] * score + calB[r])));
     }
@@ -220,13 +313,14 @@ final class LoadedModel {
         return v.toString();
     }
 
-    private static void copyVector(Object v, float[] out, int at, int dim, Node node) {
+    private static float[] vector(Object v, float[] scratch, int dim, Node node) {
         if (v instanceof float[] f && f.length == dim) {
-            System.arraycopy(f, 0, out, at, dim);
+            return f;
         } else if (v instanceof double[] d && d.length == dim) {
             for (int i = 0; i < dim; i++) {
-                out[at + i] = (float) d[i];
+                scratch[i] = (float) d[i];
             }
+            return scratch;
         } else {
             throw new IllegalArgumentException("node " + node.getElementId() + " has a vector that is not " + dim
                     + " numbers: push the model again");

@@ -12,10 +12,12 @@ import java.util.concurrent.Future;
  * Scoring of kgemb's interactions over vectors in the real layout (complex numbers interleaved {@code re, im}),
  * the same formulas as PyKEEN's interactions that kgemb's Python side uses.
  *
- * <p>A scan compares every candidate with one query vector (the known side combined with the relation, as
- * {@code kgemb.model.query_vector} does): a dot product (DistMult, ComplEx), a squared Euclidean distance
- * (RotatE, TransE p=2) or an L1 distance (TransE p=1). The best candidates are then re-scored exactly, in double
- * precision, with the interaction itself.
+ * <p>A scan compares every candidate with one query vector, built once per call (the known side combined with
+ * the relation, as {@code kgemb.model.query_vector} does): a dot product (DistMult, ComplEx), a Euclidean distance
+ * through {@code |q|² - 2 q·e + |e|²} with the squared norms kept by the {@link Table} (RotatE, TransE p=2) or an
+ * L1 distance (TransE p=1). The table's blocks are split over a pool of one thread per core, each keeping its own
+ * top k, merged at the end. The best candidates are then re-scored exactly, in double precision, with the
+ * interaction itself.
  */
 public final class Scoring {
     /** Extra candidates re-scored exactly, so rounding in the scan never changes the top k (Python's _MARGIN). */
@@ -111,80 +113,67 @@ public final class Scoring {
         return q;
     }
 
-    /** Higher is better: the scan value of candidate {@code c} against query {@code q}. */
-    private static float scan(Interaction it, int p, float[] q, float[] v, int o, int dim) {
-        float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-        int i = 0;
-        if (it == Interaction.DISTMULT || it == Interaction.COMPLEX) {
-            for (; i + 3 < dim; i += 4) {
-                s0 += q[i] * v[o + i];
-                s1 += q[i + 1] * v[o + i + 1];
-                s2 += q[i + 2] * v[o + i + 2];
-                s3 += q[i + 3] * v[o + i + 3];
-            }
-            for (; i < dim; i++) {
-                s0 += q[i] * v[o + i];
-            }
-            return (s0 + s1) + (s2 + s3);
+    /** How a scan compares a candidate with the query vector. */
+    enum Form {
+        /** {@code q · e} (DistMult, ComplEx). */
+        DOT,
+        /** {@code 2 q · e - |e|²}, which orders like {@code -|q - e|} (RotatE, TransE p = 2). */
+        DISTANCE,
+        /** {@code -sum |q - e|} (TransE p = 1). */
+        L1;
+
+        static Form of(Interaction it, int p) {
+            return switch (it) {
+                case DISTMULT, COMPLEX -> DOT;
+                case ROTATE -> DISTANCE;
+                default -> p == 1 ? L1 : DISTANCE;
+            };
         }
-        if (it == Interaction.TRANSE && p == 1) {
-            for (; i + 3 < dim; i += 4) {
-                s0 += Math.abs(q[i] - v[o + i]);
-                s1 += Math.abs(q[i + 1] - v[o + i + 1]);
-                s2 += Math.abs(q[i + 2] - v[o + i + 2]);
-                s3 += Math.abs(q[i + 3] - v[o + i + 3]);
-            }
-            for (; i < dim; i++) {
-                s0 += Math.abs(q[i] - v[o + i]);
-            }
-            return -((s0 + s1) + (s2 + s3));
-        }
-        for (; i + 3 < dim; i += 4) {
-            float d0 = q[i] - v[o + i], d1 = q[i + 1] - v[o + i + 1];
-            float d2 = q[i + 2] - v[o + i + 2], d3 = q[i + 3] - v[o + i + 3];
-            s0 += d0 * d0;
-            s1 += d1 * d1;
-            s2 += d2 * d2;
-            s3 += d3 * d3;
-        }
-        for (; i < dim; i++) {
-            float d = q[i] - v[o + i];
-            s0 += d * d;
-        }
-        return -((s0 + s1) + (s2 + s3));
     }
 
-    /** The value a candidate is ranked by (higher is better). */
-    @FunctionalInterface
-    interface Value {
-        float of(int candidate);
+    /** The query as the kernel takes it: doubled for {@link Form#DISTANCE} (exact in floating point). */
+    static float[] kernelQuery(Form form, float[] q) {
+        if (form != Form.DISTANCE) {
+            return q;
+        }
+        float[] out = new float[q.length];
+        for (int i = 0; i < q.length; i++) {
+            out[i] = 2f * q[i];
+        }
+        return out;
     }
 
-    /** A scan value as the raw score it approximates: distance forms return minus the squared distance. */
-    static double scoreOfScan(Interaction it, int p, float v) {
-        boolean squared = it == Interaction.ROTATE || (it == Interaction.TRANSE && p != 1);
-        return squared ? -Math.sqrt(Math.max(0f, -v)) : v;
-    }
-
-    static float scanValue(Interaction it, int p, float[] q, float[] vectors, int c, int dim) {
-        return scan(it, p, q, vectors, c * dim, dim);
-    }
-
-    /** The best {@code k} of {@code n} candidates by {@code value}, best first, on every core; {@code skip} left out. */
-    static int[] topBy(Value value, int n, int k, BitSet skip) {
-        int kk = Math.min(k, n);
-        return bestOf(n, n < PARALLEL_MIN / 4 ? 1 : THREADS, kk, (from, to) -> {
-            TopK top = new TopK(kk);
-            for (int c = from; c < to; c++) {
-                if (skip == null || !skip.get(c)) {
-                    float v = value.of(c);
-                    if (top.size < kk || v > top.min) {
-                        top.offer(v, c);
-                    }
+    /** Scan values (higher is better) of the rows of block {@code b} into {@code acc}. */
+    static void values(Table t, Form form, float[] kq, int b, float[] acc) {
+        switch (form) {
+            case DOT -> t.dot(b, kq, acc);
+            case DISTANCE -> {
+                t.dot(b, kq, acc);
+                int at = b * Table.BLOCK;
+                for (int i = 0; i < Table.BLOCK; i++) {
+                    acc[i] -= t.squaredNorms[at + i];
                 }
             }
-            return top;
-        });
+            default -> {
+                t.l1(b, kq, acc);
+                for (int i = 0; i < Table.BLOCK; i++) {
+                    acc[i] = -acc[i];
+                }
+            }
+        }
+    }
+
+    /** The raw score a scan value approximates ({@code squaredQuery}: {@code |q|²}, for {@link Form#DISTANCE}). */
+    static double scoreOfValue(Form form, double value, double squaredQuery) {
+        return form == Form.DISTANCE ? -Math.sqrt(Math.max(0.0, squaredQuery - value)) : value;
+    }
+
+    static double squared(float[] q) {
+        double s = 0;
+        for (float x : q) {
+            s += (double) x * x;
+        }
+        return s;
     }
 
     /** log(sigmoid(x)), stable for large |x|. */
@@ -192,97 +181,142 @@ public final class Scoring {
         return x < 0 ? x - Math.log1p(Math.exp(x)) : -Math.log1p(Math.exp(-x));
     }
 
-    /** The best {@code k} entity indexes by scan value, best first; {@code skip} (may be null) are left out. */
-    static int[] top(Interaction it, int p, float[] q, float[] vectors, int n, int dim, int k, BitSet skip) {
-        int kk = Math.min(k, n);
-        return bestOf(n, n < PARALLEL_MIN ? 1 : THREADS, kk,
-                (from, to) -> scanRange(it, p, q, vectors, from, to, dim, kk, skip));
-    }
-
-    /** The top {@code k} of one range of candidates. */
-    @FunctionalInterface
-    interface RangeScan {
-        TopK scan(int from, int to);
-    }
-
-    /** Split {@code 0..n} into {@code parts} ranges (scanned on the pool when there are several), merge their top
-     *  {@code k}, best first. */
-    private static int[] bestOf(int n, int parts, int k, RangeScan scan) {
-        if (k <= 0) {
+    /** The best {@code k} entity indexes by scan value against query {@code q}, best first; {@code skip} (may be
+     *  null) left out. */
+    static int[] top(Table t, Form form, float[] q, int k, BitSet skip) {
+        int kk = Math.min(k, t.n);
+        if (kk <= 0) {
             return new int[0];
         }
-        List<TopK> partial = new ArrayList<>();
-        if (parts == 1) {
-            partial.add(scan.scan(0, n));
-        } else {
-            List<Future<TopK>> futures = new ArrayList<>();
-            int step = (n + parts - 1) / parts;
-            for (int s = 0; s < n; s += step) {
-                int from = s, to = Math.min(n, s + step);
-                futures.add(POOL.submit(() -> scan.scan(from, to)));
-            }
-            try {
-                for (Future<TopK> f : futures) {
-                    partial.add(f.get());
+        float[] kq = kernelQuery(form, q);
+        List<TopK> parts = parallel(t, (from, to) -> {
+            TopK top = new TopK(kk);
+            float[] acc = new float[Table.BLOCK];
+            for (int b = from; b < to; b++) {
+                values(t, form, kq, b, acc);
+                int base = b * Table.BLOCK, rows = t.rows(b);
+                double min = top.size < kk ? Double.NEGATIVE_INFINITY : top.min;
+                for (int i = 0; i < rows; i++) {
+                    float v = acc[i];
+                    if (v >= min && (skip == null || !skip.get(base + i))) {
+                        top.offer(v, base + i);
+                                min = top.size < kk ? Double.NEGATIVE_INFINITY : top.min;
+                    }
                 }
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-                throw new IllegalStateException("the kgemb scan was interrupted", e);
-            } catch (ExecutionException e) {
-                throw new IllegalStateException("the kgemb scan failed: " + e.getCause(), e.getCause());
             }
+            return top;
+        });
+        return merge(parts, kk).sortedIds();
+    }
+
+    /** The work of one range of blocks. */
+    @FunctionalInterface
+    interface BlockRange<T> {
+        T scan(int fromBlock, int toBlock);
+    }
+
+    /** Split the table's blocks into one range per core (scanned on the pool when the table is large), each
+     *  range's result in block order. */
+    static <T> List<T> parallel(Table t, BlockRange<T> scan) {
+        int blocks = t.numBlocks();
+        int parts = t.n < PARALLEL_MIN ? 1 : Math.min(THREADS, blocks);
+        List<T> out = new ArrayList<>();
+        if (parts <= 1) {
+            out.add(scan.scan(0, blocks));
+            return out;
         }
+        List<Future<T>> futures = new ArrayList<>();
+        int step = (blocks + parts - 1) / parts;
+        for (int s = step; s < blocks; s += step) { // the calling thread scans the first range itself
+            int from = s, to = Math.min(blocks, s + step);
+            futures.add(POOL.submit(() -> scan.scan(from, to)));
+        }
+        out.add(scan.scan(0, Math.min(blocks, step)));
+        try {
+            for (Future<T> f : futures) {
+                out.add(f.get());
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException("the kgemb scan was interrupted", e);
+        } catch (ExecutionException e) {
+            throw new IllegalStateException("the kgemb scan failed: " + e.getCause(), e.getCause());
+        }
+        return out;
+    }
+
+    /** The best {@code k} of several partial top-k lists. */
+    static TopK merge(List<? extends TopK> parts, int k) {
         TopK all = new TopK(k);
-        for (TopK t : partial) {
+        for (TopK t : parts) {
             for (int j = 0; j < t.size; j++) {
                 all.offer(t.values[j], t.ids[j]);
             }
         }
-        return all.sortedIds();
+        return all;
     }
 
-    private static TopK scanRange(Interaction it, int p, float[] q, float[] vectors, int from, int to, int dim, int k,
-            BitSet skip) {
-        TopK top = new TopK(k);
-        for (int c = from; c < to; c++) {
-            if (skip != null && skip.get(c)) {
-                continue;
-            }
-            float v = scan(it, p, q, vectors, c * dim, dim);
-            if (top.size < k || v > top.min) {
-                top.offer(v, c);
-            }
+    /** Cosine similarity of two vectors, in double precision. */
+    static double cosine(float[] x, float[] y) {
+        double dot = 0, nx = 0, ny = 0;
+        for (int i = 0; i < x.length; i++) {
+            dot += (double) x[i] * y[i];
+            nx += (double) x[i] * x[i];
+            ny += (double) y[i] * y[i];
         }
-        return top;
+        return nx == 0 || ny == 0 ? 0 : dot / Math.sqrt(nx * ny);
     }
 
-    /** Cosine similarity of two rows. */
-    static double cosine(float[] v, int a, int b, int dim) {
-        double dot = 0, na = 0, nb = 0;
-        for (int i = 0; i < dim; i++) {
-            double x = v[a + i], y = v[b + i];
-            dot += x * y;
-            na += x * x;
-            nb += y * y;
+    /** The best {@code k} rows by cosine similarity to {@code q} (scan value {@code q·e / |e|}), best first. */
+    static int[] topCosine(Table t, float[] q, int k, BitSet skip) {
+        int kk = Math.min(k, t.n);
+        if (kk <= 0) {
+            return new int[0];
         }
-        return na == 0 || nb == 0 ? 0 : dot / Math.sqrt(na * nb);
+        List<TopK> parts = parallel(t, (from, to) -> {
+            TopK top = new TopK(kk);
+            float[] acc = new float[Table.BLOCK];
+            for (int b = from; b < to; b++) {
+                t.dot(b, q, acc);
+                int base = b * Table.BLOCK, rows = t.rows(b);
+                for (int i = 0; i < rows; i++) {
+                    float norm = t.squaredNorms[base + i];
+                    if (skip == null || !skip.get(base + i)) {
+                        top.offer(norm > 0 ? acc[i] / Math.sqrt(norm) : 0.0, base + i);
+                    }
+                }
+            }
+            return top;
+        });
+        return merge(parts, kk).sortedIds();
     }
 
-    /** A bounded "best k" collection of (value, id); ties keep the smaller id, like a stable sort. */
-    static final class TopK {
-        final float[] values;
+    /** A bounded "best k" collection of (value, id); ties keep the smaller id (or smaller {@code tieKey[id]}),
+     *  like a stable sort. */
+    static class TopK {
+        final double[] values;
         final int[] ids;
+        final int[] tieKey;
         int size;
-        float min = Float.NEGATIVE_INFINITY;
+        double min = Double.NEGATIVE_INFINITY;
         int minAt;
 
         TopK(int k) {
-            values = new float[k];
-            ids = new int[k];
+            this(k, null);
         }
 
-        void offer(float v, int id) {
-            if (Float.isNaN(v)) {
+        TopK(int k, int[] tieKey) {
+            values = new double[k];
+            ids = new int[k];
+            this.tieKey = tieKey;
+        }
+
+        private int key(int id) {
+            return tieKey == null ? id : tieKey[id];
+        }
+
+        void offer(double v, int id) {
+            if (Double.isNaN(v)) {
                 return;
             }
             if (size < values.length) {
@@ -293,7 +327,7 @@ public final class Scoring {
                 }
                 return;
             }
-            if (v < min || (v == min && id > ids[minAt])) {
+            if (v < min || (v == min && key(id) > key(ids[minAt]))) {
                 return;
             }
             values[minAt] = v;
@@ -304,7 +338,7 @@ public final class Scoring {
         private void findMin() {
             minAt = 0;
             for (int j = 1; j < size; j++) {
-                if (values[j] < values[minAt] || (values[j] == values[minAt] && ids[j] > ids[minAt])) {
+                if (values[j] < values[minAt] || (values[j] == values[minAt] && key(ids[j]) > key(ids[minAt]))) {
                     minAt = j;
                 }
             }
@@ -316,8 +350,8 @@ public final class Scoring {
             for (int j = 0; j < size; j++) {
                 order[j] = j;
             }
-            java.util.Arrays.sort(order, (x, y) -> values[x] != values[y] ? Float.compare(values[y], values[x])
-                    : Integer.compare(ids[x], ids[y]));
+            java.util.Arrays.sort(order, (x, y) -> values[x] != values[y] ? Double.compare(values[y], values[x])
+                    : Integer.compare(key(ids[x]), key(ids[y])));
             int[] out = new int[size];
             for (int j = 0; j < size; j++) {
                 out[j] = ids[order[j]];
