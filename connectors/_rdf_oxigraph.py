@@ -16,8 +16,11 @@ knowledge graph is the same. Safety, as for the rdflib path:
 from __future__ import annotations
 
 import gzip
+from array import array
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from kgemb.errors import InputError
 
@@ -65,39 +68,53 @@ def read(path: Path, fmt: str, collector: Collector, gzipped: bool) -> int:
 
 
 def _feed(quads: Any, collector: Collector) -> int:
-    """Every statement into ``collector`` in parse order (graph names dropped); returns the count. Plain relation
-    statements (most of a graph) go straight to the builder, the rest through the collector's rules."""
+    """Every statement into ``collector`` in parse order (graph names dropped); returns the count.
+
+    Plain relation statements (most of a graph) skip the collector: their entities are numbered in place (so ids
+    keep the first-seen order) and their id triples collected here, then added in one call, in the order read.
+    """
     from pyoxigraph import BlankNode, Literal, NamedNode
 
+    builder = collector.builder
     bnode = collector.bnode
-    plain: dict[str, bool] = {}
+    add_entity = builder.add_entity
     is_plain = collector.is_plain_relation
-    add_triple = collector.builder.add_triple
-    count = relations = 0
-    try:
-        for quad in quads:
-            s = quad.subject
-            skey = s.value if s.__class__ is NamedNode else bnode(s.value)
-            p = quad.predicate.value
-            o = quad.object
-            kind = o.__class__
-            count += 1
-            if kind is NamedNode or kind is BlankNode:
-                okey = o.value if kind is NamedNode else bnode(o.value)
-                relation = plain.get(p)
-                if relation is None:
-                    relation = plain[p] = is_plain(p)
-                if relation:
-                    add_triple(skey, p, okey)
-                    relations += 1
-                else:
-                    collector.resource(skey, p, okey)
-            elif kind is Literal:
-                collector.literal(skey, p, o.value, o.language)
+    relation_of: dict[str, int] = {}  # predicate -> relation id, -1 when not a plain relation
+    rows = array("q")
+    append = rows.append
+    # collector.resource adds triples of its own only with type_as_relation: then those already read go first
+    flush_first = collector.mapping.type_as_relation
+    count = 0
+
+    def flush() -> None:
+        builder.add_triple_id_rows(np.frombuffer(rows, dtype=np.int64).reshape(-1, 3))
+        collector.counts["relation"] += len(rows) // 3
+        del rows[:]
+
+    for count, quad in enumerate(quads, 1):
+        s = quad.subject
+        skey = s.value if s.__class__ is NamedNode else bnode(s.value)
+        p = quad.predicate.value
+        o = quad.object
+        kind = o.__class__
+        if kind is NamedNode or kind is BlankNode:
+            okey = o.value if kind is NamedNode else bnode(o.value)
+            r = relation_of.get(p)
+            if r is None:
+                r = relation_of[p] = builder.add_relation(p) if is_plain(p) else -1
+            if r >= 0:
+                append(add_entity(skey))
+                append(r)
+                append(add_entity(okey))
             else:
-                raise InputError(f"RDF 1.2 triple terms (<<( ... )>>) are not supported (statement {count})")
-    finally:
-        collector.counts["relation"] += relations
+                if flush_first and rows:
+                    flush()
+                collector.resource(skey, p, okey)
+        elif kind is Literal:
+            collector.literal(skey, p, o.value, o.language)
+        else:
+            raise InputError(f"RDF 1.2 triple terms (<<( ... )>>) are not supported (statement {count})")
+    flush()
     return count
 
 
