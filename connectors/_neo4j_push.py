@@ -80,6 +80,7 @@ def push(
     directory: str | os.PathLike | None = None,
     calibration: Any = None,
     vector_index: bool = True,
+    vector_form: str = "auto",
 ) -> PushReport:
     """Write each entity's vector onto its node, create (or replace) a vector index over them and wait until it is
     ONLINE, and store the relation vectors and the model's metadata on a ``(:KgembModel {name})`` node.
@@ -95,6 +96,9 @@ def push(
     The model node carries every relation row (2R for a reciprocal model) and the per-relation calibration:
     ``calibration``, else the one saved in the model ``directory``, else one fitted now. ``vector_index=False``
     skips the vector index (kgemb's procedures do not need it; the plugin-free Cypher path does).
+    ``vector_form``: ``"procedure"`` sends each vector as float32 bytes to the plugin's ``kgemb.vectors.set`` (a
+    quarter of the bytes of a list of doubles, no per-number decoding), ``"cypher"`` as a list through
+    ``db.create.setNodeVectorProperty`` (any Neo4j 5.13+), ``"auto"`` the procedure when the server has it.
     """
     from kgemb.reasoning.calibration import model_signature
     from tqdm import tqdm
@@ -110,6 +114,8 @@ def push(
         raise ConfigError(f"similarity {similarity!r} is unknown; use 'cosine' or 'euclidean'")
     if batch_size < 1:
         raise ConfigError(f"batch_size={batch_size} must be at least 1")
+    if vector_form not in VECTOR_FORMS:
+        raise ConfigError(f"vector_form {vector_form!r} is unknown; use one of {', '.join(VECTOR_FORMS)}")
     kg = model.kg
     vectors = np.ascontiguousarray(model.entity_vectors(), dtype=np.float32)
     dim = int(vectors.shape[1])
@@ -133,17 +139,13 @@ def push(
                 push_graph(driver, database, kg, nodes, batch_size, progress)
         element_ids = nodes.resolve(driver, database, kg, range(kg.num_entities))
         present = sorted(element_ids)
-        label = label_expression([entity_label])
-        query = (
-            f"UNWIND $rows AS row MATCH (n) WHERE elementId(n) = row[0] SET n{label} "
-            "WITH n, row CALL db.create.setNodeVectorProperty(n, $property, row[1])"
-        )
+        query, encode = _vector_writer(driver, database, vector_form, entity_label)
         bar = tqdm(total=len(present), unit="vec", desc="neo4j push vectors", disable=not progress)
 
         def batches() -> Iterator[list[list[Any]]]:
             for start, stop in chunks(len(present), batch_size):
                 ids = present[start:stop]
-                yield [[element_ids[i], v] for i, v in zip(ids, vectors[ids].tolist(), strict=True)]
+                yield encode([element_ids[i] for i in ids], vectors[ids])
 
         written = 0
         writing = time.perf_counter()
@@ -156,7 +158,14 @@ def push(
                 on_batch(written, len(present))
 
         write_batches(
-            driver, database, query, batches(), on_batch=committed, workers=workers, property=vector_property
+            driver,
+            database,
+            query,
+            batches(),
+            on_batch=committed,
+            workers=workers,
+            property=vector_property,
+            label=entity_label,
         )
         bar.close()
         indexing = time.perf_counter()
@@ -202,6 +211,42 @@ def push(
         indexing - writing,
         online - indexing,
     )
+
+
+VECTOR_FORMS = ("auto", "procedure", "cypher")
+VECTOR_PROCEDURE = "kgemb.vectors.set"
+
+
+def has_procedure(driver: Any, database: str | None, name: str) -> bool:
+    """Whether the server offers the procedure ``name`` (the kgemb plugin is installed)."""
+    rows = read(
+        driver, database, "SHOW PROCEDURES YIELD name WHERE name = $name RETURN count(*) AS n", name=name
+    )
+    return bool(rows and rows[0]["n"])
+
+
+def _vector_writer(
+    driver: Any, database: str | None, form: str, entity_label: str
+) -> tuple[str, Callable[[list[str], np.ndarray], list[list[Any]]]]:
+    """The batched write query (``$rows``, ``$property``, ``$label``) of ``form`` and the encoder of its rows."""
+    if form == "auto":
+        form = "procedure" if has_procedure(driver, database, VECTOR_PROCEDURE) else "cypher"
+    if form == "procedure":
+
+        def as_bytes(element_ids: list[str], block: np.ndarray) -> list[list[Any]]:
+            block = np.ascontiguousarray(block, dtype="<f4")
+            return [[e, row.tobytes()] for e, row in zip(element_ids, block, strict=True)]
+
+        return f"CALL {VECTOR_PROCEDURE}($rows, $property, $label) YIELD written RETURN written", as_bytes
+
+    def as_lists(element_ids: list[str], block: np.ndarray) -> list[list[Any]]:
+        return [[e, v] for e, v in zip(element_ids, block.tolist(), strict=True)]
+
+    query = (
+        f"UNWIND $rows AS row MATCH (n) WHERE elementId(n) = row[0] SET n{label_expression([entity_label])} "
+        "WITH n, row CALL db.create.setNodeVectorProperty(n, $property, row[1])"
+    )
+    return query, as_lists
 
 
 def _default_similarity(interaction: str) -> str:
