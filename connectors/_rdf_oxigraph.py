@@ -114,7 +114,8 @@ def _feed(quads: Any, collector: Collector) -> int:
             collector.literal(skey, p, o.value, o.language)
         else:
             raise InputError(f"RDF 1.2 triple terms (<<( ... )>>) are not supported (statement {count})")
-    flush()
+    if rows:
+        flush()
     return count
 
 
