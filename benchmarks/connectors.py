@@ -146,6 +146,7 @@ def admin_import(kg: Any, vectors: Any, folder: Path) -> tuple[float, float, flo
         f"--nodes=Synset={folder / 'nodes.csv'}",
         f"--relationships={folder / 'rels.csv'}",
         "--threads=2",
+        f"--report-file={folder / 'import.report'}",
     ]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     wall = time.perf_counter()
