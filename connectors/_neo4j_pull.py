@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import re
 import time
+from array import array
 from collections.abc import Mapping, Sequence
+from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from kgemb.connectors._neo4j_common import (
     ELEMENT_ID,
     MODEL_LABEL,
@@ -94,36 +97,33 @@ def pull(
         projection = ", ".join(f".{quote(p, 'text property')}" for p in wanted)
 
         def node_row(v: str, out_edges: str = "") -> str:
-            """One node as ``[element id, labels, key, {text properties}]`` (+ its outgoing edges)."""
-            return f"[elementId({v}), labels({v}), {key_part.format(v)}, {v} {{{projection}}}{out_edges}]"
-
-        relations: dict[str, int] = {}
-
-        def relation_id(rel_type: str) -> int:
-            r = relations.get(rel_type)
-            if r is None:
-                text = readable_key(rel_type)
-                r = relations[rel_type] = builder.add_relation(
-                    rel_type, {"": [text.lower() if text.isupper() else text]}
-                )
-            return r
+            """One node as ``[element id, id, labels, key, {text properties}]`` (+ its outgoing edges). The
+            integer ``id`` names a node within this one read (edges point to tails by it: a few bytes where an
+            element id takes some 40)."""
+            return f"[elementId({v}), id({v}), labels({v}), {key_part.format(v)}, {v} {{{projection}}}{out_edges}]"
 
         builder = GraphBuilder()
+        relations = _Relations(builder)
         position: dict[str, int] = {}
         key_types: set[str] = set()
         ids: list[str] = []
         triples: list[tuple[str, Any, str]] = []
-        # (head id, relation id, tail element id) until every node has its id
-        pending: list[tuple[int, int, str]] = []
+        # until every node has its id: the server's node ids in pull order, and the edges as
+        # (head entity id, relation id, tail node id) columns
+        node_ids, heads, rels, tails = array("q"), array("q"), array("q"), array("q")
 
         def add_nodes(rows: Sequence[Sequence[Any]]) -> None:
-            for eid, node_labels_, key_value, props, *edges in rows:
+            for eid, node_id, node_labels_, key_value, props, *edges in rows:
                 entity_key = _entity_key(eid, key, key_value, key_types)
                 h = position[eid] = builder.add_entity(entity_key)
                 ids.append(eid)
+                node_ids.append(node_id)
                 _add_node(builder, entity_key, node_labels_, props, specs, labels, attributes)
-                for rel_type, tail in edges[0] if edges else ():
-                    pending.append((h, relation_id(rel_type), tail))
+                if edges and edges[0]:
+                    rel_types, tail_ids = zip(*edges[0], strict=True)  # C loops, not one Python step per edge
+                    heads.extend(repeat(h, len(tail_ids)))
+                    rels.extend(map(relations.__getitem__, rel_types))
+                    tails.extend(tail_ids)
 
         bar = tqdm(unit="node", desc="neo4j pull nodes", disable=not progress)
         from neo4j import READ_ACCESS
@@ -138,7 +138,9 @@ def pull(
                 # node references are collected on the server (a few bytes each); the nodes come back page by
                 # page, each with its outgoing relationships
                 tail_filter = f" AND b{node_labels}" if labels else ""
-                edges = f", [(x)-[r{rel_types}]->(b) WHERE NOT type(r) IN $skip{tail_filter} | [type(r), elementId(b)]]"
+                edges = (
+                    f", [(x)-[r{rel_types}]->(b) WHERE NOT type(r) IN $skip{tail_filter} | [type(r), id(b)]]"
+                )
                 pages = session.run(
                     f"MATCH (n{node_labels}) WHERE NOT n:{MODEL_LABEL} AND NOT n:{RELATION_LABEL} "
                     "WITH collect(n) AS nodes UNWIND range(0, size(nodes) - 1, $page) AS start "
@@ -166,13 +168,10 @@ def pull(
                 f"key property {key!r} holds both numbers and strings; use one type, or pull with key='elementId'"
             )
         if query is None:
-            for h, r, t_eid in pending:
-                tail = position.get(t_eid)
-                if tail is not None:  # a tail outside the pulled nodes (a kgemb model node)
-                    builder.add_triple_ids(h, r, tail)
+            builder.add_triple_id_rows(_edge_rows(node_ids, heads, rels, tails))
         else:
             for h, r, t in triples:
-                builder.add_triple_ids(position[h], relation_id(r), position[t])
+                builder.add_triple_ids(position[h], relations[r], position[t])
     seconds = time.perf_counter() - began
     metadata = {
         "source": "neo4j",
@@ -188,6 +187,39 @@ def pull(
         "pull": {"nodes": len(ids), "relationships": builder.num_triples, "seconds": round(seconds, 3)},
     }
     return builder.build(metadata)
+
+
+class _Relations(dict):
+    """Relationship type -> relation id, adding the relation (with a readable label) to the builder when new."""
+
+    def __init__(self, builder: Any) -> None:
+        super().__init__()
+        self.builder = builder
+
+    def __missing__(self, rel_type: str) -> int:
+        text = readable_key(rel_type)
+        r = self[rel_type] = self.builder.add_relation(
+            rel_type, {"": [text.lower() if text.isupper() else text]}
+        )
+        return r
+
+
+def _edge_rows(node_ids: array, heads: array, rels: array, tails: array) -> np.ndarray:
+    """``(head, relation, tail)`` entity-id rows from edge columns whose tails are server node ids, in pull
+    order; edges to nodes outside the pull (a kgemb model node) are left out."""
+    node = np.frombuffer(node_ids, dtype=np.int64)
+    tail = np.frombuffer(tails, dtype=np.int64)
+    order = np.argsort(node, kind="stable")
+    found = np.searchsorted(node, tail, sorter=order).clip(max=max(len(node) - 1, 0))
+    rows = np.empty((len(tail), 3), dtype=np.int64)
+    if len(node) == 0:
+        return rows[:0]
+    position = order[found]
+    inside = node[position] == tail
+    rows[:, 0] = np.frombuffer(heads, dtype=np.int64)
+    rows[:, 1] = np.frombuffer(rels, dtype=np.int64)
+    rows[:, 2] = position
+    return rows[inside]
 
 
 def _predicted_types(driver: Any, database: str | None) -> list[str]:

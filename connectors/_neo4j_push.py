@@ -84,6 +84,7 @@ def push(
     evidence_weight: float | None = None,
     hierarchy: Sequence[str] | None = None,
     shard: tuple[int, int] | None = None,
+    vector_form: str = "auto",
 ) -> PushReport:
     """Write each entity's vector onto its node, create (or replace) a vector index over them and wait until it is
     ONLINE, and store the relation vectors and the model's metadata on a ``(:KgembModel {name})`` node.
@@ -111,6 +112,10 @@ def push(
     labels, outgoing relationships and vectors), so N pushes can run side by side; shard 0 also writes the vector
     index and the relation nodes, and the model node turns ``complete`` when all N shards are done. Sharded pushes
     add a uniqueness constraint on ``:KgembModel(name)``, so parallel shards share one model node.
+
+    ``vector_form``: ``"procedure"`` sends each vector as float32 bytes to the plugin's ``kgemb.vectors.set`` (a
+    quarter of the bytes of a list of doubles, no per-number decoding), ``"cypher"`` as a list through
+    ``db.create.setNodeVectorProperty`` (any Neo4j 5.13+), ``"auto"`` the procedure when the server has it.
     """
     from kgemb.reasoning.calibration import model_signature
     from kgemb.reasoning.evidence import BETA, EPS, LAM
@@ -127,6 +132,8 @@ def push(
         raise ConfigError(f"similarity {similarity!r} is unknown; use 'cosine' or 'euclidean'")
     if batch_size < 1:
         raise ConfigError(f"batch_size={batch_size} must be at least 1")
+    if vector_form not in VECTOR_FORMS:
+        raise ConfigError(f"vector_form {vector_form!r} is unknown; use one of {', '.join(VECTOR_FORMS)}")
     kg = model.kg
     vectors = np.ascontiguousarray(model.entity_vectors(), dtype=np.float32)
     dim = int(vectors.shape[1])
@@ -134,7 +141,8 @@ def push(
         raise ConfigError(f"entity vectors have {dim} dimensions; Neo4j vector indexes take 1 to 4096")
     nodes = _Nodes.of(kg, entity_label)
     nodes.check(kg)  # every name and key is checked before the first write
-    id_property = quote(f"{vector_property}_id", "entity id property")
+    id_property = f"{vector_property}_id"
+    quote(id_property, "entity id property")
     predictor = _predictor(model, calibration, directory, hierarchy, evidence_weight)
     hierarchy_ids = set(predictor.evidence_index.hierarchy.relations)
     weight = predictor.evidence_weight
@@ -161,17 +169,13 @@ def push(
                 push_graph(driver, database, kg, nodes, batch_size, progress, block)
         element_ids = nodes.resolve(driver, database, kg, range(kg.num_entities) if block is None else block)
         present = sorted(element_ids)
-        label = label_expression([entity_label])
-        query = (
-            f"UNWIND $rows AS row MATCH (n) WHERE elementId(n) = row[0] SET n{label}, n.{id_property} = row[2] "
-            "WITH n, row CALL db.create.setNodeVectorProperty(n, $property, row[1])"
-        )
+        query, encode = _vector_writer(driver, database, vector_form, entity_label, id_property)
         bar = tqdm(total=len(present), unit="vec", desc="neo4j push vectors", disable=not progress)
 
         def batches() -> Iterator[list[list[Any]]]:
             for start, stop in chunks(len(present), batch_size):
                 ids = present[start:stop]
-                yield [[element_ids[i], v, i] for i, v in zip(ids, vectors[ids].tolist(), strict=True)]
+                yield encode([element_ids[i] for i in ids], vectors[ids], ids)
 
         written = 0
         writing = time.perf_counter()
@@ -184,7 +188,15 @@ def push(
                 on_batch(written, len(present))
 
         write_batches(
-            driver, database, query, batches(), on_batch=committed, workers=workers, property=vector_property
+            driver,
+            database,
+            query,
+            batches(),
+            on_batch=committed,
+            workers=workers,
+            property=vector_property,
+            label=entity_label,
+            id_property=id_property,
         )
         bar.close()
         indexing = time.perf_counter()
@@ -223,7 +235,7 @@ def push(
                     "config": json.dumps(model.config, sort_keys=True, default=str),
                     "evidence_weight": float(weight),
                     "evidence_params": [EPS, BETA, LAM],
-                    "id_property": f"{vector_property}_id",
+                    "id_property": id_property,
                 },
                 shard=shard,
             )
@@ -266,6 +278,45 @@ def _shard_entities(kg: KnowledgeGraph, shard: tuple[int, int] | None) -> list[i
     order = sorted(range(kg.num_entities), key=lambda i: kg.entities[i].key)
     start, stop = shard_block(len(order), shard)
     return sorted(order[start:stop])
+
+
+VECTOR_FORMS = ("auto", "procedure", "cypher")
+VECTOR_PROCEDURE = "kgemb.vectors.set"
+
+
+def has_procedure(driver: Any, database: str | None, name: str) -> bool:
+    """Whether the server offers the procedure ``name`` (the kgemb plugin is installed)."""
+    rows = read(
+        driver, database, "SHOW PROCEDURES YIELD name WHERE name = $name RETURN count(*) AS n", name=name
+    )
+    return bool(rows and rows[0]["n"])
+
+
+def _vector_writer(
+    driver: Any, database: str | None, form: str, entity_label: str, id_property: str
+) -> tuple[str, Callable[[list[str], np.ndarray, list[int]], list[list[Any]]]]:
+    """The batched write query (``$rows``, ``$property``, ``$label``, ``$id_property``) of ``form`` and the encoder
+    of its rows ``[elementId, vector, entity id]`` (the entity id goes to ``id_property``, kgemb.rank's tie-break)."""
+    if form == "auto":
+        form = "procedure" if has_procedure(driver, database, VECTOR_PROCEDURE) else "cypher"
+    if form == "procedure":
+
+        def as_bytes(element_ids: list[str], block: np.ndarray, ids: list[int]) -> list[list[Any]]:
+            block = np.ascontiguousarray(block, dtype="<f4")
+            return [[e, row.tobytes(), i] for e, row, i in zip(element_ids, block, ids, strict=True)]
+
+        query = f"CALL {VECTOR_PROCEDURE}($rows, $property, $label, $id_property) YIELD written RETURN written"
+        return query, as_bytes
+
+    def as_lists(element_ids: list[str], block: np.ndarray, ids: list[int]) -> list[list[Any]]:
+        return [[e, v, i] for e, v, i in zip(element_ids, block.tolist(), ids, strict=True)]
+
+    query = (
+        f"UNWIND $rows AS row MATCH (n) WHERE elementId(n) = row[0] "
+        f"SET n{label_expression([entity_label])}, n.{quote(id_property, 'entity id property')} = row[2] "
+        "WITH n, row CALL db.create.setNodeVectorProperty(n, $property, row[1])"
+    )
+    return query, as_lists
 
 
 def _default_similarity(interaction: str) -> str:

@@ -59,6 +59,15 @@ class Collector:
         else:
             counts["skipped"] += 1
 
+    def is_plain_relation(self, p: str) -> bool:
+        """Whether :meth:`resource` with predicate ``p`` does nothing but record the relation triple, so a fast
+        reader may batch such statements into :meth:`relations` (keeping their order among the others)."""
+        return (
+            p not in self._ignore
+            and p not in (RDF_TYPE, RDFS_DOMAIN, RDFS_RANGE)
+            and (self._relations is None or p in self._relations)
+        )
+
     def literal(self, s: str, p: str, text: str, lang: str | None) -> None:
         """A statement whose object is a literal (lexical form, language tag or None)."""
         kind = self._text.get(p)

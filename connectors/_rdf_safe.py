@@ -106,6 +106,25 @@ def parse_rdfxml(data: bytes, base: str, name: str, graph: Any) -> None:
     content.setDocumentLocator(source)  # type: ignore[arg-type]  (as rdflib's own create_parser does)
     reader.setContentHandler(content)
     reader.setErrorHandler(ErrorHandler())
+    _run_guarded(reader, source, name)
+
+
+def check_xml(data: bytes, name: str) -> None:
+    """Read XML bytes with the guarded expat reader and no RDF handler: raises the same errors as
+    :func:`parse_rdfxml` for refused entities and malformed XML (with line and column), so a parser without these
+    guards (oxigraph's RDF/XML reader expands nested entities) only ever sees documents that passed them."""
+    from io import BytesIO
+    from xml.sax.xmlreader import InputSource
+
+    source = InputSource()
+    source.setByteStream(BytesIO(data))
+    reader = _GuardedExpatParser()
+    reader.setFeature(sax_handler.feature_namespaces, 1)
+    reader.setContentHandler(sax_handler.ContentHandler())
+    _run_guarded(reader, source, name)
+
+
+def _run_guarded(reader: _GuardedExpatParser, source: Any, name: str) -> None:
     try:
         with no_network():
             reader.parse(source)

@@ -1,10 +1,12 @@
 """RDF files to a :class:`kgemb.KnowledgeGraph`, and predicted links written back into RDF (``enrich``).
 
 ``load`` reads Turtle, N-Triples, N-Quads, TriG, RDF/XML, JSON-LD and Notation3, single files, several files or a
-folder, optionally gzip-compressed. N-Triples and N-Quads are streamed line by line without an rdflib ``Graph``;
-the other formats go through rdflib with network access refused (see :mod:`connectors._rdf_safe`). What becomes a
-relation, a text, a type or an attribute follows the defaults in :mod:`connectors._rdf_mapping`, overridable by a
-mapping file (YAML or TOML).
+folder, optionally gzip-compressed. Turtle, N-Triples, N-Quads, TriG and RDF/XML are parsed by pyoxigraph's Rust
+parsers (:mod:`connectors._rdf_oxigraph`); JSON-LD and Notation3, or every format with ``parser="rdflib"``, by the
+pure-Python readers: N-Triples and N-Quads streamed line by line (:mod:`connectors._rdf_lines`), the rest by rdflib.
+Every parser runs with network access refused and XML entities guarded (see :mod:`connectors._rdf_safe`). What
+becomes a relation, a text, a type or an attribute follows the defaults in :mod:`connectors._rdf_mapping`,
+overridable by a mapping file (YAML or TOML).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 from kgemb.errors import InputError
 from kgemb.graph import KnowledgeGraph
 
-from . import _rdf_lines
+from . import _rdf_lines, _rdf_oxigraph
 from ._rdf_collect import Collector
 from ._rdf_mapping import RdfMapping, load_mapping
 
@@ -41,13 +43,16 @@ FORMATS: dict[str, str] = {
     ".n3": "n3",
 }
 _STREAMED = {"nt", "nquads"}
+PARSERS = ("auto", "oxigraph", "rdflib")
 
-__all__ = ["FORMATS", "EnrichResult", "RdfMapping", "enrich", "load", "load_mapping"]
+__all__ = ["FORMATS", "PARSERS", "EnrichResult", "RdfMapping", "enrich", "load", "load_mapping"]
 
 
 def load(
     path_or_paths: str | os.PathLike | Iterable[str | os.PathLike],
     mapping: str | os.PathLike | dict | RdfMapping | None = None,
+    *,
+    parser: str = "auto",
 ) -> KnowledgeGraph:
     """Read RDF into a knowledge graph.
 
@@ -57,17 +62,32 @@ def load(
     rdfs:comment, dcterms:title/description are texts; rdf:type is the type; other literals are attributes).
     Entities and relations are numbered in the order first seen. Any error raises :class:`kgemb.KgembError` naming
     the file (and line and column where the parser knows them); nothing partial is returned.
+
+    ``parser``: ``"auto"`` (pyoxigraph for Turtle, N-Triples, N-Quads, TriG and RDF/XML, rdflib for JSON-LD and
+    Notation3), ``"oxigraph"`` (refuses the formats it does not read) or ``"rdflib"`` (the pure-Python readers).
+    Both give the same graph, with two exceptions: the statements of an RDF collection (``( a b )``) come in
+    another order, so ids may differ; typed literals are kept as written by oxigraph and the line streamer where
+    rdflib rewrites some to a canonical form (``"01"^^xsd:integer`` as ``1``).
     """
+    if parser not in PARSERS:
+        raise InputError(f"parser {parser!r} is unknown; use one of {', '.join(PARSERS)}")
     rules = load_mapping(mapping)
     if _is_rdflib_graph(path_or_paths):
         return _load_graph(path_or_paths, rules)
     files = _expand(path_or_paths)
     collector = Collector(rules)
     per_file = []
+    if parser == "oxigraph":
+        other = sorted({fmt for _, fmt in files if fmt not in _rdf_oxigraph.FORMATS})
+        if other:
+            raise InputError(
+                f"parser='oxigraph' reads {', '.join(_rdf_oxigraph.FORMATS)}, not {', '.join(other)}; "
+                "use parser='auto' (rdflib for those) or parser='rdflib'"
+            )
     for path, fmt in files:
         collector.new_file()
         before = collector.counts["statements"]
-        statements = _read_file(path, fmt, collector)
+        statements = _read_file(path, fmt, collector, parser)
         collector.counts["statements"] = before + statements
         if statements == 0:
             raise InputError(f"{path} is empty (no RDF statements); remove it or give it content")
@@ -161,10 +181,13 @@ def _inside(path: Path, root: Path) -> bool:
     return path.resolve().is_relative_to(root)
 
 
-def _read_bytes(path: Path) -> bytes:
+def _is_gzip(path: Path) -> bool:
     with open(path, "rb") as f:
-        magic = f.read(2)
-    if magic == b"\x1f\x8b":
+        return f.read(2) == b"\x1f\x8b"
+
+
+def _read_bytes(path: Path) -> bytes:
+    if _is_gzip(path):
         try:
             with gzip.open(path, "rb") as g:
                 return g.read()
@@ -174,9 +197,7 @@ def _read_bytes(path: Path) -> bytes:
 
 
 def _open_text(path: Path) -> io.TextIOBase:
-    with open(path, "rb") as f:
-        magic = f.read(2)
-    raw = gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")  # noqa: SIM115 (wrapped below)
+    raw = gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb")  # noqa: SIM115 (wrapped below)
     return io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="")
 
 
@@ -191,8 +212,10 @@ def _decode(data: bytes, path: Path) -> str:
         ) from None
 
 
-def _read_file(path: Path, fmt: str, collector: Collector) -> int:
-    """Feed one file's statements to ``collector``; returns how many were read."""
+def _read_file(path: Path, fmt: str, collector: Collector, parser: str = "rdflib") -> int:
+    """Feed one file's statements to ``collector`` with ``parser``; returns how many were read."""
+    if parser != "rdflib" and fmt in _rdf_oxigraph.FORMATS:
+        return _rdf_oxigraph.read(path, fmt, collector, _is_gzip(path))
     if fmt in _STREAMED:
         try:
             with _open_text(path) as handle:

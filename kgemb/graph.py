@@ -598,6 +598,22 @@ class GraphBuilder:
             r = self.add_relation(relation_key)
         self.add_triple_ids(h, r, t, split)
 
+    def add_triple_id_rows(self, rows: np.ndarray, split: str = "train") -> None:
+        """Record many triples at once as ``(n, 3)`` rows of ids already returned by :meth:`add_entity` /
+        :meth:`add_relation`, in order (the bulk form of :meth:`add_triple_ids`)."""
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1, 3)
+        if len(rows) and (
+            rows[:, [0, 2]].min() < 0
+            or rows[:, [0, 2]].max() >= len(self._entities)
+            or rows[:, 1].min() < 0
+            or rows[:, 1].max() >= len(self._relation_labels)
+        ):
+            raise InputError("add_triple_id_rows: an id is not one the builder has given out")
+        buf = self._triples.get(split)
+        if buf is None:
+            buf = self._triples[split] = array("q")
+        buf.frombytes(np.ascontiguousarray(rows).tobytes())
+
     def add_triple_ids(self, h: int, r: int, t: int, split: str = "train") -> None:
         """Record a triple by ids already returned by :meth:`add_entity` / :meth:`add_relation` (fast path)."""
         buf = self._triples.get(split)

@@ -3,6 +3,7 @@ and every kind of bad input, on small files written for these tests."""
 
 from __future__ import annotations
 
+import functools
 import gzip
 import os
 import subprocess
@@ -20,6 +21,15 @@ from kgemb import KgembError, KnowledgeGraph
 DATA = Path(__file__).parent / "data" / "rdf"
 EX = "http://example.org/med/"
 FORMATS = ["ttl", "nt", "nq", "trig", "rdf", "jsonld"]
+LOAD = rdf.load
+
+
+@pytest.fixture(params=["auto", "rdflib"], autouse=True)
+def parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test here runs with each parser: "auto" is pyoxigraph for Turtle, N-Triples, N-Quads, TriG and
+    RDF/XML (rdflib for JSON-LD), "rdflib" the pure-Python readers."""
+    monkeypatch.setattr(rdf, "load", functools.partial(LOAD, parser=request.param))
+    return request.param
 
 
 def keyed_triples(kg: KnowledgeGraph, split: str = "train") -> set[tuple[str, str, str]]:
