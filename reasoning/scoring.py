@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 PRECISIONS = ("fp32", "bf16", "int8")
 _U32 = 2.0**-24  # unit roundoff of float32
 _U16 = 2.0**-8  # of bfloat16
-_CHUNK_FLOATS = 1 << 22  # selection values per block (16 MB): the block's output stays in L2/L3
+_CHUNK_FLOATS = 1 << 20  # products per block (4 MB in float32): the passes after the product run in cache
 _EXACT_FLOATS = 1 << 23  # floats of the (rows, candidates, dim) temporaries of exact scoring
 _RULE_ROWS = 256  # query rows whose dense rule scores are held at once
 
@@ -54,7 +54,16 @@ class _Table:
         self.neg_sq = -self.sq
         self.max_norm = float(self.sq.max().sqrt()) if len(self.sq) else 0.0
         self._bf16: torch.Tensor | None = None
-        self._int8: tuple[torch.Tensor, torch.Tensor, float, float] | None = None
+        self._group_max: torch.Tensor | None = None
+        self._int8: tuple[torch.Tensor, float, float] | None = None
+
+    def group_max_neg_sq(self, g: int) -> torch.Tensor:
+        """The largest ``-|e|²`` of each run of ``g`` entities (the last run may be short)."""
+        if self._group_max is None:
+            pad = (-len(self.neg_sq)) % g
+            x = torch.cat([self.neg_sq, self.neg_sq.new_full((pad,), float("-inf"))])
+            self._group_max = x.view(-1, g).amax(dim=1)
+        return self._group_max
 
     @property
     def bf16(self) -> torch.Tensor:
@@ -63,14 +72,15 @@ class _Table:
         return self._bf16
 
     @property
-    def int8(self) -> tuple[torch.Tensor, torch.Tensor, float, float]:
-        """Rows quantised symmetrically, ``e ≈ scale_e · q_e``: ``(q (N, d) int8, scale (N,), max scale,
-        max ‖scale_e · q_e‖₁)``."""
+    def int8(self) -> tuple[torch.Tensor, float, float]:
+        """The matrix quantised with one scale, ``e ≈ scale · q_e``: ``(q (N, d) int8, scale, max ‖scale · q_e‖₁)``
+        (one scale: a selection value is then ``scale_q · scale · (q_q · q_e)``, and the bound uses the largest
+        scale anyway)."""
         if self._int8 is None:
-            scale = (self.real.abs().amax(dim=1) / 127.0).clamp_min(1e-30)
-            q = torch.round(self.real / scale.unsqueeze(1)).clamp_(-127, 127).to(torch.int8)
-            l1 = (q.float().abs().sum(dim=1) * scale).max() if len(q) else torch.tensor(0.0)
-            self._int8 = (q, scale, float(scale.max()) if len(q) else 0.0, float(l1))
+            scale = max(float(self.real.abs().max()) / 127.0, 1e-30) if self.real.numel() else 1.0
+            q = torch.round(self.real / scale).clamp_(-127, 127).to(torch.int8)
+            l1 = float(q.float().abs().sum(dim=1).max()) * scale if len(q) else 0.0
+            self._int8 = (q, scale, l1)
         return self._int8
 
 
@@ -320,47 +330,86 @@ class CandidateScorer:
     def _select(
         self, table: _Table, q: torch.Tensor, pool: int, masks: _Masks, precision: str
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The ``pool`` best selection values per row and their ids, blocked over the entity matrix."""
+        """The ``pool`` best selection values per row and their ids (best first), blocked over the entity matrix.
+
+        A block's product ``raw`` (float32, bfloat16 or int32) gives the selection value ``c · raw + add`` (``c``
+        the query's int8 scale, ``add`` = ``-|e|²`` for the distance forms). Once a row's pool is full, groups of
+        :data:`_GROUP` entities are compared with the pool's worst value by an upper bound of their best value
+        (``c · max raw + max add``: one pass over the product, no float copy of it), and only the few groups that
+        may beat it are gathered and finished."""
         num, b = table.real.shape[0], q.shape[0]
         distance = self.form == "distance"
         qs = 2.0 * q if distance else q
-        if precision == "bf16":
-            q_lp = qs.to(torch.bfloat16)
-        elif precision == "int8":
+        c: torch.Tensor | None = None
+        if precision == "fp32":
+            q_lp, matrix = qs, table.real
+        elif precision == "bf16":
+            q_lp, matrix = qs.to(torch.bfloat16), table.bf16
+        else:
+            matrix, s_e, _ = table.int8
             s_q = (qs.abs().amax(dim=1) / 127.0).clamp_min(1e-30)
-            q8 = torch.round(qs / s_q.unsqueeze(1)).clamp_(-127, 127).to(torch.int8)
-            e8, e_scale, _, _ = table.int8
-        step = self.chunk_size or max(pool, 4096, _CHUNK_FLOATS // max(1, b))
-        best_v: torch.Tensor | None = None
-        best_i: torch.Tensor | None = None
+            q_lp = torch.round(qs / s_q.unsqueeze(1)).clamp_(-127, 127).to(torch.int8)
+            c = (s_q * s_e).unsqueeze(1)
+        add = table.neg_sq if distance else None
+        add_max = table.group_max_neg_sq(_GROUP) if distance else None
+        step = self.chunk_size or max(pool, 1024, _CHUNK_FLOATS // max(1, b) // _GROUP * _GROUP)
+        if self.chunk_size is None and step % _GROUP:
+            step += _GROUP - step % _GROUP
+        best_v = torch.full((b, 0), float("-inf"))
+        best_i = torch.zeros((b, 0), dtype=torch.long)
         for start in range(0, num, step):
             stop = min(num, start + step)
-            if precision == "fp32":
-                if distance:
-                    v = torch.addmm(table.neg_sq[start:stop].unsqueeze(0), qs, table.real[start:stop].T)
+            block = matrix[start:stop]
+            raw = torch._int_mm(q_lp, block.T) if c is not None else q_lp @ block.T
+            full = (
+                best_v.shape[1] < pool
+                or (stop - start) % _GROUP
+                or not (self.chunk_size is None or self.chunk_size % _GROUP == 0)
+            )
+            if not full:
+                floor = best_v.amin(dim=1, keepdim=True)
+                gmax = raw.view(b, -1, _GROUP).amax(dim=2).float()
+                if c is not None:
+                    gmax = gmax * c
+                if add_max is not None:
+                    gmax += add_max[start // _GROUP : stop // _GROUP]
+                rows, idx = torch.nonzero(gmax > floor, as_tuple=True)
+                if len(rows) == 0:
+                    continue
+                counts = torch.bincount(rows, minlength=b)
+                width = int(counts.max())
+                if width * _GROUP * 4 > stop - start:
+                    full = True  # most groups pass: finish the whole block
                 else:
-                    v = qs @ table.real[start:stop].T
-            elif precision == "bf16":
-                v = (q_lp @ table.bf16[start:stop].T).float()
-                if distance:
-                    v += table.neg_sq[start:stop]
-            else:
-                acc = torch._int_mm(q8, e8[start:stop].T).float()
-                v = acc.mul_(s_q.unsqueeze(1)).mul_(e_scale[start:stop].unsqueeze(0))
-                if distance:
-                    v += table.neg_sq[start:stop]
-            masks.apply(v, start, stop)
-            kk = min(pool, stop - start)
-            bv, bi = torch.topk(v, kk, dim=1, sorted=False)
-            bi += start
-            if best_v is None:
-                best_v, best_i = bv, bi
-            else:
-                best_v, best_i = torch.cat([best_v, bv], dim=1), torch.cat([best_i, bi], dim=1)
-                if best_v.shape[1] > pool:
-                    best_v, pos = torch.topk(best_v, pool, dim=1, sorted=False)
-                    best_i = best_i.gather(1, pos)
-        assert best_v is not None and best_i is not None
+                    ids = (idx * _GROUP + start).unsqueeze(1) + torch.arange(_GROUP)
+                    v = raw.view(b, -1, _GROUP)[rows, idx].float()
+                    if c is not None:
+                        v *= c[rows]
+                    if add is not None:
+                        v += add[ids]
+                    masks.apply_at(v, rows, ids)
+                    pos = torch.arange(len(rows)) - (torch.cumsum(counts, 0) - counts)[rows]
+                    bv = torch.full((b, width, _GROUP), float("-inf"))
+                    bi = torch.zeros((b, width, _GROUP), dtype=torch.long)
+                    bv[rows, pos], bi[rows, pos] = v, ids
+                    bv, bi = bv.view(b, -1), bi.view(b, -1)
+            if full:
+                v = raw.float()
+                if c is not None:
+                    v *= c
+                if add is not None:
+                    v += add[start:stop]
+                masks.apply(v, start, stop)
+                bv, bi = torch.topk(v, min(pool, stop - start), dim=1, sorted=False)
+                bi += start
+            best_v, best_i = torch.cat([best_v, bv], dim=1), torch.cat([best_i, bi], dim=1)
+            if best_v.shape[1] > 4 * pool or (best_v.shape[1] > pool and full):
+                # (a floor from candidates not yet merged is lower: it only lets more groups through)
+                best_v, pos = torch.topk(best_v, pool, dim=1, sorted=False)
+                best_i = best_i.gather(1, pos)
+        if best_v.shape[1] > pool:
+            best_v, pos = torch.topk(best_v, pool, dim=1, sorted=False)
+            best_i = best_i.gather(1, pos)
         best_v, pos = torch.sort(best_v, dim=1, descending=True)
         return best_v, best_i.gather(1, pos)
 
@@ -374,11 +423,12 @@ class CandidateScorer:
         dot_scale = qn * m
         err = gamma * (factor * dot_scale + (m * m if self.form == "distance" else 0.0))
         if precision == "bf16":
-            err = err + factor * (2 * _U16 + _U16 * _U16) * (1 + gamma) * dot_scale
+            # inputs rounded to bfloat16 (2u), the sum accumulated in float32 and returned in bfloat16 (u)
+            err = err + factor * 4 * _U16 * (1 + gamma) * dot_scale
         elif precision == "int8":
             qs = factor * q
             s_q = (qs.abs().amax(dim=1) / 127.0).clamp_min(1e-30)
-            _, _, s_max, l1_max = table.int8
+            _, s_max, l1_max = table.int8
             # |q·e - q̂·ê| <= |q|₁ |e - ê|∞ + |q - q̂|∞ |ê|₁
             err = err + qs.abs().sum(dim=1) * s_max / 2 + s_q / 2 * l1_max + gamma * factor * dot_scale * 2
         return err * 1.01
@@ -453,6 +503,7 @@ class _Masks:
             if tables:
                 self.block_table = torch.stack(tables)
         self.any = self.block_table is not None or len(self.ex_ids) > 0
+        self._keys: torch.Tensor | None = None
 
     def rows(self, rows: torch.Tensor) -> _Masks:
         """The masks of a subset of the rows, renumbered."""
@@ -466,6 +517,7 @@ class _Masks:
         sub.block_table = self.block_table
         sub.block_row = self.block_row[rows]
         sub.any = sub.block_table is not None or len(sub.ex_ids) > 0
+        sub._keys = None
         return sub
 
     def apply(self, values: torch.Tensor, start: int, stop: int) -> None:
@@ -485,6 +537,23 @@ class _Masks:
             if hi > lo:
                 values[self.ex_rows[lo:hi], torch.from_numpy(self.ex_ids[lo:hi] - start)] = float("-inf")
 
+    def apply_at(self, values: torch.Tensor, rows: torch.Tensor, ids: torch.Tensor) -> None:
+        """Set the left-out entries of gathered ``values`` (n, g) of query ``rows`` (n,) and entity ``ids`` (n, g)
+        to -inf, in place."""
+        if self.block_table is not None:
+            table_row = self.block_row[rows]
+            has = table_row >= 0
+            if bool(has.any()):
+                hit = torch.zeros_like(values, dtype=torch.bool)
+                hit[has] = self.block_table[table_row[has].unsqueeze(1), ids[has]]
+                values.masked_fill_(hit, float("-inf"))
+        if len(self.ex_ids):
+            if self._keys is None:
+                self._keys = torch.sort(self.ex_rows * self.num + torch.from_numpy(self.ex_ids)).values
+            keys = rows.unsqueeze(1) * self.num + ids
+            at = torch.searchsorted(self._keys, keys).clamp_max_(len(self._keys) - 1)
+            values.masked_fill_(self._keys[at] == keys, float("-inf"))
+
     def dense(self) -> torch.Tensor:
         """All masks as one boolean ``(rows, num)`` tensor (True: left out)."""
         out = torch.zeros(len(self.block_row), self.num, dtype=torch.bool)
@@ -494,6 +563,9 @@ class _Masks:
         if len(self.ex_ids):
             out[self.ex_rows, torch.from_numpy(self.ex_ids)] = True
         return out
+
+
+_GROUP = 32  # entities per group in the filter of CandidateScorer._select
 
 
 def _score_of(form: str | None, selection: torch.Tensor, q_sq: torch.Tensor) -> torch.Tensor:
