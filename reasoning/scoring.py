@@ -78,8 +78,12 @@ class _Table:
         scale anyway)."""
         if self._int8 is None:
             scale = max(float(self.real.abs().max()) / 127.0, 1e-30) if self.real.numel() else 1.0
-            q = torch.round(self.real / scale).clamp_(-127, 127).to(torch.int8)
-            l1 = float(q.float().abs().sum(dim=1).max()) * scale if len(q) else 0.0
+            q = torch.empty(self.real.shape, dtype=torch.int8)
+            l1 = 0.0
+            for lo in range(0, len(q), 1 << 16):  # in slices: no float temporary of the whole matrix
+                part = torch.round(self.real[lo : lo + (1 << 16)] / scale).clamp_(-127, 127)
+                q[lo : lo + (1 << 16)] = part.to(torch.int8)
+                l1 = max(l1, float(part.abs().sum(dim=1).max()) * scale)
             self._int8 = (q, scale, l1)
         return self._int8
 
