@@ -22,6 +22,7 @@ import tempfile
 import time
 from array import array
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
     from kgemb.model import TrainedModel
 
 CHECKPOINT_FORMAT = "kgemb.enrich-checkpoint/1"
-DEFAULT_BATCH = 256
+DEFAULT_BATCH = 2048  # subjects scored together: one large matrix product per block of entities
 DEFAULT_CHECKPOINT_EVERY = 10_240
 
 # one statement of N-Triples / N-Quads as raw term texts (the reader's own term patterns)
@@ -261,6 +262,7 @@ def enrich(
     progress: bool = False,
     constraints: str = "types",
     shard: tuple[int, int] | str | None = None,
+    precision: str = "fp32",
 ) -> EnrichResult:
     """Add up to ``k`` predicted objects per subject and relation (calibrated score >= ``min_score``) to the RDF
     in ``source`` and write the result to ``output``, marked as predictions (``mode``: ``"reification"`` or
@@ -275,11 +277,14 @@ def enrich(
     ``"none"``: every subject), and objects must fit the range likewise. ``shard`` ``(I, N)`` or ``"I/N"``: rank
     only the I-th of N contiguous blocks of the subjects and write a shard file beside OUTPUT
     (:mod:`kgemb.connectors.rdf_shards`), which :func:`~kgemb.connectors.rdf_shards.merge` assembles.
+    ``precision``: the arithmetic that picks candidates before they are scored exactly (``"fp32"``, ``"bf16"``,
+    ``"int8"``); the output is the same.
     """
     started_clock = time.perf_counter()
     source_input, out, writer = _checked(
         source, output, k=k, min_score=min_score, fmt=fmt, mode=mode, in_place=in_place,
         checkpoint_every=checkpoint_every, batch_size=batch_size, stop_after=stop_after, run_time=run_time,
+        precision=precision,
     )  # fmt: skip
     if shard is not None:
         from .rdf_shards import shard_output
@@ -291,7 +296,7 @@ def enrich(
             k=k, min_score=min_score, mode=mode, with_embeddings=with_embeddings,
             only_predictions=only_predictions, resume=resume, checkpoint_every=checkpoint_every,
             stop_after=stop_after, run_time=run_time, batch_size=batch_size, progress=progress,
-            constraints=constraints, shard=shard,
+            constraints=constraints, shard=shard, precision=precision,
         )  # fmt: skip
 
 
@@ -299,7 +304,7 @@ def _enrich_locked(
     source_input: _Input, out: Path, writer: Writer, started_clock: float, *, model: Any, relations: Sequence[str],
     subjects_of: str | None, k: int, min_score: float, mode: str, with_embeddings: bool, only_predictions: bool,
     resume: bool, checkpoint_every: int, stop_after: int | None, run_time: str | datetime | None, batch_size: int,
-    progress: bool, constraints: str, shard: tuple[int, int] | None = None,
+    progress: bool, constraints: str, shard: tuple[int, int] | None = None, precision: str = "fp32",
 ) -> EnrichResult:  # fmt: skip
     """The job of :func:`enrich`, run while it holds the lock on OUTPUT."""
     fmt = writer.fmt
@@ -344,7 +349,7 @@ def _enrich_locked(
         min_score=min_score,
     )
     resumed_from = state["subjects_done"]
-    predictor = _predictor(trained, model_dir, constraints)
+    predictor = _predictor(trained, model_dir, constraints, precision)
     ranking_started = time.perf_counter()
     _rank(trained, predictor, subjects, rel_ids, index, writer, run, work, state, k, min_score, with_embeddings,
           stop_after, progress)  # fmt: skip
@@ -392,6 +397,7 @@ def check_arguments(
         "batch_size",
         "stop_after",
         "run_time",
+        "precision",
     )
     _checked(source, output, **{name: options[name] for name in names if name in options})
 
@@ -409,7 +415,11 @@ def _checked(
     batch_size: int = DEFAULT_BATCH,
     stop_after: int | None = None,
     run_time: str | datetime | None = None,
+    precision: str = "fp32",
 ) -> tuple[_Input, Path, Writer]:
+    from kgemb.reasoning.scoring import check_precision
+
+    check_precision(precision)
     source_input = _Input(source)
     out = _output_path(source_input, output, in_place)
     writer = Writer(output_format(out, fmt), mode)
@@ -650,57 +660,73 @@ def _rank(
     subject_ok = {r: predictor.constraints.mask(r, "head") for r in rel_ids}
     first = done
     last_checkpoint = done
+
+    def write(
+        ids: np.ndarray, asserted: dict[int, list[np.ndarray]], tops: dict, end: int, stopping: bool
+    ) -> None:
+        """Render one batch's predictions, append them to the part file, checkpoint (the writer thread)."""
+        nonlocal last_checkpoint
+        chunks: list[str] = []
+        count = 0
+        for row, s in enumerate(ids.tolist()):
+            s_term = terms[s]
+            for r in rel_ids:
+                if subject_ok[r] is not None and not subject_ok[r][s]:
+                    continue
+                objects, scores = tops[r]
+                known = asserted[r][row]
+                rank = 0
+                for o, p in zip(objects[row].tolist(), scores[row].tolist(), strict=True):
+                    if o < 0 or not p >= min_score:
+                        break
+                    if o == s or terms.blank[o] or (len(known) and o in known):
+                        continue
+                    rank += 1
+                    chunks.append(render(s_term, relation_terms[r], terms[o], p, rank))
+                    if rank == k:
+                        break
+                count += rank
+            if vectors is not None:
+                triples = [(s_term, iri(KGEMB + "embedding"), vector_literal(vectors[s]))]
+                chunks.append(writer.block(triples, run.graph))
+        part.write("".join(chunks).encode("utf-8"))
+        state["predictions"] += count
+        bar.update(len(ids))
+        if end == n or stopping or end - last_checkpoint >= every:
+            part.flush()
+            os.fsync(part.fileno())
+            state["subjects_done"] = end
+            state["part_bytes"] = part.tell()
+            _write_json(work / "checkpoint.json", state)
+            last_checkpoint = end
+
     bar = tqdm(total=n, initial=done, unit=" subjects", desc="enrich", disable=None if progress else True)
-    with open(work / "predictions.part", "ab") as part, bar:
+    # the next batch is scored while the writer thread renders and writes the last one (torch releases the GIL)
+    with open(work / "predictions.part", "ab") as part, bar, ThreadPoolExecutor(max_workers=1) as pool:
+        pending: Future | None = None
         for start in range(done, n, batch):
             ids = subjects[start : start + batch]
-            chunks: list[str] = []
-            count = 0
             asserted = {r: [index.asserted.tails_of(s, r) for s in ids.tolist()] for r in rel_ids}
             tops = {r: _top_tails(predictor, ids, r, k, asserted[r]) for r in rel_ids}
-            for row, s in enumerate(ids.tolist()):
-                s_term = terms[s]
-                for r in rel_ids:
-                    if subject_ok[r] is not None and not subject_ok[r][s]:
-                        continue
-                    objects, scores = tops[r]
-                    known = asserted[r][row]
-                    rank = 0
-                    for o, p in zip(objects[row].tolist(), scores[row].tolist(), strict=True):
-                        if o < 0 or not p >= min_score:
-                            break
-                        if o == s or terms.blank[o] or (len(known) and o in known):
-                            continue
-                        rank += 1
-                        chunks.append(render(s_term, relation_terms[r], terms[o], p, rank))
-                        if rank == k:
-                            break
-                    count += rank
-                if vectors is not None:
-                    triples = [(s_term, iri(KGEMB + "embedding"), vector_literal(vectors[s]))]
-                    chunks.append(writer.block(triples, run.graph))
-            part.write("".join(chunks).encode("utf-8"))
-            done = start + len(ids)
-            state["predictions"] += count
-            bar.update(len(ids))
-            stopping = stop_after is not None and done - first >= stop_after
-            if done == n or stopping or done - last_checkpoint >= every:
-                part.flush()
-                os.fsync(part.fileno())
-                state["subjects_done"] = done
-                state["part_bytes"] = part.tell()
-                _write_json(work / "checkpoint.json", state)
-                last_checkpoint = done
+            end = start + len(ids)
+            stopping = stop_after is not None and end - first >= stop_after
+            if pending is not None:
+                pending.result()
+            pending = pool.submit(write, ids, asserted, tops, end, stopping)
             if stopping:
                 break
+        if pending is not None:
+            pending.result()
 
 
-def _predictor(model: TrainedModel, model_dir: Path | None, constraints: str = "types") -> Any:
+def _predictor(
+    model: TrainedModel, model_dir: Path | None, constraints: str = "types", precision: str = "fp32"
+) -> Any:
     """The LinkPredictor, calibrated now (loaded from the model folder, or fitted on the validation split and
     saved there), so the ranking loop only ranks."""
     from kgemb.reasoning import LinkPredictor
 
-    predictor = LinkPredictor(model, directory=model_dir, constraints=constraints)
+    predictor = LinkPredictor(model, directory=model_dir, constraints=constraints, precision=precision)
     _ = predictor.calibration
     return predictor
 

@@ -796,6 +796,7 @@ def _cmd_enrich(args: argparse.Namespace) -> int:
         "progress": not args.quiet,
         "constraints": args.constraints,
         "shard": args.shard,
+        "precision": args.precision,
     }
     model: Any = args.model
     if args.train:
@@ -922,6 +923,12 @@ def _add_enrich_parser(sub: Any) -> None:
     )
     enrich.add_argument(
         "--merge", action="store_true", help="assemble OUTPUT from its N finished shards (same bytes as one run)"
+    )
+    enrich.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "int8"),
+        default="fp32",
+        help="arithmetic that picks candidates before exact scoring; same output, bf16/int8 faster",
     )
     enrich.add_argument("--quiet", action="store_true", help="no progress bar")
     enrich.add_argument("--json", action="store_true", help="print a JSON summary")

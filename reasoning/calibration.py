@@ -177,21 +177,10 @@ def calibration_examples(
                 np.sort(known.tails_of(a, r) if side == "tail" else known.heads_of(r, a))
                 for a, r in zip(chunk[:, anchor_col].tolist(), chunk[:, 1].tolist(), strict=True)
             ]
-
-            def mask_known(
-                values: torch.Tensor, first: int, filt: list[np.ndarray] = filt, rules: Any = rules
-            ) -> torch.Tensor:
-                if rules is not None:
-                    values = values + rules[:, first : first + values.shape[1]]
-                for row, ids in enumerate(filt):
-                    lo, hi = np.searchsorted(ids, [first, first + values.shape[1]])
-                    if hi > lo:
-                        values[row, torch.from_numpy(ids[lo:hi] - first)] = float("-inf")
-                return values
-
-            hard = (
-                scorer.top(side, anchors, rels, n_hard, transform=mask_known)[0].numpy() if n_hard else None
-            )
+            hard = None
+            if n_hard:
+                ids = chunk[:, anchor_col].tolist()
+                hard = scorer.best(side, anchors, rels, n_hard, anchor_ids=ids, exclude=filt)[0].numpy()
             rand_ids = rng.integers(0, num, size=(len(chunk), n_rand))
             rand = scorer.exact(side, anchors, rels, torch.as_tensor(rand_ids))
             if rules is not None:

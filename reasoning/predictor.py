@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 
 EntityRef = str | int
 RelationRef = str | int
-_MARGIN = 8  # extra candidates re-scored exactly, so rounding in the fast path never changes the top k
 
 
 @dataclass
@@ -116,7 +115,9 @@ class LinkPredictor:
     loaded from ``directory/calibration.json``, or fitted on the validation split on first use. For :meth:`rank`:
     ``hierarchy`` names the hierarchy relations (default: found automatically, see
     :mod:`kgemb.reasoning.evidence`); ``evidence_weight`` is the model's weight there (default: chosen on the
-    validation split on first use).
+    validation split on first use). ``precision`` (``"fp32"``, ``"bf16"``, ``"int8"``): the arithmetic that picks
+    the candidates of :meth:`tails` and :meth:`heads` before they are scored exactly; the answers are the same,
+    bf16 and int8 are faster on large graphs (see :mod:`kgemb.reasoning.scoring`).
     """
 
     def __init__(
@@ -132,6 +133,7 @@ class LinkPredictor:
         languages: Sequence[str] | None = None,
         hierarchy: Sequence[str] | None = None,
         evidence_weight: float | None = None,
+        precision: str = "fp32",
     ) -> None:
         self.model = model
         self.kg = model.kg
@@ -142,7 +144,7 @@ class LinkPredictor:
         self.allow_new = allow_new
         self.languages = languages
         self.links = LinkIndex(self.kg.all_triples(), self.kg.num_entities)
-        self.scorer = CandidateScorer(model)
+        self.scorer = CandidateScorer(model, precision=precision)
         self._constraints: dict[str, TypeConstraints] = {constraints: TypeConstraints(self.kg, constraints)}
         self._calibration = calibration
         self._text_index: TextIndex | None = None
@@ -399,47 +401,16 @@ class LinkPredictor:
                 excluded.append(np.sort(known))
         masks = {r: cons.mask(r, side) for r in set(rels.tolist())}
         blocked = {r: torch.from_numpy(~m) for r, m in masks.items() if m is not None}
-        row_blocked = [blocked.get(r) for r in rels.tolist()]
-
-        rules = self._rule_scores(side, anchor_ids, rels)
-
-        def transform(values: torch.Tensor, start: int) -> torch.Tensor:
-            stop = start + values.shape[1]
-            if rules is not None:
-                values = values + rules[:, start:stop]
-            for row, (ex, bl) in enumerate(zip(excluded, row_blocked, strict=True)):
-                if bl is not None:
-                    values[row].masked_fill_(bl[start:stop], float("-inf"))
-                if len(ex):
-                    lo, hi = np.searchsorted(ex, [start, stop])
-                    if hi > lo:
-                        values[row, torch.from_numpy(ex[lo:hi] - start)] = float("-inf")
-            return values
-
-        rel_reps = self.scorer.relations(rels)
-        values, ids = self.scorer.top(
-            side, anchors, rel_reps, k + _MARGIN, transform=transform, raw=rules is not None
+        raw, ids = self.scorer.best(
+            side,
+            anchors,
+            self.scorer.relations(rels),
+            k,
+            anchor_ids=anchor_ids,
+            exclude=excluded,
+            blocked=[blocked.get(r) for r in rels.tolist()],
         )
-        exact = self.scorer.exact(side, anchors, rel_reps, ids)
-        if rules is not None:
-            exact = exact + rules.gather(1, ids.clamp_min(0))
-        exact = torch.where(torch.isfinite(values), exact, torch.full_like(exact, float("-inf")))
-        order = torch.argsort(exact, dim=1, descending=True, stable=True)[:, :k]
-        raw = exact.gather(1, order)
-        out_ids = ids.gather(1, order)
-        out_ids[~torch.isfinite(raw)] = -1
-        return out_ids.numpy(), raw.numpy()
-
-    def _rule_scores(self, side: Side, anchor_ids: list[int | None], rels: np.ndarray) -> torch.Tensor | None:
-        """The model's rule channel for query rows given by entity ids (zeros for new entities), or None."""
-        pykeen_model = self.model.pykeen_model
-        rows = [i for i, a in enumerate(anchor_ids) if a is not None]
-        if pykeen_model.rule_channel is None or not rows:
-            return None
-        out = torch.zeros(len(anchor_ids), self.kg.num_entities)
-        ids = torch.as_tensor([anchor_ids[i] for i in rows])
-        out[rows] = pykeen_model.rule_scores(side, ids, torch.as_tensor(rels[rows]))
-        return out
+        return ids.numpy(), raw.numpy()
 
     # ------------------------------------------------------------------ relations and scores
     def relations(
@@ -600,19 +571,12 @@ class LinkPredictor:
         self, side: Side, anchors: Sequence[int] | torch.Tensor, rel_ids: Sequence[int]
     ) -> np.ndarray:
         """``ln p_i(x)`` ``(m, num_entities)``: the calibrated log-probability of each evidence link for every
-        candidate, computed chunk by chunk."""
+        candidate."""
         if not isinstance(anchors, torch.Tensor):
             anchors = self.scorer.anchors(list(anchors))
-        rels_t = torch.as_tensor(list(rel_ids))
-        cal = self.calibration
-        out = np.empty((len(rel_ids), self.kg.num_entities))
-
-        def keep(raw: torch.Tensor, start: int) -> torch.Tensor:
-            out[:, start : start + raw.shape[1]] = cal.log_probability(raw.double(), rels_t).numpy()
-            return raw[:1]
-
-        self.scorer.top(side, anchors, self.scorer.relations(list(rel_ids)), 1, transform=keep, rows=1)
-        return out
+        rels = self.scorer.relations(list(rel_ids))
+        raw = self.scorer.scores(side, anchors, rels)
+        return self.calibration.log_probability(raw.double(), rels).numpy()
 
     def rank(
         self,

@@ -1,40 +1,119 @@
-"""Score every entity as the missing head or tail of a batch of queries, in chunks, keeping only the top k.
+"""Score every entity as the missing head or tail of a batch of queries and keep the exact top k: the one scorer of
+``predict`` (:class:`~kgemb.reasoning.LinkPredictor`), ``rank``, ``enrich`` and calibration.
 
-Memory stays at the model's own size plus ``O(batch × chunk)``: entities are scored ``chunk`` at a time and a
-running top-k is merged, so no ``N × N`` and no ``N × dim`` temporary is ever built. For the interactions whose
-score is a dot product or a Euclidean distance after a rotation or translation (DistMult, ComplEx, RotatE,
-TransE with p=2) a chunk is one matrix product against the entity matrix; the winners are then re-scored with the
-model's own PyKEEN interaction, so returned scores are exactly the model's. Other interactions are evaluated
-with the PyKEEN interaction itself, chunk by chunk.
+:meth:`CandidateScorer.best` is the top-k path. For the interactions whose score is a dot product or a Euclidean
+distance after a rotation (DistMult, ComplEx, RotatE, TransE with p=2; see :func:`kgemb.model.product_form`) it
+selects on a value that ranks like the score — ``q·e``, or ``2 q·e - |e|²`` with the norms computed once — by
+blocked matrix products against the entity matrix, never taking a square root of a whole row. The selection keeps a
+pool of candidates per query, in float32, bfloat16 or int8 (``precision``); the pool is then scored exactly with the
+model's own PyKEEN interaction, its rule channel added (rules are >= 0, so the entities a rule fires for join the
+pool), and ordered by score (ties: smaller id first). A bound on the selection's rounding error certifies each
+row: the k-th exact score must beat the best score an entity left out of the pool could have. A row the bound does
+not certify is done again in float32, and, failing that, by the plain path (every entity scored by the
+interaction itself), which is also the path of the other interactions. So every precision returns the same answers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import functools
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from kgemb.errors import InputError
 from kgemb.model import Side, product_scores, query_vector, to_interaction_layout, to_real_layout
 
 if TYPE_CHECKING:
     from kgemb.model import TrainedModel
 
-# (raw scores of a chunk (b, C), first entity id of the chunk) -> the values to rank by, (b, C) or (C,)
-Transform = Callable[[torch.Tensor, int], torch.Tensor]
+PRECISIONS = ("fp32", "bf16", "int8")
+_U32 = 2.0**-24  # unit roundoff of float32
+_U16 = 2.0**-8  # of bfloat16
+_CHUNK_FLOATS = 1 << 20  # products per block (4 MB in float32): the passes after the product run in cache
+_EXACT_FLOATS = 1 << 23  # floats of the (rows, candidates, dim) temporaries of exact scoring
+_RULE_ROWS = 256  # query rows whose dense rule scores are held at once
+
+
+def check_precision(precision: str) -> str:
+    """``precision`` if it is one of :data:`PRECISIONS`, else a clear :class:`InputError`."""
+    if precision not in PRECISIONS:
+        raise InputError(f"precision {precision!r} is unknown; choose one of {', '.join(PRECISIONS)}")
+    return precision
+
+
+class _Table:
+    """The entity matrix in the real layout, with what selection needs, computed once per entity tensor."""
+
+    def __init__(self, ents: torch.Tensor) -> None:
+        self.ents = ents  # the model's cached tensor: a new one whenever a parameter changes
+        self.real = to_real_layout(ents).float().contiguous()
+        self.dim = self.real.shape[1]
+        self.sq = (self.real * self.real).sum(dim=1)
+        self.neg_sq = -self.sq
+        self.max_norm = float(self.sq.max().sqrt()) if len(self.sq) else 0.0
+        self._bf16: torch.Tensor | None = None
+        self._group_max: torch.Tensor | None = None
+        self._int8: tuple[torch.Tensor, float, float] | None = None
+
+    def group_max_neg_sq(self, g: int) -> torch.Tensor:
+        """The largest ``-|e|²`` of each run of ``g`` entities (the last run may be short)."""
+        if self._group_max is None:
+            pad = (-len(self.neg_sq)) % g
+            x = torch.cat([self.neg_sq, self.neg_sq.new_full((pad,), float("-inf"))])
+            self._group_max = x.view(-1, g).amax(dim=1)
+        return self._group_max
+
+    @property
+    def bf16(self) -> torch.Tensor:
+        if self._bf16 is None:
+            self._bf16 = self.real.to(torch.bfloat16)
+        return self._bf16
+
+    @property
+    def int8(self) -> tuple[torch.Tensor, float, float]:
+        """The matrix quantised with one scale, ``e ≈ scale · q_e``: ``(q (N, d) int8, scale, max ‖scale · q_e‖₁)``
+        (one scale: a selection value is then ``scale_q · scale · (q_q · q_e)``, and the bound uses the largest
+        scale anyway)."""
+        if self._int8 is None:
+            scale = max(float(self.real.abs().max()) / 127.0, 1e-30) if self.real.numel() else 1.0
+            q = torch.empty(self.real.shape, dtype=torch.int8)
+            l1 = 0.0
+            for lo in range(0, len(q), 1 << 16):  # in slices: no float temporary of the whole matrix
+                part = torch.round(self.real[lo : lo + (1 << 16)] / scale).clamp_(-127, 127)
+                q[lo : lo + (1 << 16)] = part.to(torch.int8)
+                l1 = max(l1, float(part.abs().sum(dim=1).max()) * scale)
+            self._int8 = (q, scale, l1)
+        return self._int8
+
+
+@functools.cache
+def int8_supported() -> bool:
+    """Whether this torch multiplies int8 matrices on the CPU (``torch._int_mm``); where not, ``"int8"``
+    selects in bfloat16."""
+    try:
+        a = torch.ones(1, 32, dtype=torch.int8)
+        return int(torch._int_mm(a, a.T)[0, 0]) == 32
+    except (RuntimeError, AttributeError):
+        return False
 
 
 class CandidateScorer:
-    """Chunked scoring of all entities against queries given as entity vectors (ids or inductive) and relations."""
+    """Blocked scoring of all entities against queries given as entity vectors (ids or inductive) and relations.
 
-    def __init__(self, model: TrainedModel, chunk_size: int | None = None) -> None:
+    ``precision`` (``"fp32"``, ``"bf16"``, ``"int8"``) is the arithmetic of the selection in :meth:`best`; the
+    answers are the same in each (see the module docstring), only the speed differs."""
+
+    def __init__(self, model: TrainedModel, chunk_size: int | None = None, precision: str = "fp32") -> None:
         self.model = model
         self.interaction = model.pykeen_model.interaction
         self.complex = bool(model.representation.complex)
         self.chunk_size = chunk_size
         self.form = model.pykeen_model.scoring_form
-        self._norms: tuple[int, torch.Tensor] | None = None
+        self.precision = check_precision(precision)
+        self._table: _Table | None = None
+        self.fallbacks = 0  # rows the bound did not certify, done again (for tests and benchmarks)
 
     # ------------------------------------------------------------------ representations
     def entities(self) -> torch.Tensor:
@@ -42,6 +121,12 @@ class CandidateScorer:
         self.model.pykeen_model.eval()
         with torch.no_grad():
             return self.model.representation(indices=None)
+
+    def table(self) -> _Table:
+        ents = self.entities()
+        if self._table is None or self._table.ents is not ents:
+            self._table = _Table(ents)
+        return self._table
 
     def anchors(self, ids: Sequence[int] | np.ndarray | torch.Tensor) -> torch.Tensor:
         """Representations of the given entity ids (the known side of each query)."""
@@ -52,7 +137,7 @@ class CandidateScorer:
         return to_interaction_layout(vectors.float(), self.complex)
 
     def relations(self, ids: Sequence[int] | np.ndarray | torch.Tensor) -> torch.Tensor:
-        """The relations of a batch of queries, to pass to :meth:`top`, :meth:`chunk` and :meth:`exact`."""
+        """The relations of a batch of queries, to pass to :meth:`best`, :meth:`scores` and :meth:`exact`."""
         return torch.as_tensor(np.asarray(ids), dtype=torch.long)
 
     def _orient(self, side: Side, relations: torch.Tensor) -> tuple[Side, Any]:
@@ -64,114 +149,456 @@ class CandidateScorer:
             reps = [rep(indices=ids) for rep in pykeen_model.relation_representations]
         return side, reps[0] if len(reps) == 1 else reps
 
-    def _entity_norms(self, ents: torch.Tensor) -> torch.Tensor:
-        key = ents.data_ptr()
-        if self._norms is None or self._norms[0] != key:
-            real = to_real_layout(ents)
-            self._norms = (key, (real * real).sum(dim=-1))
-        return self._norms[1]
-
-    # ------------------------------------------------------------------ scoring
-    def _query(self, side: Side, anchor: torch.Tensor, rel: Any) -> torch.Tensor | None:
-        """The vector a candidate is compared with, for the matrix-product forms."""
-        if self.form is None:
-            return None
-        return query_vector(self.interaction, side, anchor, rel)
-
-    def chunk(
-        self, side: Side, anchor: torch.Tensor, rel: Any, start: int, stop: int, *, raw: bool = True
-    ) -> torch.Tensor:
-        """Scores ``(b, stop - start)`` of entities ``start..stop`` as the ``side`` of each query row.
-
-        ``raw=False`` may return values that only rank like the raw scores within each row (for the distance
-        forms, ``2 q·t - |t|^2`` instead of ``-|q - t|``: one fused matrix product, no square root)."""
-        side, rel = self._orient(side, rel)
-        return self._chunk(self._prepare(side, anchor, rel), side, anchor, rel, start, stop, raw)
-
-    def _prepare(
-        self, side: Side, anchor: torch.Tensor, rel: Any
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _query(self, side: Side, anchor: torch.Tensor, rel: Any) -> torch.Tensor:
+        """The real-layout vector ``q`` each candidate is compared with, for the matrix-product forms."""
         with torch.no_grad():
-            q = self._query(side, anchor, rel)
-            return self.entities(), None if q is None else to_real_layout(q)
+            return to_real_layout(query_vector(self.interaction, side, anchor, rel)).float().contiguous()
 
-    def _chunk(
-        self,
-        prepared: tuple[torch.Tensor, torch.Tensor | None],
-        side: Side,
-        anchor: torch.Tensor,
-        rel: Any,
-        start: int,
-        stop: int,
-        raw: bool,
-    ) -> torch.Tensor:
-        ents, q = prepared
-        cand = ents[start:stop]
-        with torch.no_grad():
-            if q is not None:
-                norms = self._entity_norms(ents)[start:stop] if self.form == "distance" else None
-                return product_scores(self.form, q, to_real_layout(cand), norms, raw=raw)
-            rel_b = [x.unsqueeze(1) for x in rel] if isinstance(rel, list) else rel.unsqueeze(1)
-            if side == "tail":
-                return self.interaction(h=anchor.unsqueeze(1), r=rel_b, t=cand.unsqueeze(0))
-            return self.interaction(h=cand.unsqueeze(0), r=rel_b, t=anchor.unsqueeze(1))
-
+    # ------------------------------------------------------------------ exact scores
+    @torch.no_grad()
     def exact(self, side: Side, anchor: torch.Tensor, rel: Any, candidates: torch.Tensor) -> torch.Tensor:
-        """The model's own scores ``(b, k)`` of candidate ids ``(b, k)`` as the ``side`` of each query row."""
+        """The model's own scores ``(b, k)`` of candidate ids ``(b, k)`` as the ``side`` of each query row (the
+        PyKEEN interaction; no rule channel)."""
         side, rel = self._orient(side, rel)
-        cand = self.entities()[candidates]
-        rel_b = [x.unsqueeze(1) for x in rel] if isinstance(rel, list) else rel.unsqueeze(1)
-        with torch.no_grad():
-            if side == "tail":
-                return self.interaction(h=anchor.unsqueeze(1), r=rel_b, t=cand)
-            return self.interaction(h=cand, r=rel_b, t=anchor.unsqueeze(1))
+        return self._exact(side, anchor, rel, candidates)
 
-    def _chunk_len(self, rows: int, ents: torch.Tensor) -> int:
+    def _exact(self, side: Side, anchor: torch.Tensor, rel: Any, candidates: torch.Tensor) -> torch.Tensor:
+        ents = self.entities()
+        b, c = candidates.shape
+        width = max(1, to_real_layout(ents[:1]).shape[-1])
+        step = max(1, _EXACT_FLOATS // max(1, c * width))
+        out = torch.empty(b, c)
+        for lo in range(0, b, step):
+            hi = min(b, lo + step)
+            cand = ents[candidates[lo:hi]]
+            r = rel[lo:hi] if not isinstance(rel, list) else [x[lo:hi] for x in rel]
+            rel_b = [x.unsqueeze(1) for x in r] if isinstance(r, list) else r.unsqueeze(1)
+            a = anchor[lo:hi].unsqueeze(1)
+            out[lo:hi] = (
+                self.interaction(h=a, r=rel_b, t=cand)
+                if side == "tail"
+                else self.interaction(h=cand, r=rel_b, t=a)
+            ).float()
+        return out
+
+    @torch.no_grad()
+    def scores(self, side: Side, anchor: torch.Tensor, rel: Any) -> torch.Tensor:
+        """The raw scores ``(b, num_entities)`` of every entity (no rule channel), as ``TrainedModel.score_tails``
+        computes them: one blocked matrix product for the product forms, the interaction otherwise."""
+        side, rel = self._orient(side, rel)
+        num = self.model.kg.num_entities
+        b = anchor.shape[0]
+        if self.form is not None:
+            table = self.table()
+            q = self._query(side, anchor, rel)
+            if self.form == "dot":
+                return q @ table.real.T
+            return product_scores("distance", q, table.real, table.sq)
+        out = torch.empty(b, num)
+        step = self._plain_step(b)
+        for start in range(0, num, step):
+            stop = min(num, start + step)
+            out[:, start:stop] = self._plain_block(side, anchor, rel, start, stop)
+        return out
+
+    def _plain_block(self, side: Side, anchor: torch.Tensor, rel: Any, start: int, stop: int) -> torch.Tensor:
+        cand = self.entities()[start:stop]
+        rel_b = [x.unsqueeze(1) for x in rel] if isinstance(rel, list) else rel.unsqueeze(1)
+        if side == "tail":
+            return self.interaction(h=anchor.unsqueeze(1), r=rel_b, t=cand.unsqueeze(0)).float()
+        return self.interaction(h=cand.unsqueeze(0), r=rel_b, t=anchor.unsqueeze(1)).float()
+
+    def _plain_step(self, rows: int) -> int:
         if self.chunk_size:
             return self.chunk_size
-        dim = to_real_layout(ents[:1]).shape[-1]
-        budget = 1 << 24 if self.form is not None else 1 << 23  # floats in the chunk's temporaries
-        per_entity = rows if self.form is not None else rows * dim
-        return int(max(1024, budget // max(per_entity, 1)))
+        width = max(1, to_real_layout(self.entities()[:1]).shape[-1])
+        return int(max(256, _EXACT_FLOATS // max(1, rows * width)))
 
-    def top(
+    # ------------------------------------------------------------------ the top-k path
+    @torch.no_grad()
+    def best(
+        self,
+        side: Side,
+        anchor: torch.Tensor,
+        rel: torch.Tensor,
+        k: int,
+        *,
+        anchor_ids: Sequence[int | None] | None = None,
+        exclude: Sequence[np.ndarray] | None = None,
+        blocked: Sequence[torch.Tensor | None] | None = None,
+        precision: str | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The exact top ``k`` entities of each query row: ``(scores, ids)``, each ``(b, k)``, best first (ties:
+        the smaller id first); ``-inf`` / ``-1`` pad rows with fewer than ``k`` candidates left.
+
+        ``anchor`` (b, …): the known side's vectors (:meth:`anchors`, :meth:`from_real`); ``rel`` (b,): relation
+        ids. ``anchor_ids``: the anchors' entity ids (None for a new entity): with them the model's rule channel
+        is added to the scores. ``exclude``: per row, sorted entity ids to leave out (known links); ``blocked``:
+        per row, a boolean mask over all entities of those to leave out (type constraints), or None.
+        ``precision``: the selection's arithmetic (default: the scorer's).
+        """
+        precision = check_precision(precision or self.precision)
+        if precision == "int8" and not int8_supported():
+            precision = "bf16"
+        num = self.model.kg.num_entities
+        b = anchor.shape[0]
+        k = max(0, min(int(k), num))
+        if b == 0 or k == 0:
+            return torch.full((b, k), float("-inf")), torch.full((b, k), -1, dtype=torch.long)
+        masks = _Masks(b, num, exclude, blocked)
+        o_side, o_rel = self._orient(side, rel)
+        out_v = torch.full((b, k), float("-inf"))
+        out_i = torch.full((b, k), -1, dtype=torch.long)
+        step = b if anchor_ids is None or self.model.pykeen_model.rule_channel is None else _RULE_ROWS
+        for lo in range(0, b, step):
+            hi = min(b, lo + step)
+            rows = torch.arange(lo, hi)
+            rules = None
+            if anchor_ids is not None:
+                rules = self._rules(side, anchor_ids[lo:hi], rel[lo:hi])
+            sub_rel = o_rel[lo:hi] if not isinstance(o_rel, list) else [x[lo:hi] for x in o_rel]
+            sub = masks.rows(rows)
+            if self.form is None:
+                v, i = self._plain_top(o_side, anchor[lo:hi], sub_rel, k, rules, sub)
+            else:
+                v, i = self._pool_top(o_side, anchor[lo:hi], sub_rel, k, rules, sub, precision)
+            out_v[lo:hi], out_i[lo:hi] = v, i
+        return out_v, out_i
+
+    def _rules(self, side: Side, anchor_ids: Sequence[int | None], rel: torch.Tensor) -> torch.Tensor | None:
+        pykeen_model = self.model.pykeen_model
+        rows = [i for i, a in enumerate(anchor_ids) if a is not None]
+        if pykeen_model.rule_channel is None or not rows:
+            return None
+        out = torch.zeros(len(anchor_ids), self.model.kg.num_entities)
+        ids = torch.as_tensor([anchor_ids[i] for i in rows], dtype=torch.long)
+        out[rows] = pykeen_model.rule_scores(side, ids, rel[rows]).float()
+        return out
+
+    def _pool_top(
         self,
         side: Side,
         anchor: torch.Tensor,
         rel: Any,
         k: int,
-        *,
-        transform: Transform | None = None,
-        rows: int | None = None,
-        raw: bool = True,
+        rules: torch.Tensor | None,
+        masks: _Masks,
+        precision: str,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Top ``k`` entities for each query row: ``(values, ids)``, each ``(b, k)``, best first.
-
-        ``transform(raw_chunk, start)`` turns raw scores into the values to rank by (apply masks with ``-inf``,
-        calibrate, or sum several rows into one, returning ``(1, C)``); ``rows`` is then the number of rows it
-        returns. Entries that are ``-inf`` at the end were masked (fewer than ``k`` candidates). With
-        ``raw=False`` the values only rank like raw scores (see :meth:`chunk`): re-score the winners with
-        :meth:`exact`; a ``transform`` then may only mask.
-        """
-        num = self.model.kg.num_entities
+        """Select a pool on the product, score it exactly, certify each row (see the module docstring)."""
+        table = self.table()
+        num = table.real.shape[0]
         b = anchor.shape[0]
-        out_rows = rows if rows is not None else b
-        k = min(k, num)
-        side, rel = self._orient(side, rel)
-        prepared = self._prepare(side, anchor, rel)
-        step = self._chunk_len(b, prepared[0])
-        best_v = torch.full((out_rows, 0), float("-inf"))
-        best_i = torch.zeros((out_rows, 0), dtype=torch.long)
+        q = self._query(side, anchor, rel)
+        pool = min(num, k + 8 if precision == "fp32" else 2 * k + 64)
+        sel_v, sel_i = self._select(table, q, pool, masks, precision)
+        t = sel_v[:, -1] if sel_v.shape[1] == pool else torch.full((b,), float("-inf"))
+        t = torch.where(torch.isfinite(sel_v[:, -1]), t, torch.full_like(t, float("-inf")))
+        # candidates: the pool, and every entity a rule fires for (rules are >= 0: they can only lift a score)
+        cand, valid = sel_i, torch.isfinite(sel_v)
+        if rules is not None:
+            fired = rules > 0
+            if masks.any:
+                fired &= ~masks.dense()
+            n_fired = int(fired.sum(dim=1).max())
+            if n_fired:
+                extra_v, extra_i = torch.topk(fired.float(), n_fired, dim=1)
+                cand = torch.cat([cand, extra_i], dim=1)
+                valid = torch.cat([valid, extra_v > 0], dim=1)
+        cand = torch.where(valid, cand, torch.zeros_like(cand))
+        exact = self._exact(side, anchor, rel, cand)
+        if rules is not None:
+            exact = exact + rules.gather(1, cand)
+        exact = torch.where(valid, exact, torch.full_like(exact, float("-inf")))
+        # the same entity may be in the pool and among the fired ones: keep one copy
+        exact, cand = _dedupe(exact, cand)
+        v, i = _order(exact, cand, k)
+        # the best score an entity outside the pool (no rule fired for it) can have
+        delta = self._bound(table, q, precision)
+        ceiling = _score_of(self.form, t + delta, (q * q).sum(dim=1))
+        kth = v[:, -1]
+        slack = 1e-5 * (kth.abs() + ceiling.abs() + 1.0)
+        done = torch.isneginf(t) | (kth > ceiling + slack)
+        if not bool(done.all()):
+            redo = torch.nonzero(~done).flatten()
+            self.fallbacks += len(redo)
+            r_rel = rel[redo] if not isinstance(rel, list) else [x[redo] for x in rel]
+            r_rules = None if rules is None else rules[redo]
+            if precision != "fp32":
+                rv, ri = self._pool_top(side, anchor[redo], r_rel, k, r_rules, masks.rows(redo), "fp32")
+            else:
+                rv, ri = self._plain_top(side, anchor[redo], r_rel, k, r_rules, masks.rows(redo))
+            v[redo], i[redo] = rv, ri
+        return v, i
+
+    def _select(
+        self, table: _Table, q: torch.Tensor, pool: int, masks: _Masks, precision: str
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``pool`` best selection values per row and their ids (best first), blocked over the entity matrix.
+
+        A block's product ``raw`` (float32, bfloat16 or int32) gives the selection value ``c · raw + add`` (``c``
+        the query's int8 scale, ``add`` = ``-|e|²`` for the distance forms). Once a row's pool is full, groups of
+        :data:`_GROUP` entities are compared with the pool's worst value by an upper bound of their best value
+        (``c · max raw + max add``: one pass over the product, no float copy of it), and only the few groups that
+        may beat it are gathered and finished."""
+        num, b = table.real.shape[0], q.shape[0]
+        distance = self.form == "distance"
+        qs = 2.0 * q if distance else q
+        c: torch.Tensor | None = None
+        if precision == "fp32":
+            q_lp, matrix = qs, table.real
+        elif precision == "bf16":
+            q_lp, matrix = qs.to(torch.bfloat16), table.bf16
+        else:
+            matrix, s_e, _ = table.int8
+            s_q = (qs.abs().amax(dim=1) / 127.0).clamp_min(1e-30)
+            q_lp = torch.round(qs / s_q.unsqueeze(1)).clamp_(-127, 127).to(torch.int8)
+            c = (s_q * s_e).unsqueeze(1)
+        add = table.neg_sq if distance else None
+        add_max = table.group_max_neg_sq(_GROUP) if distance else None
+        step = self.chunk_size or max(pool, 1024, _CHUNK_FLOATS // max(1, b) // _GROUP * _GROUP)
+        if self.chunk_size is None and step % _GROUP:
+            step += _GROUP - step % _GROUP
+        best_v = torch.full((b, 0), float("-inf"))
+        best_i = torch.zeros((b, 0), dtype=torch.long)
         for start in range(0, num, step):
             stop = min(num, start + step)
-            values = self._chunk(prepared, side, anchor, rel, start, stop, raw)
-            if transform is not None:
-                values = transform(values, start)
-            kk = min(k, stop - start)
-            v, i = torch.topk(values, kk, dim=1)
-            best_v = torch.cat([best_v, v], dim=1)
-            best_i = torch.cat([best_i, i + start], dim=1)
+            block = matrix[start:stop]
+            raw = torch._int_mm(q_lp, block.T) if c is not None else q_lp @ block.T
+            full = (
+                best_v.shape[1] < pool
+                or (stop - start) % _GROUP
+                or not (self.chunk_size is None or self.chunk_size % _GROUP == 0)
+            )
+            if not full:
+                floor = best_v.amin(dim=1, keepdim=True)
+                gmax = raw.view(b, -1, _GROUP).amax(dim=2).float()
+                if c is not None:
+                    gmax = gmax * c
+                if add_max is not None:
+                    gmax += add_max[start // _GROUP : stop // _GROUP]
+                rows, idx = torch.nonzero(gmax > floor, as_tuple=True)
+                if len(rows) == 0:
+                    continue
+                counts = torch.bincount(rows, minlength=b)
+                width = int(counts.max())
+                if width * _GROUP * 4 > stop - start:
+                    full = True  # most groups pass: finish the whole block
+                else:
+                    ids = (idx * _GROUP + start).unsqueeze(1) + torch.arange(_GROUP)
+                    v = raw.view(b, -1, _GROUP)[rows, idx].float()
+                    if c is not None:
+                        v *= c[rows]
+                    if add is not None:
+                        v += add[ids]
+                    masks.apply_at(v, rows, ids)
+                    pos = torch.arange(len(rows)) - (torch.cumsum(counts, 0) - counts)[rows]
+                    bv = torch.full((b, width, _GROUP), float("-inf"))
+                    bi = torch.zeros((b, width, _GROUP), dtype=torch.long)
+                    bv[rows, pos], bi[rows, pos] = v, ids
+                    bv, bi = bv.view(b, -1), bi.view(b, -1)
+            if full:
+                v = raw.float()
+                if c is not None:
+                    v *= c
+                if add is not None:
+                    v += add[start:stop]
+                masks.apply(v, start, stop)
+                bv, bi = torch.topk(v, min(pool, stop - start), dim=1, sorted=False)
+                bi += start
+            best_v, best_i = torch.cat([best_v, bv], dim=1), torch.cat([best_i, bi], dim=1)
+            if best_v.shape[1] > 4 * pool or (best_v.shape[1] > pool and full):
+                # (a floor from candidates not yet merged is lower: it only lets more groups through)
+                best_v, pos = torch.topk(best_v, pool, dim=1, sorted=False)
+                best_i = best_i.gather(1, pos)
+        if best_v.shape[1] > pool:
+            best_v, pos = torch.topk(best_v, pool, dim=1, sorted=False)
+            best_i = best_i.gather(1, pos)
+        best_v, pos = torch.sort(best_v, dim=1, descending=True)
+        return best_v, best_i.gather(1, pos)
+
+    def _bound(self, table: _Table, q: torch.Tensor, precision: str) -> torch.Tensor:
+        """Per row, a bound on |selection value - its exact value| for every entity."""
+        d = table.dim
+        qn = q.norm(dim=1)
+        m = table.max_norm
+        gamma = 2.0 * (d + 4) * _U32  # float32 products and sums of length d, with room
+        factor = 2.0 if self.form == "distance" else 1.0
+        dot_scale = qn * m
+        err = gamma * (factor * dot_scale + (m * m if self.form == "distance" else 0.0))
+        if precision == "bf16":
+            # inputs rounded to bfloat16 (2u), the sum accumulated in float32 and returned in bfloat16 (u)
+            err = err + factor * 4 * _U16 * (1 + gamma) * dot_scale
+        elif precision == "int8":
+            qs = factor * q
+            s_q = (qs.abs().amax(dim=1) / 127.0).clamp_min(1e-30)
+            _, s_max, l1_max = table.int8
+            # |q·e - q̂·ê| <= |q|₁ |e - ê|∞ + |q - q̂|∞ |ê|₁
+            err = err + qs.abs().sum(dim=1) * s_max / 2 + s_q / 2 * l1_max + gamma * factor * dot_scale * 2
+        return err * 1.01
+
+    def _plain_top(
+        self,
+        side: Side,
+        anchor: torch.Tensor,
+        rel: Any,
+        k: int,
+        rules: torch.Tensor | None,
+        masks: _Masks,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every entity scored by the interaction itself, block by block, rules added; a running top k."""
+        num = self.model.kg.num_entities
+        b = anchor.shape[0]
+        step = self._plain_step(b)
+        best_v = torch.full((b, 0), float("-inf"))
+        best_i = torch.zeros((b, 0), dtype=torch.long)
+        for start in range(0, num, step):
+            stop = min(num, start + step)
+            v = self._plain_block(side, anchor, rel, start, stop)
+            if rules is not None:
+                v = v + rules[:, start:stop]
+            masks.apply(v, start, stop)
+            bv, bi = torch.topk(v, min(k, stop - start), dim=1)
+            best_v, best_i = torch.cat([best_v, bv], dim=1), torch.cat([best_i, bi + start], dim=1)
             if best_v.shape[1] > k:
                 best_v, pos = torch.topk(best_v, k, dim=1)
                 best_i = best_i.gather(1, pos)
-        return best_v, best_i
+        return _order(best_v, best_i, k)
+
+
+class _Masks:
+    """The entities left out of each query row: sorted ids per row (``exclude``) and boolean masks (``blocked``)."""
+
+    def __init__(
+        self,
+        b: int,
+        num: int,
+        exclude: Sequence[np.ndarray] | None,
+        blocked: Sequence[torch.Tensor | None] | None,
+    ) -> None:
+        self.num = num
+        # exclusions as (row, id) pairs sorted by id, so a block of entities is one slice
+        rows_l, ids_l = [], []
+        for row, ex in enumerate(exclude or ()):
+            ex = np.asarray(ex, dtype=np.int64)
+            if len(ex):
+                rows_l.append(np.full(len(ex), row, dtype=np.int64))
+                ids_l.append(ex)
+        if ids_l:
+            ids = np.concatenate(ids_l)
+            order = np.argsort(ids, kind="stable")
+            self.ex_rows = torch.from_numpy(np.concatenate(rows_l)[order])
+            self.ex_ids = ids[order]
+        else:
+            self.ex_rows, self.ex_ids = torch.zeros(0, dtype=torch.long), np.zeros(0, dtype=np.int64)
+        # type masks: distinct masks stacked, one index per row (-1: none)
+        self.block_table: torch.Tensor | None = None
+        self.block_row = torch.full((b,), -1, dtype=torch.long)
+        if blocked is not None:
+            seen: dict[int, int] = {}
+            tables: list[torch.Tensor] = []
+            for row, m in enumerate(blocked):
+                if m is None:
+                    continue
+                if id(m) not in seen:
+                    seen[id(m)] = len(tables)
+                    tables.append(m.bool())
+                self.block_row[row] = seen[id(m)]
+            if tables:
+                self.block_table = torch.stack(tables)
+        self.any = self.block_table is not None or len(self.ex_ids) > 0
+        self._keys: torch.Tensor | None = None
+
+    def rows(self, rows: torch.Tensor) -> _Masks:
+        """The masks of a subset of the rows, renumbered."""
+        sub = _Masks.__new__(_Masks)
+        sub.num = self.num
+        pos = torch.full((len(self.block_row),), -1, dtype=torch.long)
+        pos[rows] = torch.arange(len(rows))
+        keep = (pos[self.ex_rows] >= 0).numpy() if len(self.ex_rows) else np.zeros(0, dtype=bool)
+        sub.ex_rows = pos[self.ex_rows][torch.from_numpy(keep)] if len(self.ex_rows) else self.ex_rows
+        sub.ex_ids = self.ex_ids[keep]
+        sub.block_table = self.block_table
+        sub.block_row = self.block_row[rows]
+        sub.any = sub.block_table is not None or len(sub.ex_ids) > 0
+        sub._keys = None
+        return sub
+
+    def apply(self, values: torch.Tensor, start: int, stop: int) -> None:
+        """Set the left-out entries of ``values`` (rows, entities ``start..stop``) to -inf, in place."""
+        if self.block_table is not None:
+            rows = self.block_row
+            if bool((rows >= 0).all()) and bool((rows == rows[0]).all()):
+                values.masked_fill_(self.block_table[int(rows[0]), start:stop].unsqueeze(0), float("-inf"))
+            else:
+                has = torch.nonzero(rows >= 0).flatten()
+                if len(has):
+                    sub = values[has]
+                    sub.masked_fill_(self.block_table[rows[has], start:stop], float("-inf"))
+                    values[has] = sub
+        if len(self.ex_ids):
+            lo, hi = np.searchsorted(self.ex_ids, [start, stop])
+            if hi > lo:
+                values[self.ex_rows[lo:hi], torch.from_numpy(self.ex_ids[lo:hi] - start)] = float("-inf")
+
+    def apply_at(self, values: torch.Tensor, rows: torch.Tensor, ids: torch.Tensor) -> None:
+        """Set the left-out entries of gathered ``values`` (n, g) of query ``rows`` (n,) and entity ``ids`` (n, g)
+        to -inf, in place."""
+        if self.block_table is not None:
+            table_row = self.block_row[rows]
+            has = table_row >= 0
+            if bool(has.any()):
+                hit = torch.zeros_like(values, dtype=torch.bool)
+                hit[has] = self.block_table[table_row[has].unsqueeze(1), ids[has]]
+                values.masked_fill_(hit, float("-inf"))
+        if len(self.ex_ids):
+            if self._keys is None:
+                self._keys = torch.sort(self.ex_rows * self.num + torch.from_numpy(self.ex_ids)).values
+            keys = rows.unsqueeze(1) * self.num + ids
+            at = torch.searchsorted(self._keys, keys).clamp_max_(len(self._keys) - 1)
+            values.masked_fill_(self._keys[at] == keys, float("-inf"))
+
+    def dense(self) -> torch.Tensor:
+        """All masks as one boolean ``(rows, num)`` tensor (True: left out)."""
+        out = torch.zeros(len(self.block_row), self.num, dtype=torch.bool)
+        if self.block_table is not None:
+            has = torch.nonzero(self.block_row >= 0).flatten()
+            out[has] = self.block_table[self.block_row[has]]
+        if len(self.ex_ids):
+            out[self.ex_rows, torch.from_numpy(self.ex_ids)] = True
+        return out
+
+
+_GROUP = 32  # entities per group in the filter of CandidateScorer._select
+
+
+def _score_of(form: str | None, selection: torch.Tensor, q_sq: torch.Tensor) -> torch.Tensor:
+    """The score that a selection value stands for (``q·e``; or ``-|q - e|`` from ``2 q·e - |e|²``)."""
+    if form == "dot":
+        return selection
+    return -(q_sq - selection).clamp_min(0).sqrt()
+
+
+def _dedupe(values: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """-inf for every repeat of an id within a row (values of one id are equal)."""
+    if ids.shape[1] < 2:
+        return values, ids
+    sorted_ids, pos = torch.sort(ids, dim=1, stable=True)
+    repeat = torch.zeros_like(sorted_ids, dtype=torch.bool)
+    repeat[:, 1:] = sorted_ids[:, 1:] == sorted_ids[:, :-1]
+    mask = torch.zeros_like(repeat).scatter_(1, pos, repeat)
+    return values.masked_fill(mask, float("-inf")), ids
+
+
+def _order(values: torch.Tensor, ids: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` best per row by score, then by smaller id; ``-inf`` / ``-1`` where fewer are finite."""
+    b, c = values.shape
+    by_id = torch.argsort(ids, dim=1, stable=True)
+    values, ids = values.gather(1, by_id), ids.gather(1, by_id)
+    order = torch.argsort(values, dim=1, descending=True, stable=True)[:, :k]
+    v, i = values.gather(1, order), ids.gather(1, order)
+    if c < k:
+        v = torch.cat([v, torch.full((b, k - c), float("-inf"))], dim=1)
+        i = torch.cat([i, torch.full((b, k - c), -1, dtype=torch.long)], dim=1)
+    i = torch.where(torch.isfinite(v), i, torch.full_like(i, -1))
+    return v, i

@@ -235,10 +235,10 @@ def test_chunked_scorer_matches_the_model(medical_kg, interaction) -> None:
     scorer = CandidateScorer(tm, chunk_size=7)
     h, r = torch.tensor([0, 5, 9]), torch.tensor([0, 1, 0])
     anchors, rels = scorer.anchors(h), scorer.relations(r)
-    n = medical_kg.num_entities
     for side, ref in (("tail", tm.score_tails(h, r)), ("head", tm.score_heads(r, h))):
-        got = torch.cat([scorer.chunk(side, anchors, rels, s, min(n, s + 7)) for s in range(0, n, 7)], dim=1)
-        torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
-        _, ids = scorer.top(side, anchors, rels, 4)
-        assert torch.equal(ids, torch.topk(ref, 4).indices)
+        torch.testing.assert_close(scorer.scores(side, anchors, rels), ref, atol=1e-5, rtol=1e-5)
+        for precision in ("fp32", "bf16", "int8"):
+            values, ids = scorer.best(side, anchors, rels, 4, precision=precision)
+            assert torch.equal(ids, torch.topk(ref, 4).indices)
+            torch.testing.assert_close(values, torch.topk(ref, 4).values)
         torch.testing.assert_close(scorer.exact(side, anchors, rels, ids), torch.topk(ref, 4).values)

@@ -1,0 +1,239 @@
+"""The one top-k path (:meth:`CandidateScorer.best`) against the plain computation: every entity's score from
+``TrainedModel.score_tails`` / ``score_heads`` (rule channel included), masked, fully sorted. Each fast path —
+float32, bfloat16 and int8 selection — must give the same top-k ids and scores (1e-5) for each interaction, for
+reciprocal head queries, with the rule channel, masks and ties."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from kgemb.reasoning.scoring import PRECISIONS, CandidateScorer
+
+from kgemb.errors import InputError
+from kgemb.graph import Entity, KnowledgeGraph
+from kgemb.model import TrainedModel, build_model
+
+ENTITIES, RELATIONS = 3000, 4
+
+
+def _graph(seed: int = 0) -> KnowledgeGraph:
+    """Random links plus structure a rule miner finds: rel1 copies rel0 on most pairs, rel2 is symmetric."""
+    rng = np.random.default_rng(seed)
+    n = 6000
+    base = np.stack(
+        [rng.integers(0, ENTITIES, n), rng.integers(0, RELATIONS, n), rng.integers(0, ENTITIES, n)], 1
+    )
+    r0 = base[base[:, 1] == 0]
+    copy = r0[: int(0.8 * len(r0))].copy()
+    copy[:, 1] = 1
+    sym = base[base[:, 1] == 2][:, ::-1].copy()
+    data = np.unique(np.concatenate([base, copy, sym]), axis=0)
+    rng.shuffle(data)
+    return KnowledgeGraph(
+        [Entity(f"e{i}") for i in range(ENTITIES)],
+        [f"r{i}" for i in range(RELATIONS)],
+        splits={"train": data[300:], "valid": data[:300]},
+    )
+
+
+KG = _graph()
+
+
+def _model(interaction: str, *, reciprocal: bool = False, rules: bool = False, dim: int = 32) -> TrainedModel:
+    pk = build_model(
+        KG.to_triples_factory(),
+        mode="structure",
+        interaction=interaction,
+        dim=dim,
+        features=None,
+        reciprocal=reciprocal,
+    )
+    model = TrainedModel(KG, pk, {"mode": "structure", "interaction": interaction, "dim": dim})
+    if rules:
+        from kgemb.channels import RuleChannel
+        from kgemb.rules import RuleSet
+
+        mined = RuleSet.mine(KG.triples("train"), KG.num_entities, KG.num_relations)
+        assert len(mined) > 0
+        scale = float(model.score_tails([0, 1], [0, 1]).std())  # rules large enough to reorder the top
+        pk.rule_channel = RuleChannel(mined, np.full(2 * KG.num_relations, 3 * scale, dtype=np.float32))
+    return model
+
+
+def _plain(model: TrainedModel, side: str, anchors, rels, k, exclude=None, blocked=None):
+    """Every entity's score (the model's own all-entity scorer, rules included), masked, sorted (ties: id)."""
+    full = (model.score_tails(anchors, rels) if side == "tail" else model.score_heads(rels, anchors)).double()
+    for row in range(len(anchors)):
+        if exclude is not None and len(exclude[row]):
+            full[row, torch.as_tensor(exclude[row])] = float("-inf")
+        if blocked is not None and blocked[row] is not None:
+            full[row, blocked[row]] = float("-inf")
+    ids = torch.arange(full.shape[1]).expand_as(full)
+    order = torch.argsort(full, dim=1, descending=True, stable=True)[:, :k]
+    return full.gather(1, order), ids.gather(1, order)
+
+
+def _check(
+    model: TrainedModel, side: str, precision: str, k: int = 10, masks: bool = False, near_ties: bool = False
+) -> CandidateScorer:
+    """``near_ties``: scores closer than float32 rounding may come in either order; then each id returned must
+    have the plain score returned beside it (a valid top k), instead of the very same ids."""
+    rng = np.random.default_rng(1)
+    anchors = rng.integers(0, ENTITIES, 40)
+    rels = rng.integers(0, RELATIONS, 40)
+    exclude = blocked = None
+    if masks:
+        exclude = [np.sort(rng.choice(ENTITIES, rng.integers(0, 50), replace=False)) for _ in anchors]
+        type_mask = torch.from_numpy(rng.random(ENTITIES) < 0.3)
+        blocked = [type_mask if r % 2 else None for r in rels]
+    want_v, want_i = _plain(model, side, anchors.tolist(), rels.tolist(), k, exclude, blocked)
+    scorer = CandidateScorer(model, precision=precision)
+    got_v, got_i = scorer.best(
+        side,
+        scorer.anchors(anchors),
+        scorer.relations(rels),
+        k,
+        anchor_ids=anchors.tolist(),
+        exclude=exclude,
+        blocked=blocked,
+    )
+    np.testing.assert_allclose(got_v.numpy(), want_v.numpy(), rtol=1e-5, atol=1e-5)
+    if not near_ties:
+        assert (got_i == want_i).all(), (got_i, want_i)
+    else:
+        full, full_ids = _plain(model, side, anchors.tolist(), rels.tolist(), ENTITIES, exclude, blocked)
+        plain_of = torch.empty_like(full).scatter_(1, full_ids, full)
+        np.testing.assert_allclose(plain_of.gather(1, got_i).numpy(), got_v.numpy(), rtol=1e-5, atol=1e-5)
+        assert all(len(set(row)) == k for row in got_i.tolist())
+    return scorer
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+@pytest.mark.parametrize("interaction", ["rotate", "complex", "distmult", "transe"])
+def test_every_precision_gives_the_plain_top_k(interaction: str, precision: str) -> None:
+    model = _model(interaction)
+    for side in ("tail", "head"):
+        _check(model, side, precision)
+    _check(model, "tail", precision, k=25, masks=True)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+@pytest.mark.parametrize("interaction", ["rotate", "complex"])
+def test_reciprocal_head_queries_and_the_rule_channel(interaction: str, precision: str) -> None:
+    model = _model(interaction, reciprocal=True, rules=True)
+    assert model.pykeen_model.reciprocal
+    for side in ("tail", "head"):
+        _check(model, side, precision, masks=side == "tail")
+
+
+def test_a_wide_model_at_low_precision_is_certified_without_fallbacks() -> None:
+    """The error bound is tight enough that a random model's rows need no float32 second pass."""
+    model = _model("rotate", dim=256)
+    scorer = _check(model, "tail", "int8")
+    assert scorer.fallbacks <= 4
+    assert _check(model, "tail", "bf16").fallbacks <= 4
+
+
+def test_ties_and_rows_with_few_candidates() -> None:
+    """Identical entity vectors tie: the smaller id comes first, in every precision; a row with fewer allowed
+    candidates than k is padded with -inf / -1."""
+    model = _model("distmult")
+    weight = None
+    for name, p in model.pykeen_model.named_parameters():
+        if name.startswith("entity_representations") and p.ndim == 2 and p.shape[0] == ENTITIES:
+            weight = p
+    assert weight is not None
+    with torch.no_grad():
+        weight[100:110] = weight[5]  # eleven copies of entity 5
+    model.representation.clear_cache()
+    for precision in PRECISIONS:
+        scorer = CandidateScorer(model, precision=precision)
+        anchor = scorer.anchors([0])
+        rel = scorer.relations([0])
+        full = model.score_tails([0], [0])[0]
+        v, i = scorer.best("tail", anchor, rel, 5, blocked=[torch.arange(ENTITIES) != 5])
+        assert i[0].tolist() == [5, -1, -1, -1, -1] and torch.isneginf(v[0, 1:]).all()
+        if full[5] >= full.max() - 1e-6:
+            continue
+        # the copies of 5 rank together, in id order
+        blocked = torch.ones(ENTITIES, dtype=torch.bool)
+        blocked[[5, *range(100, 110), 7]] = False
+        v, i = scorer.best("tail", anchor, rel, 12, blocked=[blocked])
+        copies = [x for x in i[0].tolist() if x != 7]
+        assert copies == [5, *range(100, 110)]
+
+
+def test_scores_are_the_models_all_entity_scores() -> None:
+    for interaction in ("rotate", "transe"):
+        model = _model(interaction, reciprocal=True)
+        scorer = CandidateScorer(model)
+        got = scorer.scores("head", scorer.anchors([3, 4]), scorer.relations([1, 2]))
+        torch.testing.assert_close(got, model.score_heads([1, 2], [3, 4]), rtol=1e-5, atol=1e-5)
+
+
+def test_link_predictor_answers_the_same_in_every_precision() -> None:
+    from kgemb.reasoning import LinkPredictor
+
+    model = _model("rotate", reciprocal=True, rules=True)
+    answers = {}
+    for precision in PRECISIONS:
+        lp = LinkPredictor(model, precision=precision)
+        lp.calibrate(max_triples=64, save=False)
+        ids, probs = lp.top_tails(np.arange(30), 1, k=7)
+        heads = [p.key for p in lp.heads("r0", "e3", k=7)]
+        answers[precision] = (ids.tolist(), np.round(probs, 6).tolist(), heads)
+    assert answers["bf16"] == answers["fp32"] == answers["int8"]
+
+
+def test_unknown_precision_is_refused() -> None:
+    with pytest.raises(InputError, match="precision"):
+        CandidateScorer(_model("distmult"), precision="fp8")
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_rows_the_bound_cannot_certify_are_done_again_exactly(precision: str) -> None:
+    """Entity vectors that differ by less than the low-precision rounding: the selection cannot tell them apart,
+    the bound says so, and those rows are redone in float32; the answers stay the plain ones."""
+    model = _model("distmult")
+    for name, p in model.pykeen_model.named_parameters():
+        if name.startswith("entity_representations") and p.ndim == 2 and p.shape[0] == ENTITIES:
+            with torch.no_grad():
+                p.copy_(p[:1] + 1e-4 * p)
+    model.representation.clear_cache()
+    scorer = _check(model, "tail", precision, near_ties=True)
+    assert scorer.fallbacks > 0
+
+
+def test_enrich_writes_the_same_bytes_in_any_batch_and_precision(tmp_path) -> None:
+    """``kgemb enrich`` ranks subjects in large batches with the writing overlapped; the output does not depend
+    on the batch size (7 subjects or the default 2,048) nor on the selection's precision."""
+    import sys
+    from pathlib import Path
+
+    from kgemb.connectors import rdf
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from rdf_stream import generate
+
+    source = tmp_path / "graph.nt"
+    generate(source, 24_000, 1500, relations=3)
+    kg = rdf.load(source).split(valid=0.02, test=0.0, seed=0)
+    pk = build_model(kg.to_triples_factory(), mode="structure", interaction="rotate", dim=64, features=None)
+    model = TrainedModel(kg, pk, {"mode": "structure", "interaction": "rotate", "dim": 64})
+    outputs = []
+    for batch, precision in ((7, "fp32"), (2048, "fp32"), (2048, "bf16"), (300, "int8")):
+        out = tmp_path / f"out-{batch}-{precision}.nt"
+        result = rdf.enrich(
+            source,
+            out,
+            model=model,
+            relations=["http://example.org/r/rel0"],
+            k=3,
+            run_time="2024-01-01T00:00:00Z",
+            batch_size=batch,
+            precision=precision,
+        )
+        assert result.complete and result.predictions > 3000
+        outputs.append(out.read_bytes())
+    assert all(o == outputs[0] for o in outputs[1:])
