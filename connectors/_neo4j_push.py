@@ -70,7 +70,7 @@ def push(
     index: str | None = None,
     similarity: str | None = None,
     batch_size: int = 1000,
-    workers: int = 2,
+    workers: int = 4,
     database: str | None = None,
     username: str | None = None,
     password: str | None = None,
