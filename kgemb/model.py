@@ -25,7 +25,7 @@ import torch
 from pykeen.models import ERModel
 from pykeen.nn import Embedding
 from pykeen.nn.init import PretrainedInitializer
-from pykeen.nn.modules import parallel_unsqueeze
+from pykeen.nn.modules import interaction_resolver, parallel_unsqueeze
 from pykeen.nn.representation import Representation
 from pykeen.triples import KGInfo
 from torch import nn
@@ -323,6 +323,9 @@ def to_real_layout(x: torch.Tensor) -> torch.Tensor:
 Side = Literal["head", "tail"]
 
 
+_DOT_INTERACTIONS = ("DistMultInteraction", "ComplExInteraction")  # product_form "dot"
+
+
 def product_form(interaction: Any) -> str | None:
     """How an interaction scores every candidate entity with one matrix product, or None where it cannot.
 
@@ -330,7 +333,7 @@ def product_form(interaction: Any) -> str | None:
     TransE with p=2), where q is :func:`query_vector` of the known side.
     """
     name = type(interaction).__name__
-    if name in ("DistMultInteraction", "ComplExInteraction"):
+    if name in _DOT_INTERACTIONS:
         return "dot"
     if name == "RotatEInteraction":
         return "distance"
@@ -339,11 +342,10 @@ def product_form(interaction: Any) -> str | None:
     return None
 
 
-def product_form_of(interaction: str) -> str | None:
-    """:func:`product_form` of an interaction given by kgemb's name (``"complex"``, ``"rotate"``, ...)."""
-    return {"distmult": "dot", "complex": "dot", "rotate": "distance"}.get(
-        interaction_spec(interaction).pykeen_name
-    )
+def scores_by_dot(interaction: str) -> bool:
+    """Whether the interaction given by kgemb's name (``"complex"``, ``"rotate"``, ...) has :func:`product_form`
+    ``"dot"``: a score linear in each side's vector, which a text channel needs."""
+    return interaction_resolver.lookup(interaction_spec(interaction).pykeen_name).__name__ in _DOT_INTERACTIONS
 
 
 def query_vector(interaction: Any, side: Side, anchor: torch.Tensor, rel: torch.Tensor) -> torch.Tensor:
@@ -513,7 +515,7 @@ def build_model(
     ``reciprocal``: one more relation representation per relation, its inverse (see :class:`TextAwareModel`).
     ``text_channel``: the layout of :func:`fold_text_channel` (vectors twice as long), to load a folded model."""
     spec = interaction_spec(interaction)
-    if text_channel and product_form_of(interaction) != "dot":
+    if text_channel and not scores_by_dot(interaction):
         raise ConfigError(
             f"a text channel needs a dot-product interaction (complex, distmult), not {interaction}"
         )

@@ -40,8 +40,8 @@ from kgemb.model import (
     check_dim,
     fold_text_channel,
     interaction_spec,
-    product_form_of,
     relation_text_initializer,
+    scores_by_dot,
     unfold_text_channel,
 )
 
@@ -201,7 +201,7 @@ class TrainingConfig:
             self.text_channel
             and self.mode == "fused"
             and self.loss == "softmax"
-            and product_form_of(self.interaction) == "dot"
+            and scores_by_dot(self.interaction)
         )
 
     @property
