@@ -106,8 +106,7 @@ def fit_text_weights(
 
         return score
 
-    weights, summary = _fit(scores(fused), scores(text), TEXT_WEIGHTS, kg, max_triples, seed, "text")
-    return weights, summary
+    return _fit(scores(fused), scores(text), TEXT_WEIGHTS, kg, max_triples, seed, "text")
 
 
 def _fit(
