@@ -118,7 +118,7 @@ def push(
     ``db.create.setNodeVectorProperty`` (any Neo4j 5.13+), ``"auto"`` the procedure when the server has it.
     """
     from kgemb.reasoning.calibration import model_signature
-    from kgemb.reasoning.evidence import BETA, EPS, LAM
+    from kgemb.reasoning.evidence import EPS, GAMMA, KAPPA, RHO
     from tqdm import tqdm
 
     quote(name, "model name")
@@ -234,7 +234,7 @@ def push(
                     "kgemb_version": _version(),
                     "config": json.dumps(model.config, sort_keys=True, default=str),
                     "evidence_weight": float(weight),
-                    "evidence_params": [EPS, BETA, LAM],
+                    "evidence_params": [EPS, RHO, GAMMA, KAPPA],
                     "id_property": id_property,
                 },
                 shard=shard,

@@ -7,34 +7,36 @@ Inputs, for one evidence relation ``r`` and the side being ranked (``x`` is a ca
 * ``A(x)``: the annotations of ``x`` — the entities ``e`` with a known link ``(x, r, e)`` (``target="head"``) or
   ``(e, r, x)`` (``target="tail"``); ``n(x) = |A(x)|``.
 * ``anc(e)``: ``e`` and all its ancestors along the hierarchy relations (``is_a``, ``rdfs:subClassOf``,
-  ``skos:broader`` by default; child -> parent), and ``P(x) = ∪_{a ∈ A(x)} anc(a)``: the annotations propagated
-  to their ancestors (the true-path rule: a disease with "focal seizure" has "seizure").
+  ``skos:broader`` by default; child -> parent), ``d(e, t)`` the number of steps from ``e`` up to ``t``, and
+  ``P(x) = ∪_{a ∈ A(x)} anc(a)``: the annotations propagated to their ancestors (the true-path rule: a disease with
+  "focal seizure" has "seizure").
 * ``IC(t) = ln((N + 1) / (f(t) + 1))``: the information content of term ``t``, where ``f(t)`` is the number of
-  annotated entities ``x`` with ``t ∈ P(x)`` and ``N`` the number of annotated entities. A term that every
-  candidate carries says nothing (IC 0); a rare one says much.
+  annotated entities ``x`` with ``t ∈ P(x)`` and ``N`` the number of annotated entities.
 
-The score of candidate ``x`` for evidence items ``q_1..q_m`` (each with its relation):
+The model is generative: a finding of ``x`` is one of its annotations ``a``, drawn uniformly, and reported as ``a``
+itself or, with probability ``rho``, as one of ``a``'s ancestors (vaguer terms; nearer ones likelier, by
+``gamma ** d``); or it is noise, with probability ``eps``:
 
-    s_i(x)  = IC(q_i)                                      if q_i ∈ P(x)
-            = lam * max { IC(t) : t ∈ anc(q_i) ∩ P(x) }    otherwise (0 when nothing is shared)
-    c(x)    = min(1, m / n(x)) ** beta                      (1 when n(x) = 0)
-    l_i(x)  = ln( eps + (1 - eps) * c(x) * exp(s_i(x)) ) + alpha * ln p_i(x)
-    L(x)    = sum_i l_i(x)
-    P(x)    = exp(L(x)) / sum_{y ∈ candidates} exp(L(y))
+    w(q | a) = 1 - rho                                          q = a (1 when a has no ancestors)
+             = rho * gamma ** d(a, q) / sum_{t ∈ anc(a), t ≠ a} gamma ** d(a, t)   q a strict ancestor of a
+    p(q | x) = sum_{a ∈ A(x)} w(q | a) / n(x)
+    b(q)     = mean of p(q | x) over the annotated entities (the background: how likely q is anyway)
+    R_i(x)   = p(q_i | x) / b(q_i)                              if q_i ∈ P(x)    (x explains q_i)
+             = kappa * max { IC(t) / IC(q_i) : t ∈ anc(q_i) ∩ P(x), t ≠ q_i }   otherwise (0 when none)
+    l_i(x)   = ln( eps + (1 - eps) * R_i(x) ) + alpha * ln p_i(x)
+    L(x)     = sum_i l_i(x),     P(x) = exp(L(x)) / sum_{y ∈ candidates} exp(L(y))
 
-``s_i`` is the log likelihood ratio of the item under "x explains it" against the background: ``IC(q)`` when
-``x`` carries ``q`` (a known link: *exact*; or ``q`` is a vaguer term of one of ``x``'s annotations: *hierarchy*),
-a share ``lam`` of the information content of the most informative common ancestor when ``q`` is more specific
-than, or a sibling of, what ``x`` carries (*hierarchy*: semantic closeness, discounted because ``x`` is not known
-to show ``q`` itself), 0 when only the root or nothing is shared (*unmatched*). ``c(x)`` is the
-share of ``x``'s annotations a patient with ``m`` findings would show: an entity with hundreds of annotations
-explains any finding by chance, so its matches count a little less. ``eps`` is the chance that an item is noise:
-it bounds what one item can cost (never below ``ln eps``), so one irrelevant symptom does not remove the right
-answer. ``p_i(x)`` is the model's calibrated probability of the evidence link; ``alpha`` (its weight) is chosen on
-the validation split, and 0 ranks by the ontology alone. ``P(x)`` is normalised over the candidates (uniform
-prior). Order is by ``L`` (then the candidate's id); ``LinkPredictor`` never fits ``alpha = 0``, so the model
-orders candidates whose evidence in the graph is the same and the order is strict wherever the evidence differs.
-With several evidence relations, ``n(x)`` counts the annotations of all of them.
+``R_i`` is the likelihood ratio of the item under "x explains it" against the background. Specificity follows
+from it: a rare term has a small background and says much; a candidate with hundreds of annotations explains
+any one finding with a small ``p(q | x)``, so its matches count less. A vaguer term than an annotation counts
+through ``w`` (*hierarchy*, via the term itself); a more specific or sibling term earns the share ``kappa`` of a
+neutral item by how much of its information the most informative common ancestor holds (*hierarchy*, via that
+ancestor: semantic closeness, bounded because ``x`` is not known to show it); nothing shared is *unmatched*
+(``ln eps``: one irrelevant symptom costs a bounded amount and does not remove the right answer). ``p_i(x)`` is
+the model's calibrated probability of the evidence link; ``alpha`` (its weight) is chosen on the validation split,
+and 0 ranks by the ontology alone. ``P(x)`` is normalised over the candidates (uniform prior). Order is by ``L``
+(then the candidate's id); ``LinkPredictor`` never fits ``alpha = 0``, so the model orders candidates whose
+evidence in the graph is the same, and the order is strict wherever the evidence differs.
 
 :func:`log_likelihood` is that formula as a pure function of arrays (the port's reference);
 :class:`EvidenceIndex` builds its inputs from a :class:`~kgemb.KnowledgeGraph`.
@@ -51,9 +53,10 @@ import numpy as np
 from kgemb.errors import InputError
 
 # chosen on simulated patients of a seed that benchmarks/diagnosis.py does not report (7); the optimum is broad
-EPS = 0.3  # chance that one evidence item is noise
-BETA = 0.2  # how much a candidate's number of annotations discounts its matches
-LAM = 0.5  # the share of a common ancestor's information content a more specific or sibling term earns
+EPS = 0.05  # chance that one evidence item is noise
+RHO = 0.3  # chance that a finding is reported at a vaguer term than the annotation
+GAMMA = 0.5  # how much likelier each step nearer the annotation is, among the vaguer terms
+KAPPA = 0.3  # the share of a neutral item that a more specific or sibling term earns, by closeness
 # local names (after '#', '/' or ':'; case, spaces and underscores ignored) of the hierarchy relations found
 # automatically: child -> parent
 HIERARCHY_NAMES = ("isa", "subclassof", "broader")
@@ -64,14 +67,16 @@ MATCH_NAMES = {UNMATCHED: "unmatched", HIERARCHY: "hierarchy", EXACT: "exact"}
 @dataclass
 class ItemEvidence:
     """One evidence item's inputs to :func:`log_likelihood`: its ancestors (itself included) with their
-    information content and the candidates that carry each (propagated), and the candidates that have the
-    item itself as a direct annotation (the exact matches)."""
+    information content and the candidates that carry each (propagated), the candidates that have the item itself
+    as a direct annotation (the exact matches), ``p(q | x)`` for the carriers of ``q`` itself and ``b(q)``."""
 
     term: int  # q (-1 for an entity not in the graph)
     terms: np.ndarray  # (a,) term ids, anc(q) including q
     ic: np.ndarray  # (a,) IC of each term
     carriers: list[np.ndarray]  # per term: candidate ids x with the term in P(x)
     direct: np.ndarray  # candidate ids x with q in A(x)
+    probability: np.ndarray  # p(q | x) for the carriers of q itself, aligned with them
+    background: float  # b(q)
 
 
 @dataclass
@@ -80,54 +85,48 @@ class Scores:
 
     total: np.ndarray  # (n,) L(x)
     per_item: np.ndarray  # (m, n) l_i(x)
-    match: np.ndarray  # (m, n) s_i(x)
+    ratio: np.ndarray  # (m, n) R_i(x)
     kind: np.ndarray  # (m, n) int8: UNMATCHED, HIERARCHY or EXACT
-    via: np.ndarray  # (m, n) the term that matched (the most informative common ancestor), -1 if none
+    via: np.ndarray  # (m, n) the term that matched (q itself, or the common ancestor), -1 if none
 
 
 def log_likelihood(
     items: Sequence[ItemEvidence],
     num_candidates: int,
-    annotation_counts: np.ndarray,
     model_log_probability: np.ndarray | None = None,
     *,
     alpha: float = 0.0,
     eps: float = EPS,
-    beta: float = BETA,
-    lam: float = LAM,
+    kappa: float = KAPPA,
 ) -> Scores:
     """The module docstring's formula for every candidate ``0..num_candidates-1``: ``L(x)`` and each item's
-    ``l_i(x)``, match value ``s_i(x)``, kind of match and matching term. ``model_log_probability`` is ``(m, n)``
-    ``ln p_i(x)`` (used only when ``alpha`` is not 0)."""
+    ``l_i(x)``, likelihood ratio ``R_i(x)``, kind of match and matching term. ``model_log_probability`` is
+    ``(m, n)`` ``ln p_i(x)`` (used only when ``alpha`` is not 0)."""
     m, n = len(items), num_candidates
-    counts = np.asarray(annotation_counts, dtype=np.float64)
-    coverage = np.ones(n)
-    has = counts > 0
-    coverage[has] = np.minimum(1.0, m / counts[has]) ** beta
-    match = np.zeros((m, n))
+    ratio = np.zeros((m, n))
     kind = np.zeros((m, n), dtype=np.int8)
     via = np.full((m, n), -1, dtype=np.int64)
     for i, item in enumerate(items):
-        for j in np.argsort(item.ic, kind="stable"):  # ascending IC: the most informative ancestor wins
-            holders = item.carriers[j]
-            if len(holders) == 0 or item.terms[j] == item.term:
-                continue
-            match[i, holders] = lam * item.ic[j]
-            via[i, holders] = item.terms[j]
-            kind[i, holders] = HIERARCHY
         own = np.flatnonzero(item.terms == item.term)
-        if len(own):  # x carries q itself (exact, or through a more specific annotation): full credit
+        own_ic = float(item.ic[own[0]]) if len(own) else 0.0
+        if own_ic > 0:  # ascending IC: the most informative common ancestor wins
+            for j in np.argsort(item.ic, kind="stable"):
+                holders = item.carriers[j]
+                if len(holders) == 0 or item.terms[j] == item.term or item.ic[j] <= 0:
+                    continue
+                ratio[i, holders] = kappa * item.ic[j] / own_ic
+                via[i, holders] = item.terms[j]
+        if len(own) and item.background > 0:  # x carries q (exact, or through a more specific annotation)
             holders = item.carriers[int(own[0])]
-            match[i, holders] = item.ic[int(own[0])]
+            ratio[i, holders] = item.probability / item.background
             via[i, holders] = item.term
-            kind[i, holders] = HIERARCHY
-        kind[i, match[i] <= 0.0] = UNMATCHED
-        via[i, match[i] <= 0.0] = -1
+        kind[i, ratio[i] > 0] = HIERARCHY
+        via[i, ratio[i] <= 0] = -1
         kind[i, item.direct] = EXACT
-    per_item = np.log(eps + (1.0 - eps) * coverage[None, :] * np.exp(match))
+    per_item = np.log(eps + (1.0 - eps) * ratio)
     if alpha and model_log_probability is not None:
         per_item = per_item + alpha * np.asarray(model_log_probability, dtype=np.float64)
-    return Scores(per_item.sum(axis=0), per_item, match, kind, via)
+    return Scores(per_item.sum(axis=0), per_item, ratio, kind, via)
 
 
 def normalise(total: np.ndarray, allowed: np.ndarray | None = None) -> np.ndarray:
@@ -184,32 +183,49 @@ class Hierarchy:
         self.relations = list(relations)
         self.num_entities = num_entities
         self._ptr, self._parents = _csr(edges[:, 0], edges[:, 2], num_entities)
-        self._ancestors: dict[int, np.ndarray] = {}
+        self._ancestors: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def parents(self, e: int) -> np.ndarray:
         return self._parents[self._ptr[e] : self._ptr[e + 1]]
 
     def ancestors(self, e: int) -> np.ndarray:
         """``anc(e)``: ``e`` and every ancestor, sorted (cached; cycles are tolerated)."""
+        return self.distances(e)[0]
+
+    def distances(self, e: int) -> tuple[np.ndarray, np.ndarray]:
+        """``anc(e)`` sorted, and ``d(e, t)`` for each: the fewest steps up from ``e`` (0 for ``e``)."""
         found = self._ancestors.get(e)
         if found is None:
-            seen = {e}
+            steps = {e: 0}
             frontier = [e]
-            while frontier:
-                node = frontier.pop()
-                for p in self.parents(node).tolist():
-                    if p not in seen:
-                        seen.add(p)
-                        frontier.append(p)
-            found = np.array(sorted(seen), dtype=np.int64)
+            while frontier:  # breadth first: the first visit is the shortest path
+                above = []
+                for node in frontier:
+                    for p in self.parents(node).tolist():
+                        if p not in steps:
+                            steps[p] = steps[node] + 1
+                            above.append(p)
+                frontier = above
+            ids = np.array(sorted(steps), dtype=np.int64)
+            found = (ids, np.array([steps[t] for t in ids.tolist()], dtype=np.int64))
             self._ancestors[e] = found
         return found
 
 
 class Annotations:
-    """For one relation and side: who carries which term, directly and propagated, and each term's IC."""
+    """For one relation and side: who carries which term, directly and propagated, each term's IC, and the
+    generative model's ``p(q | x)`` and ``b(q)``."""
 
-    def __init__(self, triples: np.ndarray, relation: int, target: str, hierarchy: Hierarchy) -> None:
+    def __init__(
+        self,
+        triples: np.ndarray,
+        relation: int,
+        target: str,
+        hierarchy: Hierarchy,
+        *,
+        rho: float = RHO,
+        gamma: float = GAMMA,
+    ) -> None:
         triples = np.asarray(triples, dtype=np.int64).reshape(-1, 3)
         links = triples[triples[:, 1] == relation]
         holder, term = (links[:, 0], links[:, 2]) if target == "head" else (links[:, 2], links[:, 0])
@@ -217,19 +233,33 @@ class Annotations:
         self.num_entities = n
         self.counts = np.bincount(holder, minlength=n).astype(np.int64)
         self._direct_ptr, self._direct = _csr(term, holder, n)
-        pairs_h: list[np.ndarray] = []
-        pairs_t: list[np.ndarray] = []
+        pair_t: list[np.ndarray] = []
+        pair_h: list[np.ndarray] = []
+        pair_w: list[np.ndarray] = []
         for t in np.unique(term).tolist():
             holders = self._direct[self._direct_ptr[t] : self._direct_ptr[t + 1]]
-            anc = hierarchy.ancestors(t)
-            pairs_h.append(np.repeat(holders, len(anc)))
-            pairs_t.append(np.tile(anc, len(holders)))
-        if pairs_h:
-            both = np.unique(np.stack([np.concatenate(pairs_t), np.concatenate(pairs_h)], axis=1), axis=0)
+            anc, steps = hierarchy.distances(t)
+            w = np.where(steps > 0, gamma ** steps.astype(np.float64), 0.0)
+            if w.sum() > 0:  # w(q | a): the annotation itself, or a vaguer term nearer likelier
+                w = rho * w / w.sum() + (1.0 - rho) * (steps == 0)
+            else:
+                w = (steps == 0).astype(np.float64)
+            pair_t.append(np.tile(anc, len(holders)))
+            pair_h.append(np.repeat(holders, len(anc)))
+            pair_w.append(np.tile(w, len(holders)))
+        if pair_t:
+            keys = np.concatenate(pair_t) * np.int64(n) + np.concatenate(pair_h)
+            keys, where = np.unique(keys, return_inverse=True)
+            weight = np.bincount(where, weights=np.concatenate(pair_w), minlength=len(keys))
         else:
-            both = np.zeros((0, 2), dtype=np.int64)
-        self._prop_ptr, self._prop = _csr(both[:, 0], both[:, 1], n)
+            keys, weight = np.zeros(0, dtype=np.int64), np.zeros(0)
+        carrier_term, carrier = keys // n, keys % n  # sorted by (term, holder), as _csr sorts
+        self._prop_ptr, self._prop = _csr(carrier_term, carrier, n)
+        self._probability = weight / np.maximum(self.counts[carrier], 1)  # p(q | x), aligned with _prop
         self.num_annotated = int((self.counts > 0).sum())
+        self.background = np.bincount(carrier_term, weights=self._probability, minlength=n) / max(
+            self.num_annotated, 1
+        )  # b(q)
         frequency = np.diff(self._prop_ptr)
         self.ic = np.log((self.num_annotated + 1.0) / (frequency + 1.0))
         self.hierarchy = hierarchy
@@ -240,25 +270,43 @@ class Annotations:
     def carriers(self, term: int) -> np.ndarray:
         return self._prop[self._prop_ptr[term] : self._prop_ptr[term + 1]]
 
+    def probability(self, term: int) -> np.ndarray:
+        """``p(term | x)`` for the carriers of ``term``, aligned with :meth:`carriers`."""
+        return self._probability[self._prop_ptr[term] : self._prop_ptr[term + 1]]
+
     def item(self, term: int | None) -> ItemEvidence:
         """The inputs of :func:`log_likelihood` for evidence ``term`` (``None``: an entity not in the graph)."""
         if term is None:
             empty = np.zeros(0, dtype=np.int64)
-            return ItemEvidence(-1, empty, np.zeros(0), [], empty)
+            return ItemEvidence(-1, empty, np.zeros(0), [], empty, np.zeros(0), 0.0)
         anc = self.hierarchy.ancestors(term)
         return ItemEvidence(
-            term, anc, self.ic[anc], [self.carriers(t) for t in anc.tolist()], self.direct(term)
+            term,
+            anc,
+            self.ic[anc],
+            [self.carriers(t) for t in anc.tolist()],
+            self.direct(term),
+            self.probability(term),
+            float(self.background[term]),
         )
 
 
 class EvidenceIndex:
-    """The annotations of a graph per (relation, side), built on first use, with its hierarchy."""
+    """The annotations of a graph per (relation, side), built on first use, with its hierarchy; ``rho`` and
+    ``gamma`` are the generative model's (see the module docstring)."""
 
     def __init__(
-        self, kg, hierarchy: Sequence[str] | None = None, triples: np.ndarray | None = None
+        self,
+        kg,
+        hierarchy: Sequence[str] | None = None,
+        triples: np.ndarray | None = None,
+        *,
+        rho: float = RHO,
+        gamma: float = GAMMA,
     ) -> None:  # kg: KnowledgeGraph; triples: the known links (default: every split)
         self.kg = kg
         self.triples = kg.all_triples() if triples is None else np.asarray(triples)
+        self.rho, self.gamma = rho, gamma
         try:
             rels = hierarchy_relations(kg, hierarchy)
         except Exception as exc:  # an unknown relation name
@@ -273,7 +321,9 @@ class EvidenceIndex:
     def annotations(self, relation: int, target: str) -> Annotations:
         key = (relation, target)
         if key not in self._annotations:
-            self._annotations[key] = Annotations(self.triples, relation, target, self.hierarchy)
+            self._annotations[key] = Annotations(
+                self.triples, relation, target, self.hierarchy, rho=self.rho, gamma=self.gamma
+            )
         return self._annotations[key]
 
     def scores(
@@ -284,27 +334,13 @@ class EvidenceIndex:
         *,
         alpha: float = 0.0,
         eps: float = EPS,
-        beta: float = BETA,
-        lam: float = LAM,
+        kappa: float = KAPPA,
     ) -> Scores:
-        """:func:`log_likelihood` over every entity for ``(entity id or None, relation id)`` evidence items.
-        The annotation counts ``n(x)`` are summed over the relations of the evidence."""
-        items = []
-        counts = np.zeros(self.kg.num_entities, dtype=np.int64)
-        for term, relation in evidence:
-            ann = self.annotations(relation, target)
-            items.append(ann.item(term))
-        for relation in sorted({r for _, r in evidence}):
-            counts += self.annotations(relation, target).counts
+        """:func:`log_likelihood` over every entity for ``(entity id or None, relation id)`` evidence items,
+        each item read from the annotations of its own relation."""
+        items = [self.annotations(relation, target).item(term) for term, relation in evidence]
         return log_likelihood(
-            items,
-            self.kg.num_entities,
-            counts,
-            model_log_probability,
-            alpha=alpha,
-            eps=eps,
-            beta=beta,
-            lam=lam,
+            items, self.kg.num_entities, model_log_probability, alpha=alpha, eps=eps, kappa=kappa
         )
 
 

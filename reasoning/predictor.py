@@ -48,9 +48,9 @@ class Contribution:
     probability: float  # the model's calibrated probability of the evidence link for this candidate
     known: bool  # the link is in the graph (an exact match)
     match: str = "unmatched"  # "exact", "hierarchy" (through a common ancestor) or "unmatched"
-    via: str | None = None  # key of the term that matched (the most informative common ancestor)
+    via: str | None = None  # key of the term that matched (the item itself, or the common ancestor)
     via_label: str | None = None
-    information: float = 0.0  # s_i: the information content of that term (0 unmatched)
+    likelihood_ratio: float = 0.0  # R_i: how much likelier the item is if the candidate explains it (0 unmatched)
     log_likelihood: float = 0.0  # l_i: this item's term in the candidate's log-likelihood
 
     def to_dict(self) -> dict[str, Any]:
@@ -597,14 +597,15 @@ class LinkPredictor:
         the symptoms of ``disease has_symptom symptom``; ``target="tail"`` ranks ``x`` in ``(entity_i,
         relation_i, x)`` — e.g. ``symptom symptom_of disease``.
 
-        Combination: the information-content log-likelihood of :mod:`kgemb.reasoning.evidence` — known links
-        (exact, or through the hierarchy ``is_a`` / ``rdfs:subClassOf`` / ``skos:broader``) count by their
-        specificity, unmatched items cost a bounded penalty, and the model's calibrated log-probabilities are
+        Combination: the generative log-likelihood of :mod:`kgemb.reasoning.evidence` — known links (exact, or
+        through the hierarchy ``is_a`` / ``rdfs:subClassOf`` / ``skos:broader``) count by their likelihood
+        ratio against the background (rare terms and candidates with few annotations weigh more), a more specific
+        or sibling term counts by its closeness, unmatched items cost a bounded penalty, and the model's calibrated log-probabilities are
         added with weight ``model_weight`` (default: :attr:`evidence_weight`, chosen on the validation split).
         A candidate's ``raw`` is its log-likelihood ``L(x)``; its ``score`` is ``P(x)``, normalised over every
         allowed candidate (so the scores of all candidates sum to 1). The order is strict wherever the evidence
         differs. Each answer lists each item's contribution: its match (``exact``, ``hierarchy`` with the
-        common term ``via``, or ``unmatched``), its log-likelihood and the model's probability of the link.
+        common term ``via``, or ``unmatched``), its likelihood ratio, its log-likelihood and the model's probability of the link.
         Candidates of the wrong type and the evidence entities themselves are left out.
         """
         from kgemb.reasoning.evidence import describe, normalise, order
@@ -675,7 +676,7 @@ class LinkPredictor:
                         describe(scores.kind[row, i]),
                         self.kg.entities[via].key if via >= 0 else None,
                         self._label(via) if via >= 0 else None,
-                        float(scores.match[row, i]),
+                        float(scores.ratio[row, i]),
                         float(scores.per_item[row, i]),
                     )
                 )

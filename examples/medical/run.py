@@ -51,8 +51,8 @@ def show(predictions: list, header: str, contributions: int = 0) -> None:
         if p.rank <= contributions:
             for c in p.contributions:
                 how = {
-                    "exact": f"known link (IC {c.information:.2f})",
-                    "hierarchy": f"through the hierarchy: {c.via_label} (IC {c.information:.2f})",
+                    "exact": f"known link (likelihood ratio {c.likelihood_ratio:.1f})",
+                    "hierarchy": f"through the hierarchy: {c.via_label} (likelihood ratio {c.likelihood_ratio:.2f})",
                 }.get(c.match, "unmatched")
                 print(f"          {c.label:<28} {c.log_likelihood:+6.2f}  {how}")
 

@@ -310,7 +310,7 @@ def test_rank_equals_python(neo4j_driver, models, interaction: str) -> None:
             "UNWIND $keys AS key MATCH (e:KgembEntity {key: key}) WITH collect(e) AS evidence "
             "CALL kgemb.rank(evidence, $rel, 10, {target: $target}) YIELD node, score, raw, rank, contributions "
             "RETURN node.key AS key, score, raw, rank, [c IN contributions | [c.node.key, c.probability, c.known, "
-            "c.match, c.via.key, c.information, c.logLikelihood]] AS c "
+            "c.match, c.via.key, c.likelihoodRatio, c.logLikelihood]] AS c "
             "ORDER BY rank",
             keys=keys,
             rel=kg.relations[r],
@@ -327,7 +327,7 @@ def test_rank_equals_python(neo4j_driver, models, interaction: str) -> None:
             assert [c[3] for c in x["c"]] == [c.match for c in w.contributions]
             assert [c[4] for c in x["c"]] == [c.via for c in w.contributions]
             assert np.allclose([c[1] for c in x["c"]], [c.probability for c in w.contributions], atol=TOL)
-            assert np.allclose([c[5] for c in x["c"]], [c.information for c in w.contributions], atol=TOL)
+            assert np.allclose([c[5] for c in x["c"]], [c.likelihood_ratio for c in w.contributions], atol=TOL)
             assert np.allclose([c[6] for c in x["c"]], [c.log_likelihood for c in w.contributions], atol=1e-4)
 
 
@@ -358,7 +358,7 @@ def test_rank_through_the_hierarchy_equals_python(neo4j_driver) -> None:
                 neo4j_driver,
                 "UNWIND $keys AS key MATCH (e:KgembEntity {key: key}) WITH collect(e) AS evidence "
                 "CALL kgemb.rank(evidence, $rel, 9) YIELD node, score, raw, contributions "
-                "RETURN node.key AS key, score, raw, [c IN contributions | [c.match, c.via.key, c.information]] AS c",
+                "RETURN node.key AS key, score, raw, [c IN contributions | [c.match, c.via.key, c.likelihoodRatio]] AS c",
                 keys=keys,
                 rel=kg.relations[rel],
             )
@@ -368,4 +368,4 @@ def test_rank_through_the_hierarchy_equals_python(neo4j_driver) -> None:
             assert np.allclose([x["score"] for x in rows], [w.score for w in want], atol=TOL, rtol=0)
             for x, w in zip(rows, want, strict=True):
                 assert [c[:2] for c in x["c"]] == [[c.match, c.via] for c in w.contributions]
-                assert np.allclose([c[2] for c in x["c"]], [c.information for c in w.contributions], atol=TOL)
+                assert np.allclose([c[2] for c in x["c"]], [c.likelihood_ratio for c in w.contributions], atol=TOL)

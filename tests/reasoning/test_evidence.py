@@ -20,29 +20,60 @@ DATA = Path(__file__).parent / "data"
 def test_the_formula_on_hand_made_inputs() -> None:
     """Two items, four candidates; the numbers a port of the formula must reproduce."""
     items = [
-        # item 0 = term 5 with ancestors 5 (IC 2.0) and 1 (IC 0.5); candidate 0 has term 5 itself, 1 only term 1
+        # item 0 = term 5 with ancestors 5 (IC 2.0) and 1 (IC 0.5); candidate 0 carries term 5 (p = 0.4,
+        # background 0.1), candidates 1 and 2 only term 1
         ItemEvidence(
-            5, np.array([1, 5]), np.array([0.5, 2.0]), [np.array([0, 1, 2]), np.array([0])], np.array([0])
+            5,
+            np.array([1, 5]),
+            np.array([0.5, 2.0]),
+            [np.array([0, 1, 2]), np.array([0])],
+            np.array([0]),
+            np.array([0.4]),
+            0.1,
         ),
         # item 1 = term 7 (IC 1.5), carried by candidate 2 through a more specific annotation
-        ItemEvidence(7, np.array([7]), np.array([1.5]), [np.array([2])], np.array([], dtype=np.int64)),
+        ItemEvidence(
+            7, np.array([7]), np.array([1.5]), [np.array([2])], np.array([], dtype=np.int64), np.array([0.3]), 0.15
+        ),
     ]
-    counts = np.array([2, 8, 1, 0])
-    eps, beta, lam = 0.3, 0.4, 0.5
-    scores = log_likelihood(items, 4, counts, eps=eps, beta=beta, lam=lam)
-    coverage = [1.0, (2 / 8) ** beta, 1.0, 1.0]
-    match = [[2.0, lam * 0.5, lam * 0.5, 0.0], [0.0, 0.0, 1.5, 0.0]]  # term 1 is only an ancestor of term 5
+    eps, kappa = 0.1, 0.4
+    scores = log_likelihood(items, 4, eps=eps, kappa=kappa)
+    ratio = [[0.4 / 0.1, kappa * 0.5 / 2.0, kappa * 0.5 / 2.0, 0.0], [0.0, 0.0, 0.3 / 0.15, 0.0]]
+    assert scores.ratio == pytest.approx(np.array(ratio), abs=1e-12)
     for x in range(4):
-        expected = sum(math.log(eps + (1 - eps) * coverage[x] * math.exp(match[i][x])) for i in range(2))
+        expected = sum(math.log(eps + (1 - eps) * ratio[i][x]) for i in range(2))
         assert scores.total[x] == pytest.approx(expected, abs=1e-12)
     assert scores.kind[:, 0].tolist() == [2, 0] and scores.kind[:, 2].tolist() == [1, 1]
-    assert scores.via[0].tolist() == [5, 1, 1, -1]
+    assert scores.via[0].tolist() == [5, 1, 1, -1] and scores.via[1].tolist() == [-1, -1, 7, -1]
     logp = np.log(np.full((2, 4), 0.5))
-    with_model = log_likelihood(items, 4, counts, logp, alpha=2.0, eps=eps, beta=beta, lam=lam)
+    with_model = log_likelihood(items, 4, logp, alpha=2.0, eps=eps, kappa=kappa)
     assert with_model.total == pytest.approx(scores.total + 2.0 * 2 * math.log(0.5))
     probs = normalise(scores.total, np.array([True, True, True, False]))
     assert probs.sum() == pytest.approx(1.0) and probs[3] == 0.0
     assert order(scores.total).tolist()[0] == 0
+
+
+def test_the_index_builds_the_generative_model() -> None:
+    """p(q | x) and b(q) from a graph: a finding is an annotation itself (1 - rho) or a vaguer term, nearer ones
+    likelier (gamma per step), divided by the candidate's number of annotations."""
+    from kgemb.graph import Entity, KnowledgeGraph
+    from kgemb.reasoning.evidence import EvidenceIndex
+
+    # terms: 0 root <- 1 <- 2 (chain), 3 <- root; candidates 4 (annotated 2, 3) and 5 (annotated 1)
+    rows = [(1, 0, 0), (2, 0, 1), (3, 0, 0), (4, 1, 2), (4, 1, 3), (5, 1, 1)]
+    kg = KnowledgeGraph(
+        [Entity(str(i), {"en": [f"e{i}"]}) for i in range(6)],
+        ["is_a", "has"],
+        splits={"train": np.array(rows, dtype=np.int64)},
+    )
+    rho, gamma = 0.3, 0.5
+    ann = EvidenceIndex(kg, rho=rho, gamma=gamma).annotations(1, "head")
+    up2 = rho * np.array([gamma, gamma**2]) / (gamma + gamma**2)  # from term 2 to 1 and to 0
+    assert ann.carriers(1).tolist() == [4, 5]
+    assert ann.probability(1) == pytest.approx([up2[0] / 2, 1 - rho])  # 4: via 2, two annotations; 5: itself
+    assert ann.probability(0) == pytest.approx([(up2[1] + rho) / 2, rho])  # 3's only ancestor is 0
+    assert ann.background[1] == pytest.approx((up2[0] / 2 + 1 - rho) / 2)
+    assert ann.ic[0] == pytest.approx(0.0)  # every candidate carries the root
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +101,7 @@ def test_a_vaguer_term_still_ranks_the_right_disease_first(onto) -> None:
     rank = {p.key[len(ONTO) :]: p for p in found}
     first = rank["epilepsy"].contributions[0]
     assert first.match == "hierarchy" and first.via == ONTO + "seizure"
-    assert 0 < first.information < onto.evidence_index.annotations(1, "head").ic[onto.entity("focal seizure")]
+    assert 0 < first.likelihood_ratio < 1  # closeness: a share of a neutral item, never evidence for epilepsy
     # epilepsy (seizure, fever) is closer than the diseases with fever alone
     assert rank["epilepsy"].rank < min(rank["infection"].rank, rank["dermatitis"].rank)
 
@@ -88,8 +119,8 @@ def test_probabilities_sum_to_one_and_ties_only_where_the_evidence_is_identical(
         assert len(found) == 9  # every disease, nothing else
         assert sum(p.score for p in found) == pytest.approx(1.0)
         for a, b in itertools.pairwise(found):
-            same = [(c.match, c.via, c.information) for c in a.contributions] == [
-                (c.match, c.via, c.information) for c in b.contributions
+            same = [(c.match, c.via, c.likelihood_ratio) for c in a.contributions] == [
+                (c.match, c.via, c.likelihood_ratio) for c in b.contributions
             ]
             if a.raw == b.raw:
                 assert same, (a, b)
@@ -126,6 +157,8 @@ def test_shared_test_vectors() -> None:
                 np.array(it["ic"]),
                 [np.array(c, dtype=np.int64) for c in it["carriers"]],
                 np.array(it["direct"], dtype=np.int64),
+                np.array(it["probability"], dtype=np.float64),
+                it["background"],
             )
             for it in case["items"]
         ]
@@ -134,14 +167,13 @@ def test_shared_test_vectors() -> None:
         got = log_likelihood(
             items,
             case["num_candidates"],
-            np.array(case["annotation_counts"]),
             None if logp is None else np.array(logp),
             alpha=p["alpha"],
             eps=p["eps"],
-            beta=p["beta"],
-            lam=p["lam"],
+            kappa=p["kappa"],
         )
         want = case["expected"]
         assert got.total == pytest.approx(want["total"], abs=1e-12)
+        assert got.ratio == pytest.approx(np.array(want["ratio"]), abs=1e-12)
         assert got.kind.tolist() == want["kind"] and got.via.tolist() == want["via"]
         assert normalise(got.total) == pytest.approx(want["probability"], abs=1e-12)

@@ -6,18 +6,19 @@ import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 
 /**
- * The port of {@code reasoning/evidence.py}: multi-evidence ranking by the information-content log-likelihood
+ * The port of {@code reasoning/evidence.py}: multi-evidence ranking by a generative log-likelihood
  *
  * <pre>
- *   s_i(x) = IC(q_i)                                    if q_i ∈ P(x)  (x carries q_i, directly or below it)
- *          = lam * max { IC(t) : t ∈ anc(q_i) ∩ P(x) }  otherwise (0 when nothing is shared)
- *   c(x)   = min(1, m / n(x)) ** beta                    (1 when n(x) = 0)
- *   l_i(x) = ln(eps + (1 - eps) c(x) exp(s_i(x))) + alpha ln p_i(x)
- *   L(x)   = sum_i l_i(x),   P(x) = exp(L(x)) / sum_y exp(L(y))
+ *   w(q | a) = 1 - rho  (q = a; 1 when a has no ancestors),  rho gamma^d(a,q) / sum_t gamma^d(a,t)  (q above a)
+ *   p(q | x) = sum_{a in A(x)} w(q | a) / n(x),   b(q) = mean of p(q | x) over the annotated entities
+ *   R_i(x)   = p(q_i | x) / b(q_i)                                   if q_i ∈ P(x)
+ *            = kappa max { IC(t) / IC(q_i) : t ∈ anc(q_i) ∩ P(x), t ≠ q_i }   otherwise (0 when none)
+ *   l_i(x)   = ln(eps + (1 - eps) R_i(x)) + alpha ln p_i(x)
+ *   L(x)     = sum_i l_i(x),   P(x) = exp(L(x)) / sum_y exp(L(y))
  * </pre>
  *
  * with {@code IC(t) = ln((N + 1) / (f(t) + 1))}, annotations propagated to their ancestors along the hierarchy
- * relations (child -> parent). Entity "ids" here are the model's row indexes; where Python breaks a tie by the
+ * relations (child -> parent), {@code d} the fewest steps up. Entity "ids" here are the model's row indexes; where Python breaks a tie by the
  * graph's entity id, this class uses {@code order[e]} (the id the push wrote). Shared test vectors:
  * {@code tests/reasoning/data/evidence_vectors.json}.
  */
@@ -93,11 +94,14 @@ final class Evidence {
         return ((long) key << 32) | (value & 0xffffffffL);
     }
 
+    /** {@code anc(e)} sorted by the graph's ids, and the fewest steps up from e to each (0 for e). */
+    record Ancestors(int[] ids, int[] steps) {}
+
     /** Parents and ancestors (reflexive, transitive; cycles tolerated) along the hierarchy edges. */
     static final class Hierarchy {
         private final Csr parents;
         private final int[] order;
-        private final Map<Integer, int[]> ancestors = new ConcurrentHashMap<>();
+        private final Map<Integer, Ancestors> ancestors = new ConcurrentHashMap<>();
 
         /** {@code edges}: (child, parent) pairs; {@code order}: the id ancestors are sorted by. */
         Hierarchy(long[] edges, int count, int n, int[] order) {
@@ -107,25 +111,41 @@ final class Evidence {
 
         /** {@code anc(e)}: e and every ancestor, sorted by {@code order}. */
         int[] ancestors(int e) {
+            return distances(e).ids();
+        }
+
+        /** {@code anc(e)} with the steps up to each: breadth first, so the first visit is the shortest path. */
+        Ancestors distances(int e) {
             return ancestors.computeIfAbsent(e, key -> {
-                BitSet seen = new BitSet();
-                Ints found = new Ints();
+                Map<Integer, Integer> steps = new java.util.HashMap<>();
+                steps.put(key, 0);
                 Ints frontier = new Ints();
-                seen.set(key);
-                found.add(key);
                 frontier.add(key);
                 while (frontier.size > 0) {
-                    int node = frontier.a[--frontier.size];
-                    for (int j = parents.from(node); j < parents.to(node); j++) {
-                        int p = parents.values[j];
-                        if (p != node && !seen.get(p)) {
-                            seen.set(p);
-                            found.add(p);
-                            frontier.add(p);
+                    Ints above = new Ints();
+                    for (int i = 0; i < frontier.size; i++) {
+                        int node = frontier.a[i];
+                        for (int j = parents.from(node); j < parents.to(node); j++) {
+                            int p = parents.values[j];
+                            if (!steps.containsKey(p)) {
+                                steps.put(p, steps.get(node) + 1);
+                                above.add(p);
+                            }
                         }
                     }
+                    frontier = above;
                 }
-                return sortBy(found.toArray(), order);
+                int[] found = new int[steps.size()];
+                int w = 0;
+                for (int t : steps.keySet()) {
+                    found[w++] = t;
+                }
+                int[] ids = sortBy(found, order);
+                int[] up = new int[ids.length];
+                for (int i = 0; i < ids.length; i++) {
+                    up[i] = steps.get(ids[i]);
+                }
+                return new Ancestors(ids, up);
             });
         }
     }
@@ -143,18 +163,21 @@ final class Evidence {
         return out;
     }
 
-    /** For one relation and side: who carries which term, directly and propagated, and each term's IC. */
+    /** For one relation and side: who carries which term, directly and propagated, each term's IC, and the
+     *  generative model's {@code p(q | x)} (aligned with {@code carriers.values}) and {@code b(q)}. */
     static final class Annotations {
         final int n;
         final int[] counts;
         final int[] annotated;
         final Csr direct;
         final Csr carriers;
+        final double[] probability;
+        final double[] background;
         final double[] ic;
         final Hierarchy hierarchy;
 
         /** {@code links}: (holder, term) pairs; {@code n}: the number of entities. */
-        Annotations(int[] holders, int[] terms, int count, int n, Hierarchy hierarchy) {
+        Annotations(int[] holders, int[] terms, int count, int n, Hierarchy hierarchy, double rho, double gamma) {
             this.n = n;
             this.hierarchy = hierarchy;
             counts = new int[n];
@@ -189,6 +212,38 @@ final class Evidence {
                 }
             }
             annotated = ann.toArray();
+            probability = new double[carriers.values.length];
+            for (int t = 0; t < n; t++) {
+                if (direct.count(t) == 0) {
+                    continue;
+                }
+                Ancestors anc = hierarchy.distances(t);
+                double[] w = new double[anc.ids().length];
+                double sum = 0;
+                for (int i = 0; i < w.length; i++) {
+                    w[i] = anc.steps()[i] > 0 ? Math.pow(gamma, anc.steps()[i]) : 0.0;
+                    sum += w[i];
+                }
+                for (int i = 0; i < w.length; i++) {
+                    double own = anc.steps()[i] == 0 ? 1.0 : 0.0;
+                    w[i] = sum > 0 ? rho * w[i] / sum + (1.0 - rho) * own : own;
+                }
+                for (int j = direct.from(t); j < direct.to(t); j++) {
+                    int h = direct.values[j];
+                    for (int i = 0; i < w.length; i++) {
+                        int a = anc.ids()[i];
+                        probability[Arrays.binarySearch(carriers.values, carriers.from(a), carriers.to(a), h)] += w[i];
+                    }
+                }
+            }
+            background = new double[n];
+            for (int t = 0; t < n; t++) {
+                for (int j = carriers.from(t); j < carriers.to(t); j++) {
+                    probability[j] /= Math.max(counts[carriers.values[j]], 1);
+                    background[t] += probability[j];
+                }
+                background[t] /= Math.max(annotated.length, 1);
+            }
             ic = new double[n];
             double total = annotated.length + 1.0;
             for (int t = 0; t < n; t++) {
@@ -214,57 +269,55 @@ final class Evidence {
     }
 
     /** The constants of the formula and the model's weight. */
-    record Params(double eps, double beta, double lam, double alpha) {}
+    record Params(double eps, double rho, double gamma, double kappa, double alpha) {}
 
-    /** {@code c(x)} for {@code m} items. */
-    static double coverage(Annotations ann, int x, int m, double beta) {
-        int c = ann.counts[x];
-        return c > 0 ? Math.pow(Math.min(1.0, (double) m / c), beta) : 1.0;
-    }
-
-    /** The ontology part of {@code L(x)} ({@code sum_i ln(eps + (1 - eps) c(x) exp(s_i(x)))}) for every entity:
-     *  0 for entities without annotations, work proportional to the annotations the evidence touches. */
-    static double[] totals(Annotations ann, int[] items, Params p) {
-        int m = items.length;
-        double[] total = new double[ann.n];
-        double[] base = new double[ann.n];
-        for (int x : ann.annotated) {
-            base[x] = Math.log(p.eps() + (1.0 - p.eps()) * coverage(ann, x, m, p.beta()));
-            total[x] = m * base[x];
-        }
-        double[] s = new double[ann.n];
-        BitSet touched = new BitSet(ann.n);
-        Ints list = new Ints();
-        for (int q : items) {
+    /** {@code R_i(x)} for the entities {@code list} touched by item {@code q}, written into {@code r}. */
+    private static void ratios(Annotations ann, int q, double kappa, double[] r, BitSet touched, Ints list) {
+        if (ann.ic[q] > 0) {
             for (int a : ann.byInformation(q)) {
-                if (a == q) {
+                if (a == q || ann.ic[a] <= 0) {
                     continue;
                 }
-                double v = p.lam() * ann.ic[a];
+                double v = kappa * ann.ic[a] / ann.ic[q];
                 for (int j = ann.carriers.from(a); j < ann.carriers.to(a); j++) {
                     int x = ann.carriers.values[j];
-                    s[x] = v;
+                    r[x] = v;
                     if (!touched.get(x)) {
                         touched.set(x);
                         list.add(x);
                     }
                 }
             }
+        }
+        if (ann.background[q] > 0) {
             for (int j = ann.carriers.from(q); j < ann.carriers.to(q); j++) {
                 int x = ann.carriers.values[j];
-                s[x] = ann.ic[q];
+                r[x] = ann.probability[j] / ann.background[q];
                 if (!touched.get(x)) {
                     touched.set(x);
                     list.add(x);
                 }
             }
+        }
+    }
+
+    /** The ontology part of {@code L(x)} ({@code sum_i ln(eps + (1 - eps) R_i(x))}) for every entity: work
+     *  proportional to the annotations the evidence touches. */
+    static double[] totals(Annotations ann, int[] items, Params p) {
+        double unmatched = Math.log(p.eps());
+        double[] total = new double[ann.n];
+        Arrays.fill(total, items.length * unmatched);
+        double[] r = new double[ann.n];
+        BitSet touched = new BitSet(ann.n);
+        Ints list = new Ints();
+        for (int q : items) {
+            ratios(ann, q, p.kappa(), r, touched, list);
             for (int j = 0; j < list.size; j++) {
                 int x = list.a[j];
-                if (s[x] > 0) {
-                    double c = coverage(ann, x, m, p.beta());
-                    total[x] += Math.log(p.eps() + (1.0 - p.eps()) * c * Math.exp(s[x])) - base[x];
+                if (r[x] > 0) {
+                    total[x] += itemLogLikelihood(r[x], p) - unmatched;
                 }
-                s[x] = 0;
+                r[x] = 0;
                 touched.clear(x);
             }
             list.size = 0;
@@ -272,21 +325,24 @@ final class Evidence {
         return total;
     }
 
-    /** What item {@code q} says about candidate {@code x}: its match value, kind and the matching term. */
+    /** What item {@code q} says about candidate {@code x}: its likelihood ratio, kind and the matching term. */
     record Match(double value, int kind, int via) {}
 
-    /** What item {@code q} says about candidate {@code x}: match value, kind and the matching term (-1: none). */
-    static Match match(Annotations ann, int q, int x, double lam) {
+    /** What item {@code q} says about candidate {@code x}: ratio, kind and the matching term (-1: none). */
+    static Match match(Annotations ann, int q, int x, double kappa) {
         double value = 0;
         int via = -1;
-        for (int a : ann.byInformation(q)) {
-            if (a != q && ann.carriers.contains(a, x)) {
-                value = lam * ann.ic[a];
-                via = a;
+        if (ann.ic[q] > 0) {
+            for (int a : ann.byInformation(q)) {
+                if (a != q && ann.ic[a] > 0 && ann.carriers.contains(a, x)) {
+                    value = kappa * ann.ic[a] / ann.ic[q];
+                    via = a;
+                }
             }
         }
-        if (ann.carriers.contains(q, x)) {
-            value = ann.ic[q];
+        int at = Arrays.binarySearch(ann.carriers.values, ann.carriers.from(q), ann.carriers.to(q), x);
+        if (ann.background[q] > 0 && at >= ann.carriers.from(q) && at < ann.carriers.to(q)) {
+            value = ann.probability[at] / ann.background[q];
             via = q;
         }
         int kind = HIERARCHY;
@@ -300,8 +356,8 @@ final class Evidence {
         return new Match(value, kind, via);
     }
 
-    /** {@code ln(eps + (1 - eps) c(x) exp(s))}: one item's ontology log-likelihood. */
-    static double itemLogLikelihood(Annotations ann, int x, int m, double s, Params p) {
-        return Math.log(p.eps() + (1.0 - p.eps()) * coverage(ann, x, m, p.beta()) * Math.exp(s));
+    /** {@code ln(eps + (1 - eps) R)}: one item's ontology log-likelihood. */
+    static double itemLogLikelihood(double ratio, Params p) {
+        return Math.log(p.eps() + (1.0 - p.eps()) * ratio);
     }
 }

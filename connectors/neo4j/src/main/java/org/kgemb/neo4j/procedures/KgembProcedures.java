@@ -128,7 +128,7 @@ public class KgembProcedures {
     @Description("kgemb.rank(evidence, relType, k = 10, config = {target: 'head'}) :: (node, score, raw, rank,"
             + " contributions) -- the entities that best explain all evidence nodes together: candidates x of"
             + " (x)-[:relType]->(evidence) (target 'tail': (evidence)-[:relType]->(x)), ranked like Python's"
-            + " LinkPredictor.rank: the information-content log-likelihood of the known links (exact, or through the"
+            + " LinkPredictor.rank: the generative log-likelihood of the known links (exact, or through the"
             + " is_a/subClassOf/broader hierarchy) plus the model's calibrated log-probabilities; score = P(x)"
             + " (sums to 1 over all candidates), raw = L(x)")
     public Stream<Ranked> rank(@Name("evidence") List<Node> evidence, @Name("relType") String relType,
@@ -144,7 +144,7 @@ public class KgembProcedures {
         }
         if (m.evidence == null) {
             throw new IllegalArgumentException("model '" + m.name + "' was pushed by an older kgemb without the"
-                    + " evidence weight kgemb.rank needs: push it again with `kgemb neo4j push`");
+                    + " evidence weight and constants kgemb.rank needs: push it again with `kgemb neo4j push`");
         }
         boolean tailSide = "tail".equals(target); // the side the candidates fill
         if (evidence == null || evidence.isEmpty()) {
@@ -175,15 +175,15 @@ public class KgembProcedures {
             int x = found.ids()[j];
             List<Map<String, Object>> contributions = new ArrayList<>();
             for (int i = 0; i < items; i++) {
-                Evidence.Match match = Evidence.match(ann, anchors[i], x, m.evidence.lam());
+                Evidence.Match match = Evidence.match(ann, anchors[i], x, m.evidence.kappa());
                 Map<String, Object> c = new java.util.LinkedHashMap<>();
                 c.put("node", evidence.get(i));
                 c.put("probability", Math.exp(found.logProbability()[j][i]));
                 c.put("known", match.kind() == Evidence.EXACT);
                 c.put("match", Evidence.KIND_NAMES[match.kind()]);
                 c.put("via", match.via() < 0 ? null : nodeOf(m, match.via()));
-                c.put("information", match.value());
-                c.put("logLikelihood", Evidence.itemLogLikelihood(ann, x, items, match.value(), m.evidence)
+                c.put("likelihoodRatio", match.value());
+                c.put("logLikelihood", Evidence.itemLogLikelihood(match.value(), m.evidence)
                         + m.evidence.alpha() * found.logProbability()[j][i]);
                 contributions.add(c);
             }

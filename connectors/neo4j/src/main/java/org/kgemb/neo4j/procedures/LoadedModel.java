@@ -105,9 +105,9 @@ final class LoadedModel {
         }
         Object weight = m.getProperty("evidence_weight", null);
         Object params = m.getProperty("evidence_params", null);
-        if (weight instanceof Number w && params != null) {
-            double[] e = doubles(params);
-            evidence = new Evidence.Params(e[0], e[1], e[2], w.doubleValue());
+        double[] e = params == null ? new double[0] : doubles(params);
+        if (weight instanceof Number w && e.length == 4) { // [eps, rho, gamma, kappa]
+            evidence = new Evidence.Params(e[0], e[1], e[2], e[3], w.doubleValue());
         } else {
             evidence = null;
         }
@@ -243,7 +243,8 @@ final class LoadedModel {
             int[][] links = links(tx, r);
             int[] holders = tailSide ? links[1] : links[0];
             int[] terms = tailSide ? links[0] : links[1];
-            return new Evidence.Annotations(holders, terms, links[2][0], n, hierarchy(tx));
+            return new Evidence.Annotations(holders, terms, links[2][0], n, hierarchy(tx), evidence.rho(),
+                    evidence.gamma());
         });
     }
 
