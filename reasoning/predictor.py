@@ -50,7 +50,9 @@ class Contribution:
     match: str = "unmatched"  # "exact", "hierarchy" (through a common ancestor) or "unmatched"
     via: str | None = None  # key of the term that matched (the item itself, or the common ancestor)
     via_label: str | None = None
-    likelihood_ratio: float = 0.0  # R_i: how much likelier the item is if the candidate explains it (0 unmatched)
+    likelihood_ratio: float = (
+        0.0  # R_i: how much likelier the item is if the candidate explains it (0 unmatched)
+    )
     log_likelihood: float = 0.0  # l_i: this item's term in the candidate's log-likelihood
 
     def to_dict(self) -> dict[str, Any]:

@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
@@ -57,19 +59,24 @@ def show(predictions: list, header: str, contributions: int = 0) -> None:
                 print(f"          {c.label:<28} {c.log_likelihood:+6.2f}  {how}")
 
 
-def vaguer_symptoms(lp, relation: int) -> list[str]:
-    """Three annotations of the disease with the most links, the first replaced by its parent term (a vaguer
-    symptom, as a patient's record often gives): the ranking then matches it through the hierarchy."""
+def vaguer_symptoms(lp, relation: int) -> tuple[int, list[str]]:
+    """A disease with many links and three of its annotations, the first replaced by its parent term (a vaguer
+    symptom, as a patient's record often gives) — the parent that the fewest diseases carry as an annotation of
+    their own, so that the ranking matches it through the hierarchy."""
     index = lp.evidence_index
-    counts = index.annotations(relation, "head").counts
-    disease = int(counts.argmax())
-    own = [int(t) for t in lp.links.tails_of(disease, relation)]
-    with_parent = [t for t in own if len(index.hierarchy.parents(t))]
-    if not with_parent:
-        return []
-    first = int(index.hierarchy.parents(with_parent[0])[0])
-    rest = [t for t in own if t != with_parent[0]][:2]
-    return [lp.kg.label(i) for i in [first, *rest]]
+    ann = index.annotations(relation, "head")
+    found = []  # (diseases annotated with the parent itself, -links, disease, term, parent)
+    for disease in np.argsort(-ann.counts, kind="stable")[:20].tolist():
+        own = [int(t) for t in lp.links.tails_of(disease, relation)]
+        for t in own:
+            for parent in index.hierarchy.parents(t).tolist():
+                if parent not in own:
+                    found.append((len(ann.direct(parent)), -len(own), disease, t, parent))
+    if not found:
+        return -1, []
+    _, _, disease, term, parent = min(found)
+    rest = [int(x) for x in lp.links.tails_of(disease, relation) if int(x) != term][:2]
+    return disease, [lp.kg.label(i) for i in [parent, *rest]]
 
 
 def neo4j_step(model, model_dir: Path, lp, disease: str) -> None:
@@ -215,9 +222,18 @@ def main(argv: list[str] | None = None) -> int:
         f"   strictly ordered (no two log-likelihoods equal): {all(a > b for a, b in itertools.pairwise(scores))}"
     )
     relation = kg.relation_id(HAS_PHENOTYPE)
-    vague = vaguer_symptoms(lp, relation)
+    source, vague = vaguer_symptoms(lp, relation)
     if vague:
-        show(lp.rank([(s, HAS_PHENOTYPE) for s in vague], k=3), f"[en, vaguer terms] {', '.join(vague)}", 3)
+        found = lp.rank([(s, HAS_PHENOTYPE) for s in vague], k=len(lp.kg.entities))
+        show(found[:3], f"[en, vaguer terms] {', '.join(vague)} (from {lp.kg.label(source)})", 3)
+        mine = next(p for p in found if p.id == source)
+        if (
+            mine.rank > 3
+        ):  # diseases that carry all three terms themselves rank first: show the source's match
+            print(f"   ... {mine.rank}. p={mine.score:6.4f}  L={mine.raw:7.3f}  {mine.label}  <{mine.key}>")
+            for c in mine.contributions:
+                how = f"through the hierarchy: {c.via_label}" if c.match == "hierarchy" else c.match
+                print(f"          {c.label:<28} {c.log_likelihood:+6.2f}  {how}")
     done(t)
 
     t = step("5b. The diagnosis benchmark's headline on this graph (benchmarks/diagnosis.py)")

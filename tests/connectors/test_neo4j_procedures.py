@@ -327,7 +327,9 @@ def test_rank_equals_python(neo4j_driver, models, interaction: str) -> None:
             assert [c[3] for c in x["c"]] == [c.match for c in w.contributions]
             assert [c[4] for c in x["c"]] == [c.via for c in w.contributions]
             assert np.allclose([c[1] for c in x["c"]], [c.probability for c in w.contributions], atol=TOL)
-            assert np.allclose([c[5] for c in x["c"]], [c.likelihood_ratio for c in w.contributions], atol=TOL)
+            assert np.allclose(
+                [c[5] for c in x["c"]], [c.likelihood_ratio for c in w.contributions], atol=TOL
+            )
             assert np.allclose([c[6] for c in x["c"]], [c.log_likelihood for c in w.contributions], atol=1e-4)
 
 
@@ -368,4 +370,6 @@ def test_rank_through_the_hierarchy_equals_python(neo4j_driver) -> None:
             assert np.allclose([x["score"] for x in rows], [w.score for w in want], atol=TOL, rtol=0)
             for x, w in zip(rows, want, strict=True):
                 assert [c[:2] for c in x["c"]] == [[c.match, c.via] for c in w.contributions]
-                assert np.allclose([c[2] for c in x["c"]], [c.likelihood_ratio for c in w.contributions], atol=TOL)
+                assert np.allclose(
+                    [c[2] for c in x["c"]], [c.likelihood_ratio for c in w.contributions], atol=TOL
+                )

@@ -33,7 +33,13 @@ def test_the_formula_on_hand_made_inputs() -> None:
         ),
         # item 1 = term 7 (IC 1.5), carried by candidate 2 through a more specific annotation
         ItemEvidence(
-            7, np.array([7]), np.array([1.5]), [np.array([2])], np.array([], dtype=np.int64), np.array([0.3]), 0.15
+            7,
+            np.array([7]),
+            np.array([1.5]),
+            [np.array([2])],
+            np.array([], dtype=np.int64),
+            np.array([0.3]),
+            0.15,
         ),
     ]
     eps, kappa = 0.1, 0.4
@@ -56,8 +62,9 @@ def test_the_formula_on_hand_made_inputs() -> None:
 def test_the_index_builds_the_generative_model() -> None:
     """p(q | x) and b(q) from a graph: a finding is an annotation itself (1 - rho) or a vaguer term, nearer ones
     likelier (gamma per step), divided by the candidate's number of annotations."""
-    from kgemb.graph import Entity, KnowledgeGraph
     from kgemb.reasoning.evidence import EvidenceIndex
+
+    from kgemb.graph import Entity, KnowledgeGraph
 
     # terms: 0 root <- 1 <- 2 (chain), 3 <- root; candidates 4 (annotated 2, 3) and 5 (annotated 1)
     rows = [(1, 0, 0), (2, 0, 1), (3, 0, 0), (4, 1, 2), (4, 1, 3), (5, 1, 1)]
