@@ -53,7 +53,7 @@ class Calibration:
         rel = torch.as_tensor(relations, dtype=torch.long, device=scores.device)
         if rel.ndim == 1 and scores.ndim == 2:
             rel = rel[:, None]
-        return a[rel] * scores + b[rel]
+        return torch.addcmul(b[rel], a[rel], scores)  # one pass over the scores
 
     def probability(self, scores: torch.Tensor, relations: torch.Tensor | int) -> torch.Tensor:
         """Calibrated probabilities in [0, 1] of raw scores."""

@@ -90,6 +90,46 @@ class Scores:
     via: np.ndarray  # (m, n) the term that matched (q itself, or the common ancestor), -1 if none
 
 
+def ratios(item: ItemEvidence, kappa: float = KAPPA) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The candidates item ``q`` says something about, sorted, with ``R(x) > 0`` and the matching term: work
+    proportional to the annotations it touches (every other candidate has ``R = 0``)."""
+    ids: list[np.ndarray] = []
+    values: list[np.ndarray] = []
+    terms: list[np.ndarray] = []
+    own = np.flatnonzero(item.terms == item.term)
+    own_ic = float(item.ic[own[0]]) if len(own) else 0.0
+    if own_ic > 0:  # ascending IC: a later (more informative) common ancestor overrides an earlier one
+        for j in np.argsort(item.ic, kind="stable").tolist():
+            holders = item.carriers[j]
+            if len(holders) and item.terms[j] != item.term and item.ic[j] > 0:
+                ids.append(holders)
+                values.append(np.full(len(holders), kappa * item.ic[j] / own_ic))
+                terms.append(np.full(len(holders), item.terms[j], dtype=np.int64))
+    if len(own) and item.background > 0:  # x carries q (exact, or through a more specific annotation)
+        holders = item.carriers[int(own[0])]
+        ids.append(holders)
+        values.append(item.probability / item.background)
+        terms.append(np.full(len(holders), item.term, dtype=np.int64))
+    if not ids:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, np.zeros(0), empty
+    idx, val, via = (np.concatenate(x)[::-1] for x in (ids, values, terms))  # the last assignment wins
+    idx, first = np.unique(idx, return_index=True)
+    keep = val[first] > 0
+    return idx[keep].astype(np.int64), val[first][keep], via[first][keep]
+
+
+def totals(items: Sequence[ItemEvidence], num_candidates: int, *, eps: float = EPS, kappa: float = KAPPA):
+    """The ontology part of ``L(x)`` (``sum_i ln(eps + (1 - eps) R_i(x))``) for every candidate, from
+    :func:`ratios`: ``m ln eps`` plus what each item adds where it says something."""
+    unmatched = np.log(eps)
+    total = np.full(num_candidates, len(items) * unmatched)
+    for item in items:
+        idx, val, _ = ratios(item, kappa)
+        total[idx] += np.log(eps + (1.0 - eps) * val) - unmatched
+    return total
+
+
 def log_likelihood(
     items: Sequence[ItemEvidence],
     num_candidates: int,
@@ -98,31 +138,32 @@ def log_likelihood(
     alpha: float = 0.0,
     eps: float = EPS,
     kappa: float = KAPPA,
+    candidates: np.ndarray | None = None,
 ) -> Scores:
-    """The module docstring's formula for every candidate ``0..num_candidates-1``: ``L(x)`` and each item's
-    ``l_i(x)``, likelihood ratio ``R_i(x)``, kind of match and matching term. ``model_log_probability`` is
-    ``(m, n)`` ``ln p_i(x)`` (used only when ``alpha`` is not 0)."""
-    m, n = len(items), num_candidates
+    """The module docstring's formula in full for the ``candidates`` (default: every candidate
+    ``0..num_candidates-1``, in that order): ``L(x)`` and each item's ``l_i(x)``, likelihood ratio ``R_i(x)``,
+    kind of match and matching term. ``model_log_probability`` is ``(m, len(candidates))`` ``ln p_i(x)`` (used
+    only when ``alpha`` is not 0)."""
+    cols = np.arange(num_candidates) if candidates is None else np.asarray(candidates, dtype=np.int64)
+    m, n = len(items), len(cols)
+    by_id = np.argsort(cols, kind="stable")
+    sorted_cols = cols[by_id]
+
+    def columns(
+        ids: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:  # (which of ids are candidates, their columns)
+        at = np.minimum(np.searchsorted(sorted_cols, ids), max(n - 1, 0))
+        hit = (sorted_cols[at] == ids) if n else np.zeros(len(ids), dtype=bool)
+        return hit, by_id[at[hit]]
+
     ratio = np.zeros((m, n))
     kind = np.zeros((m, n), dtype=np.int8)
     via = np.full((m, n), -1, dtype=np.int64)
     for i, item in enumerate(items):
-        own = np.flatnonzero(item.terms == item.term)
-        own_ic = float(item.ic[own[0]]) if len(own) else 0.0
-        if own_ic > 0:  # ascending IC: the most informative common ancestor wins
-            for j in np.argsort(item.ic, kind="stable"):
-                holders = item.carriers[j]
-                if len(holders) == 0 or item.terms[j] == item.term or item.ic[j] <= 0:
-                    continue
-                ratio[i, holders] = kappa * item.ic[j] / own_ic
-                via[i, holders] = item.terms[j]
-        if len(own) and item.background > 0:  # x carries q (exact, or through a more specific annotation)
-            holders = item.carriers[int(own[0])]
-            ratio[i, holders] = item.probability / item.background
-            via[i, holders] = item.term
-        kind[i, ratio[i] > 0] = HIERARCHY
-        via[i, ratio[i] <= 0] = -1
-        kind[i, item.direct] = EXACT
+        idx, val, term = ratios(item, kappa)
+        hit, col = columns(idx)
+        ratio[i, col], via[i, col], kind[i, col] = val[hit], term[hit], HIERARCHY
+        kind[i, columns(np.asarray(item.direct, dtype=np.int64))[1]] = EXACT
     per_item = np.log(eps + (1.0 - eps) * ratio)
     if alpha and model_log_probability is not None:
         per_item = per_item + alpha * np.asarray(model_log_probability, dtype=np.float64)
@@ -141,10 +182,18 @@ def normalise(total: np.ndarray, allowed: np.ndarray | None = None) -> np.ndarra
     return weights / weights.sum()
 
 
-def order(total: np.ndarray, allowed: np.ndarray | None = None) -> np.ndarray:
-    """Candidate ids best first: by ``L`` descending, then by id; candidates not allowed left out."""
+def order(total: np.ndarray, allowed: np.ndarray | None = None, k: int | None = None) -> np.ndarray:
+    """Candidate ids best first: by ``L`` descending, then by id; candidates not allowed left out; the first
+    ``k`` only when given (selected in linear time, then sorted)."""
+    total = np.asarray(total)
     ids = np.arange(len(total)) if allowed is None else np.flatnonzero(allowed)
-    return ids[np.lexsort((ids, -np.asarray(total)[ids]))]
+    values = total[ids]
+    if k is not None and k < len(ids):
+        kth = np.partition(values, len(values) - k)[len(values) - k]
+        keep = values >= kth  # ties at the k-th value all stay, so the id breaks them as in the full order
+        ids, values = ids[keep], values[keep]
+    ranked = ids[np.lexsort((ids, -values))]
+    return ranked if k is None else ranked[:k]
 
 
 # ---------------------------------------------------------------------- inputs from a graph
@@ -326,6 +375,11 @@ class EvidenceIndex:
             )
         return self._annotations[key]
 
+    def items(self, evidence: Sequence[tuple[int | None, int]], target: str) -> list[ItemEvidence]:
+        """The inputs of :func:`log_likelihood` for ``(entity id or None, relation id)`` evidence items, each read
+        from the annotations of its own relation."""
+        return [self.annotations(relation, target).item(term) for term, relation in evidence]
+
     def scores(
         self,
         evidence: Sequence[tuple[int | None, int]],
@@ -336,11 +390,14 @@ class EvidenceIndex:
         eps: float = EPS,
         kappa: float = KAPPA,
     ) -> Scores:
-        """:func:`log_likelihood` over every entity for ``(entity id or None, relation id)`` evidence items,
-        each item read from the annotations of its own relation."""
-        items = [self.annotations(relation, target).item(term) for term, relation in evidence]
+        """:func:`log_likelihood` over every entity for ``(entity id or None, relation id)`` evidence items."""
         return log_likelihood(
-            items, self.kg.num_entities, model_log_probability, alpha=alpha, eps=eps, kappa=kappa
+            self.items(evidence, target),
+            self.kg.num_entities,
+            model_log_probability,
+            alpha=alpha,
+            eps=eps,
+            kappa=kappa,
         )
 
 

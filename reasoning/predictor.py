@@ -528,7 +528,7 @@ class LinkPredictor:
         ``t`` plus up to four of ``h``'s known ``r`` links, and keep the weight with the best MRR (the smaller on
         a tie; the smallest when the split is empty). The grid starts above 0 so that the model always orders
         candidates whose evidence in the graph is the same."""
-        from kgemb.reasoning.evidence import EvidenceIndex
+        from kgemb.reasoning.evidence import EvidenceIndex, totals
 
         triples = self.kg.triples(split) if split in self.kg.splits else np.zeros((0, 3), dtype=np.int64)
         grid = [float(a) for a in grid]
@@ -548,10 +548,12 @@ class LinkPredictor:
             allowed = self._allowed(cons, [r], "head", [e for e, _ in items])
             if not allowed[h]:
                 continue
-            base = known.scores(items, "head")
-            logp = self._model_log_probability("head", [e for e, _ in items], [r for _, r in items])
+            base = totals(known.items(items, "head"), self.kg.num_entities)
+            logp = self._model_log_probability("head", [e for e, _ in items], [r for _, r in items]).sum(
+                axis=0
+            )
             for g, alpha in enumerate(grid):
-                total = base.per_item.sum(axis=0) + alpha * logp.sum(axis=0)
+                total = base + alpha * logp
                 better = (total[allowed] > total[h]).sum()
                 ties = (total[allowed] == total[h]).sum()
                 reciprocal[g] += 1.0 / (better + (ties + 1) / 2)
@@ -610,7 +612,7 @@ class LinkPredictor:
         common term ``via``, or ``unmatched``), its likelihood ratio, its log-likelihood and the model's probability of the link.
         Candidates of the wrong type and the evidence entities themselves are left out.
         """
-        from kgemb.reasoning.evidence import describe, normalise, order
+        from kgemb.reasoning.evidence import describe, log_likelihood, normalise, order, totals
 
         k = _check_k(k)
         if target not in ("head", "tail"):
@@ -647,17 +649,25 @@ class LinkPredictor:
         alpha = self.evidence_weight if model_weight is None else float(model_weight)
         anchors = torch.stack([self._anchor(q) for q in queries])
         logp = self._model_log_probability(side, anchors, rel_ids) if alpha > 0 else None
-        scores = self.evidence_index.scores(
-            [(q.id, r) for q, r in zip(queries, rel_ids, strict=True)], target, logp, alpha=alpha
-        )
+        items_ = self.evidence_index.items([(q.id, r) for q, r in zip(queries, rel_ids, strict=True)], target)
+        total = totals(items_, self.kg.num_entities)
+        if logp is not None:
+            total += alpha * logp.sum(axis=0)
         allowed = self._allowed(cons, rel_ids, side, [q.id for q in queries])
-        probability = normalise(scores.total, allowed)
+        probability = normalise(total, allowed)
         floor = self.min_score if min_score is None else _check_min_score(min_score)
-        ranked = [int(i) for i in order(scores.total, allowed)[:k]]
+        ranked = [int(i) for i in order(total, allowed, k)]
         if floor is not None:
             ranked = [i for i in ranked if probability[i] >= floor]
         if not ranked:
             return []
+        scores = log_likelihood(  # each item's part, for the ranked candidates only
+            items_,
+            self.kg.num_entities,
+            None if logp is None else logp[:, ranked],
+            alpha=alpha,
+            candidates=np.asarray(ranked),
+        )
         cand = torch.as_tensor(ranked)
         exact = self.scorer.exact(
             side, anchors, self.scorer.relations(rel_ids), cand[None].expand(len(queries), -1)
@@ -667,19 +677,19 @@ class LinkPredictor:
         for j, i in enumerate(ranked):
             contributions = []
             for row, (q, r) in enumerate(zip(queries, rel_ids, strict=True)):
-                via = int(scores.via[row, i])
+                via = int(scores.via[row, j])
                 contributions.append(
                     Contribution(
                         q.text if q.id is None else self.kg.entities[q.id].key,
                         q.text if q.id is None else self._label(q.id),
                         self.kg.relations[r],
                         float(model_p[row, j]),
-                        bool(scores.kind[row, i] == 2),
-                        describe(scores.kind[row, i]),
+                        bool(scores.kind[row, j] == 2),
+                        describe(scores.kind[row, j]),
                         self.kg.entities[via].key if via >= 0 else None,
                         self._label(via) if via >= 0 else None,
-                        float(scores.ratio[row, i]),
-                        float(scores.per_item[row, i]),
+                        float(scores.ratio[row, j]),
+                        float(scores.per_item[row, j]),
                     )
                 )
             out.append(
@@ -689,7 +699,7 @@ class LinkPredictor:
                     float(probability[i]),
                     len(out) + 1,
                     i,
-                    float(scores.total[i]),
+                    float(total[i]),
                     False,
                     contributions,
                 )

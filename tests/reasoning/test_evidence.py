@@ -59,6 +59,39 @@ def test_the_formula_on_hand_made_inputs() -> None:
     assert order(scores.total).tolist()[0] == 0
 
 
+def test_sparse_totals_subsets_and_top_k_agree_with_the_full_formula() -> None:
+    """rank's fast path (totals over the touched candidates, details for the ranked ones, a partial top-k) gives
+    the full formula's numbers and order, ties broken by id."""
+    from kgemb.reasoning.evidence import totals
+
+    rng = np.random.default_rng(0)
+    n = 60
+    items = []
+    for term in (3, 7, -1):
+        carriers = [np.unique(rng.integers(0, n, size)) for size in (40, 20, 8)]
+        items.append(
+            ItemEvidence(
+                term,
+                np.array([1, 2, term]),
+                np.array([0.0, 0.7, 2.1]),
+                carriers,
+                carriers[2][:3],
+                rng.uniform(0.01, 0.5, len(carriers[2])),
+                0.05,
+            )
+        )
+    full = log_likelihood(items, n, eps=0.1, kappa=0.3)
+    assert totals(items, n, eps=0.1, kappa=0.3) == pytest.approx(full.total, abs=1e-12)
+    picked = np.array([17, 3, 42, 0])
+    part = log_likelihood(items, n, eps=0.1, kappa=0.3, candidates=picked)
+    for name in ("total", "per_item", "ratio", "kind", "via"):
+        assert np.allclose(getattr(part, name), getattr(full, name)[..., picked]), name
+    tied = np.round(full.total, 1)  # many ties
+    allowed = rng.random(n) > 0.2
+    for k in (1, 5, 20, 100):
+        assert order(tied, allowed, k).tolist() == order(tied, allowed).tolist()[:k]
+
+
 def test_the_index_builds_the_generative_model() -> None:
     """p(q | x) and b(q) from a graph: a finding is an annotation itself (1 - rho) or a vaguer term, nearer ones
     likelier (gamma per step), divided by the candidate's number of annotations."""
