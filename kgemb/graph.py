@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from array import array
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -552,13 +552,21 @@ class GraphBuilder:
         if kind not in TEXT_KINDS:
             raise InputError(f"text kind {kind!r} is unknown; use one of {', '.join(TEXT_KINDS)}")
         text = clean_text(text)
-        if not text:
-            return
-        e = self.entity(key)
-        target = e.labels if kind == "label" else e.aliases if kind == "alias" else e.descriptions
-        texts = target.setdefault(normalize_language(lang), [])
-        if text not in texts:
-            texts.append(text)
+        if text:
+            _store_text(self.entity(key), kind, normalize_language(lang), text)
+
+    def add_texts(
+        self, entity_id: int, texts: Iterable[str], lang: str | None = "", kind: str = "label"
+    ) -> None:
+        """:meth:`add_label` for several texts of the entity ``entity_id`` (a connector's inner loop)."""
+        if kind not in TEXT_KINDS:
+            raise InputError(f"text kind {kind!r} is unknown; use one of {', '.join(TEXT_KINDS)}")
+        entity = self._entities[entity_id]
+        lang = normalize_language(lang)
+        for text in texts:
+            text = clean_text(text)
+            if text:
+                _store_text(entity, kind, lang, text)
 
     def add_type(self, key: str, type_key: str) -> None:
         e = self.entity(key)
@@ -652,6 +660,16 @@ class GraphBuilder:
         splits, duplicates = _deduplicate(raw, len(entities), len(relations))
         meta["duplicates_dropped"] = duplicates
         return KnowledgeGraph(entities, relations, relation_labels, splits, meta)
+
+
+def _store_text(entity: Entity, kind: str, lang: str, text: str) -> None:
+    """Keep a tidied, non-empty ``text`` of ``kind`` in ``lang`` unless the entity has it already."""
+    target = entity.labels if kind == "label" else entity.aliases if kind == "alias" else entity.descriptions
+    texts = target.get(lang)
+    if texts is None:
+        target[lang] = [text]
+    elif text not in texts:
+        texts.append(text)
 
 
 def _deduplicate(raw: dict[str, np.ndarray], num_entities: int, num_relations: int) -> tuple[dict, int]:

@@ -227,3 +227,15 @@ def test_entity_filter_renumbers() -> None:
     assert [e.key for e in kg.entities] == ["x", "y"]
     assert kg.triples().tolist() == [[0, 0, 1]]
     assert kg.metadata["filtered_out"] == {"entities": 1, "triples": 1}
+
+
+def test_clean_text_collapses_every_unicode_whitespace_like_the_regex() -> None:
+    import re
+    import sys
+
+    from kgemb.names import clean_text
+
+    spaces = "".join(chr(c) for c in range(sys.maxunicode + 1) if re.fullmatch(r"\s", chr(c)))
+    assert len(spaces) > 20  # tabs, newlines, no-break and ideographic spaces ...
+    for text in (f"{spaces}a{spaces}b c\u3000d{spaces}", "  x  ", "", spaces, "plain"):
+        assert clean_text(text) == re.sub(r"\s+", " ", text).strip()
