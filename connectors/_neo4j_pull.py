@@ -91,7 +91,7 @@ def pull(
     """
     from tqdm import tqdm
 
-    from kgemb.graph import GraphBuilder
+    from kgemb.graph import GraphBuilder, gc_paused
 
     labels = list(labels or [])
     types = list(relationship_types or [])
@@ -108,7 +108,11 @@ def pull(
         )
     database = default_database(database)
     began = time.perf_counter()
-    with open_driver(uri_or_driver, username, password) as (driver, where), translate_errors(where):
+    with (
+        open_driver(uri_or_driver, username, password) as (driver, where),
+        translate_errors(where),
+        gc_paused(),  # tens of thousands of new entities: nothing for the collector to find
+    ):
         present = _property_keys(driver, database)
         specs = _text_specs(text_properties, present)
         # only keys the database has: a map projection returns every key asked for, null or not
@@ -139,16 +143,20 @@ def pull(
         blocks: list[bytes] = []
 
         def add_nodes(rows: Sequence[Sequence[Any]]) -> None:
-            by_element = key == ELEMENT_ID
-            for eid, node_id, node_labels_, key_value, props, *edges in rows:
-                entity_key = eid if by_element else _entity_key(eid, key, key_value, key_types)
-                h = position[eid] = builder.add_entity(entity_key)
-                ids.append(eid)
-                node_ids.append(node_id)
-                entity_ids.append(h)
-                _add_node(builder, h, entity_key, props, plans.of(node_labels_), attributes)
-                if edges and edges[0]:
-                    rel_types, tail_ids = zip(*edges[0], strict=True)  # C loops, not one Python step per edge
+            """A page of node rows, column by column."""
+            if not rows:
+                return
+            eids, nids, node_labels_, key_values, props, *edges = zip(*rows, strict=True)
+            keys = eids if key == ELEMENT_ID else _entity_keys(eids, key, key_values, key_types)
+            hs = list(map(builder.add_entity, keys))
+            position.update(zip(eids, hs, strict=True))
+            ids.extend(eids)
+            node_ids.extend(nids)
+            entity_ids.extend(hs)
+            _add_nodes(builder, hs, keys, node_labels_, props, plans, attributes)
+            for node_id, out in zip(nids, edges[0], strict=True) if edges else ():
+                if out:
+                    rel_types, tail_ids = zip(*out, strict=True)  # C loops, not one Python step per edge
                     heads.extend(repeat(node_id, len(tail_ids)))
                     codes.extend(map(type_codes.__getitem__, rel_types))
                     tails.extend(tail_ids)
@@ -244,7 +252,8 @@ def pull(
             "relationship_form": form if query is None else "query",
         },
     }
-    return builder.build(metadata)
+    with gc_paused():
+        return builder.build(metadata)
 
 
 class _Relations(dict):
@@ -373,6 +382,18 @@ def _entity_key(eid: str, key: str, value: Any, key_types: set[str]) -> str:
     return str(value)
 
 
+def _entity_keys(eids: Sequence[str], key: str, values: Sequence[Any], key_types: set[str]) -> Sequence[str]:
+    """:func:`_entity_key` of a page of nodes (all strings or all integers checked in one go)."""
+    kinds = set(map(type, values))
+    if kinds == {str}:
+        key_types.add("str")
+        return values
+    if kinds == {int}:
+        key_types.add("int")
+        return list(map(str, values))
+    return [_entity_key(e, key, v, key_types) for e, v in zip(eids, values, strict=True)]
+
+
 def _text_specs(
     text_properties: Mapping[str, Any] | None, present: Sequence[str]
 ) -> dict[str, dict[str, tuple[str, str]]]:
@@ -431,24 +452,33 @@ class _NodePlans(dict):
         return plan
 
 
-def _add_node(
+def _add_nodes(
     builder: Any,
-    entity_id: int,
-    key: str,
-    props: Mapping[str, Any],
-    plan: tuple[list[str], list[tuple[str, str, str]]],
+    entity_ids: Sequence[int],
+    keys: Sequence[str],
+    node_labels: Sequence[Sequence[str]],
+    props: Sequence[Mapping[str, Any]],
+    plans: _NodePlans,
     attributes: Sequence[str],
 ) -> None:
-    ordered, texts = plan
-    builder.entity(key).types.extend(ordered)  # a new entity: no types yet
-    for prop, kind, lang in texts:  # in spec order: the first label given is the preferred one
-        value = props.get(prop)
-        if isinstance(value, str):
-            builder.add_texts(entity_id, (value,), lang, kind)
-        elif isinstance(value, list):
-            builder.add_texts(entity_id, [x for x in value if isinstance(x, str)], lang, kind)
+    """Types, texts and attributes of a page of new entities, one column (property) at a time for each set of
+    labels (a page's nodes mostly share one)."""
+    if node_labels.count(node_labels[0]) == len(node_labels):
+        groups = {tuple(node_labels[0]): range(len(keys))}
+    else:
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for i, labels in enumerate(node_labels):
+            groups.setdefault(tuple(labels), []).append(i)
+    for labels, members in groups.items():
+        ordered, texts = plans.of(labels)
+        ids = [entity_ids[i] for i in members]
+        for entity in map(builder.entity, [keys[i] for i in members]):
+            entity.types.extend(ordered)  # a new entity: no types yet
+        for prop, kind, lang in texts:  # in spec order: the first label given is the preferred one
+            builder.add_text_column(ids, [props[i].get(prop) for i in members], lang, kind)
     for name in attributes:
-        value = props.get(name)
-        for item in value if isinstance(value, list) else [value]:
-            if item is not None:
-                builder.add_attribute(key, name, str(item))
+        for i, key in enumerate(keys):
+            value = props[i].get(name)
+            for item in value if isinstance(value, list) else [value]:
+                if item is not None:
+                    builder.add_attribute(key, name, str(item))

@@ -239,3 +239,19 @@ def test_clean_text_collapses_every_unicode_whitespace_like_the_regex() -> None:
     assert len(spaces) > 20  # tabs, newlines, no-break and ideographic spaces ...
     for text in (f"{spaces}a{spaces}b c\u3000d{spaces}", "  x  ", "", spaces, "plain"):
         assert clean_text(text) == re.sub(r"\s+", " ", text).strip()
+
+
+def test_add_text_column_keeps_what_add_label_keeps() -> None:
+    values = ["  a  b ", None, ["x", 3, " x ", "", "y"], 7, "", "a b"]
+    column, one_by_one = GraphBuilder(), GraphBuilder()
+    ids = [column.add_entity(f"e{i % 4}") for i in range(len(values))]
+    column.add_text_column(ids, values, "EN", "alias")
+    for i, value in enumerate(values):
+        one_by_one.add_entity(f"e{i % 4}")
+        for text in value if isinstance(value, list) else [value]:
+            if isinstance(text, str):
+                one_by_one.add_label(f"e{i % 4}", text, "EN", "alias")
+    assert [e.to_json() for e in column.build().entities] == [e.to_json() for e in one_by_one.build().entities]
+    assert column.build().entities[2].aliases == {"en": ["x", "y"]}
+    with pytest.raises(KgembError, match="text kind 'name' is unknown"):
+        column.add_text_column(ids, values, "", "name")
