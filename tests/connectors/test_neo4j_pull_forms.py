@@ -130,13 +130,19 @@ def test_procedure_and_cypher_pull_the_same_graph(
         assert kg.entities[kg.entity_id("n7")].labels == {"": ["node 7"], "de": ["Knoten 7"]}
 
 
-def test_element_id_keys_match_across_forms(neo4j_driver, neo4j_server) -> None:
+def test_element_id_keys_match_across_forms_and_auto_falls_back(
+    neo4j_driver, neo4j_server, monkeypatch
+) -> None:
     db = neo4j_server.database
     create_graph(neo4j_driver, db, n=30, edges=60)
     a = kn.pull(neo4j_driver, database=db, relationship_form="procedure", progress=False)
     b = kn.pull(neo4j_driver, database=db, relationship_form="cypher", progress=False)
     same_graph(a, b)
     assert a.entities[0].key.count(":") == 2  # element ids, as before
+    monkeypatch.setattr(_neo4j_pull, "has_procedure", lambda *_: False)  # a server without kgemb's plugin
+    c = kn.pull(neo4j_driver, database=db, progress=False)
+    assert c.metadata["pull"]["relationship_form"] == "cypher"
+    same_graph(a, c)
 
 
 def test_export_procedure_blocks_and_refusals(neo4j_driver, neo4j_server) -> None:
