@@ -174,3 +174,21 @@ def test_export_procedure_blocks_and_refusals(neo4j_driver, neo4j_server) -> Non
             )
     with pytest.raises(ConfigError, match="relationship_form 'rows' is unknown"):
         kn.pull(neo4j_driver, database=db, relationship_form="rows", progress=False)
+
+
+def test_nodes_sharing_a_key_are_one_entity_in_both_forms(neo4j_driver, neo4j_server) -> None:
+    db = neo4j_server.database
+    neo4j_driver.execute_query(
+        "CREATE (a:P {id: 'x', name: 'first'}), (b:P {id: 'x', name: 'second'}), (c:P {id: 'y'}), "
+        "(a)-[:R]->(c), (c)-[:R]->(b), (b)-[:S]->(a)",
+        database_=db,
+    )
+    for form in ("procedure", "cypher"):
+        kg = kn.pull(neo4j_driver, key="id", database=db, relationship_form=form, progress=False)
+        # entities come in node id order, which a reused id can change
+        assert sorted(e.key for e in kg.entities) == ["x", "y"]
+        assert sorted(kg.entities[kg.entity_id("x")].labels[""]) == ["first", "second"]
+        got = {
+            (kg.entities[h].key, kg.relations[r], kg.entities[t].key) for h, r, t in kg.all_triples().tolist()
+        }
+        assert got == {("x", "R", "y"), ("y", "R", "x"), ("x", "S", "x")}
