@@ -12,7 +12,7 @@ import gc
 import json
 import os
 from array import array
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -570,23 +570,10 @@ class GraphBuilder:
         if text:
             _store_text(self.entity(key), kind, normalize_language(lang), text)
 
-    def add_texts(
-        self, entity_id: int, texts: Iterable[str], lang: str | None = "", kind: str = "label"
-    ) -> None:
-        """:meth:`add_label` for several texts of the entity ``entity_id`` (a connector's inner loop)."""
-        if kind not in TEXT_KINDS:
-            raise InputError(f"text kind {kind!r} is unknown; use one of {', '.join(TEXT_KINDS)}")
-        entity = self._entities[entity_id]
-        lang = normalize_language(lang)
-        for text in texts:
-            text = clean_text(text)
-            if text:
-                _store_text(entity, kind, lang, text)
-
     def add_text_column(
         self, entity_ids: Sequence[int], values: Sequence[Any], lang: str | None = "", kind: str = "label"
     ) -> None:
-        """:meth:`add_texts` for many entities at once: ``values[i]`` (a string, a list of strings, or None) to
+        """:meth:`add_label` for many entities at once: ``values[i]`` (a string, a list of strings, or None) to
         the entity ``entity_ids[i]``; anything that is not a string is skipped (a property read from a database)."""
         if kind not in TEXT_KINDS:
             raise InputError(f"text kind {kind!r} is unknown; use one of {', '.join(TEXT_KINDS)}")
