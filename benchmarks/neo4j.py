@@ -3,7 +3,7 @@ side by side in one run, as a Markdown table.
 
 WN18RR (40,943 nodes with their WordNet texts, all 93,003 relationships) is loaded into a Neo4j dev server started
 here (or the server ``--uri`` names; its database is emptied first), then:
-- pull: the whole graph through ``kgemb.connectors.neo4j.pull`` (goal >= 50,000 relationships/s);
+- pull: the whole graph through ``kgemb.connectors.neo4j.pull`` (goal >= 100,000 relationships/s; the relationships as packed blocks from the plugin);
 - push: every node's 512-d vector in UNWIND batches, two sessions at once (goal >= 10,000 vectors/s), against
   the same Cypher with one node per transaction on the first ``--single`` nodes (the ratio), then the vector
   index until ONLINE;
@@ -156,7 +156,7 @@ def run(args: argparse.Namespace) -> list[tuple[str, str, str, str]]:
                 "pull whole graph (key = id property, texts)",
                 f"{n_rel:,} rels, {kg.num_entities:,} nodes",
                 f"{best:.2f} s (best of {args.repeats}); CPU {best_cpu:.2f} s",
-                f"**{n_rel / best:,.0f} relationships/s** (goal >= 50,000); {n_rel / best_cpu:,.0f} per CPU-second",
+                f"**{n_rel / best:,.0f} relationships/s** (goal >= 100,000); {n_rel / best_cpu:,.0f} per CPU-second",
             )
         )
 

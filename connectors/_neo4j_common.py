@@ -247,6 +247,14 @@ def read(driver: Any, database: str | None, query: str, **params: Any) -> list[A
         return session.execute_read(work)
 
 
+def has_procedure(driver: Any, database: str | None, name: str) -> bool:
+    """Whether the server offers the procedure ``name`` (the kgemb plugin is installed)."""
+    rows = read(
+        driver, database, "SHOW PROCEDURES YIELD name WHERE name = $name RETURN count(*) AS n", name=name
+    )
+    return bool(rows and rows[0]["n"])
+
+
 def _quiet(params: dict[str, Any]) -> dict[str, Any]:
     return {k: QuietRows(v) if isinstance(v, list) else v for k, v in params.items()}
 

@@ -16,6 +16,7 @@ from kgemb.connectors._neo4j_common import (
     RELATION_LABEL,
     chunks,
     default_database,
+    has_procedure,
     label_expression,
     open_driver,
     quote,
@@ -282,14 +283,6 @@ def _shard_entities(kg: KnowledgeGraph, shard: tuple[int, int] | None) -> list[i
 
 VECTOR_FORMS = ("auto", "procedure", "cypher")
 VECTOR_PROCEDURE = "kgemb.vectors.set"
-
-
-def has_procedure(driver: Any, database: str | None, name: str) -> bool:
-    """Whether the server offers the procedure ``name`` (the kgemb plugin is installed)."""
-    rows = read(
-        driver, database, "SHOW PROCEDURES YIELD name WHERE name = $name RETURN count(*) AS n", name=name
-    )
-    return bool(rows and rows[0]["n"])
 
 
 def _vector_writer(

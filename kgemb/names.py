@@ -42,8 +42,9 @@ def normalize_name(text: str) -> str:
 
 
 def clean_text(text: str) -> str:
-    """A label or description as stored: surrounding whitespace removed, inner whitespace runs made one space."""
-    return _SPACES.sub(" ", text).strip()
+    """A label or description as stored: surrounding whitespace removed, inner whitespace runs made one space
+    (``str.split`` splits at exactly the characters ``re``'s ``\\s`` matches, several times faster)."""
+    return " ".join(text.split())
 
 
 @functools.lru_cache(maxsize=4096)

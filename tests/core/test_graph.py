@@ -227,3 +227,31 @@ def test_entity_filter_renumbers() -> None:
     assert [e.key for e in kg.entities] == ["x", "y"]
     assert kg.triples().tolist() == [[0, 0, 1]]
     assert kg.metadata["filtered_out"] == {"entities": 1, "triples": 1}
+
+
+def test_clean_text_collapses_every_unicode_whitespace_like_the_regex() -> None:
+    import re
+    import sys
+
+    from kgemb.names import clean_text
+
+    spaces = "".join(chr(c) for c in range(sys.maxunicode + 1) if re.fullmatch(r"\s", chr(c)))
+    assert len(spaces) > 20  # tabs, newlines, no-break and ideographic spaces ...
+    for text in (f"{spaces}a{spaces}b c\u3000d{spaces}", "  x  ", "", spaces, "plain"):
+        assert clean_text(text) == re.sub(r"\s+", " ", text).strip()
+
+
+def test_add_text_column_keeps_what_add_label_keeps() -> None:
+    values = ["  a  b ", None, ["x", 3, " x ", "", "y"], 7, "", "a b"]
+    column, one_by_one = GraphBuilder(), GraphBuilder()
+    ids = [column.add_entity(f"e{i % 4}") for i in range(len(values))]
+    column.add_text_column(ids, values, "EN", "alias")
+    for i, value in enumerate(values):
+        one_by_one.add_entity(f"e{i % 4}")
+        for text in value if isinstance(value, list) else [value]:
+            if isinstance(text, str):
+                one_by_one.add_label(f"e{i % 4}", text, "EN", "alias")
+    assert [e.to_json() for e in column.build().entities] == [e.to_json() for e in one_by_one.build().entities]
+    assert column.build().entities[2].aliases == {"en": ["x", "y"]}
+    with pytest.raises(KgembError, match="text kind 'name' is unknown"):
+        column.add_text_column(ids, values, "", "name")

@@ -73,7 +73,8 @@ public final class DevServer {
             Files.createDirectories(data);
             builder = builder.withConfig(GraphDatabaseSettings.data_directory, data);
         }
-        builder = builder.withProcedure(org.kgemb.neo4j.procedures.VectorProcedures.class); // kgemb.vectors.set
+        builder = builder.withProcedure(org.kgemb.neo4j.procedures.VectorProcedures.class) // kgemb.vectors.set
+                .withProcedure(org.kgemb.neo4j.procedures.ExportProcedures.class); // kgemb.export.relationships
         Neo4j neo4j = builder.build();
         CountDownLatch stopped = new CountDownLatch(1);
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
