@@ -119,7 +119,9 @@ def ratios(item: ItemEvidence, kappa: float = KAPPA) -> tuple[np.ndarray, np.nda
     return idx[keep].astype(np.int64), val[first][keep], via[first][keep]
 
 
-def totals(items: Sequence[ItemEvidence], num_candidates: int, *, eps: float = EPS, kappa: float = KAPPA):
+def totals(
+    items: Sequence[ItemEvidence], num_candidates: int, *, eps: float = EPS, kappa: float = KAPPA
+) -> np.ndarray:
     """The ontology part of ``L(x)`` (``sum_i ln(eps + (1 - eps) R_i(x))``) for every candidate, from
     :func:`ratios`: ``m ln eps`` plus what each item adds where it says something."""
     unmatched = np.log(eps)
@@ -149,9 +151,8 @@ def log_likelihood(
     by_id = np.argsort(cols, kind="stable")
     sorted_cols = cols[by_id]
 
-    def columns(
-        ids: np.ndarray,
-    ) -> tuple[np.ndarray, np.ndarray]:  # (which of ids are candidates, their columns)
+    def columns(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Which of ``ids`` are among the candidates, and their columns."""
         at = np.minimum(np.searchsorted(sorted_cols, ids), max(n - 1, 0))
         hit = (sorted_cols[at] == ids) if n else np.zeros(len(ids), dtype=bool)
         return hit, by_id[at[hit]]
@@ -188,7 +189,7 @@ def order(total: np.ndarray, allowed: np.ndarray | None = None, k: int | None = 
     total = np.asarray(total)
     ids = np.arange(len(total)) if allowed is None else np.flatnonzero(allowed)
     values = total[ids]
-    if k is not None and k < len(ids):
+    if k is not None and 0 < k < len(ids):
         kth = np.partition(values, len(values) - k)[len(values) - k]
         keep = values >= kth  # ties at the k-th value all stay, so the id breaks them as in the full order
         ids, values = ids[keep], values[keep]
