@@ -345,9 +345,7 @@ def product_form(interaction: Any) -> str | None:
 def scores_by_dot(interaction: str) -> bool:
     """Whether the interaction given by kgemb's name (``"complex"``, ``"rotate"``, ...) has :func:`product_form`
     ``"dot"``: a score linear in each side's vector, which a text channel needs."""
-    return (
-        interaction_resolver.lookup(interaction_spec(interaction).pykeen_name).__name__ in _DOT_INTERACTIONS
-    )
+    return interaction_resolver.lookup(interaction_spec(interaction).pykeen_name).__name__ in _DOT_INTERACTIONS
 
 
 def query_vector(interaction: Any, side: Side, anchor: torch.Tensor, rel: torch.Tensor) -> torch.Tensor:
