@@ -150,6 +150,11 @@ def main(argv: list[str] | None = None) -> str:
                 f"{ {k: tuned.info[k] for k in ('lr', 'embedding_lr', 'hard_negatives', 'anchor')} }, learned "
                 f"τ {tuned.info['temperature']}), {time.perf_counter() - t0:.0f} s wall / {cpu_seconds() - c0:.0f} CPU-s."
             )
+            import tempfile
+
+            with tempfile.TemporaryDirectory() as folder:
+                size = sum((Path(folder) / name).stat().st_size for name in tuned.save(folder))
+            lines.append(f"Saved fine-tuned encoder (changed token rows + layers): {size / 1e6:.1f} MB.")
             variants["fine-tuned"] = (tuned, None)
             t0, c0 = time.perf_counter(), cpu_seconds()
             stacked = adapter_for_graph(train_kg, tuned, epochs=args.epochs)
