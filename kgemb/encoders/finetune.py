@@ -189,6 +189,8 @@ def finetune(
 
     Full fine-tuning: token rows with sparse Adam (``embedding_lr``), the layers and ``log(1/τ)`` with Adam
     (``lr``). ``anchor`` weighs an L2 pull of the layers and the batch's token rows towards their initial values.
+    ``module`` (e.g. an earlier result's ``.module``) is trained further in place; by default a fresh port of the
+    package's weights.
     """
     from kgemb.encoders.align import MIN_PAIRS, info_nce, mine_hard_negatives
 
