@@ -1,6 +1,6 @@
 """Cross-lingual search: language bias of ``TextIndex`` and the alignment a graph's own parallel labels teach.
 
-    nice python benchmarks/crosslingual.py [--epochs 10] [--ft-epochs 3] [--out benchmarks/results/crosslingual.md]
+    nice python benchmarks/crosslingual.py [--epochs 10] [--ft-epochs 4] [--out benchmarks/results/crosslingual.md]
     nice python benchmarks/crosslingual.py --bias-only    # part 2 with the raw encoder only (minutes)
     nice python benchmarks/crosslingual.py --subset 4     # every 4th concept only, to iterate (not comparable)
 
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=10, help="adapter epochs")
     parser.add_argument(
-        "--ft-epochs", type=int, default=3, help="encoder fine-tuning epochs (0: no fine-tuning)"
+        "--ft-epochs", type=int, default=4, help="encoder fine-tuning epochs (0: no fine-tuning)"
     )
     parser.add_argument("--ft-anchor", type=float, default=0.0, help="L2 pull towards the package's weights")
     parser.add_argument(
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> str:
             tuned = finetune_for_graph(train_kg, epochs=args.ft_epochs, anchor=args.ft_anchor, seed=0)
             lines.append(
                 f"Fine-tuned encoder: the same pairs, {args.ft_epochs} epochs, all weights (settings "
-                f"{ {k: tuned.info[k] for k in ('lr', 'embedding_lr', 'hard_negatives', 'anchor')} }, learned "
+                f"{ {k: tuned.info[k] for k in ('lr', 'embedding_lr', 'batch_size', 'hard_negatives', 'anchor')} }, learned "
                 f"τ {tuned.info['temperature']}), {time.perf_counter() - t0:.0f} s wall / {cpu_seconds() - c0:.0f} CPU-s."
             )
             import tempfile

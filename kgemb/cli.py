@@ -774,7 +774,7 @@ def _add_model_parsers(sub: Any) -> None:
     )
     finetune.add_argument("source", metavar="SOURCE")
     finetune.add_argument("--out", required=True, help="folder to write (encoder.safetensors + encoder.json)")
-    finetune.add_argument("--epochs", type=int, default=3, help="passes over the pairs (default 3)")
+    finetune.add_argument("--epochs", type=int, default=4, help="passes over the pairs (default 4)")
     finetune.add_argument(
         "--anchor", type=float, default=0.0, help="L2 pull towards the package's weights (default 0)"
     )

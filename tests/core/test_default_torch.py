@@ -98,7 +98,16 @@ def tuned():
     right = [names[k]["en"] for k in train for _ in range(2)]
     groups = [i for i in range(len(train)) for _ in range(2)]
     torch.manual_seed(0)
-    return finetune(left, right, groups, epochs=2, seed=0, info={"data": "CLDR language names"})
+    return finetune(
+        left,
+        right,
+        groups,
+        epochs=2,
+        batch_size=64,
+        hard_negatives=4,
+        seed=0,
+        info={"data": "CLDR language names"},
+    )
 
 
 def test_finetuning_raises_held_out_p_at_1(module, tuned) -> None:
