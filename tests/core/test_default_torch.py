@@ -104,7 +104,7 @@ def tuned():
         groups,
         epochs=2,
         batch_size=64,
-        hard_negatives=4,
+        hard_negatives=2,
         seed=0,
         info={"data": "CLDR language names"},
     )
@@ -113,7 +113,7 @@ def tuned():
 def test_finetuning_raises_held_out_p_at_1(module, tuned) -> None:
     names = _names()
     held = [k for k in sorted(names) if _held_out(k)]
-    # measured: zh 0.389 -> 0.446, ja 0.396 -> 0.551 among 285 held-out language names
+    # measured: zh 0.389 -> 0.432, ja 0.396 -> 0.565 among 285 held-out language names
     for lang, floor in (("zh", 0.03), ("ja", 0.10)):
         before, after = (
             _p_at_1(module.encode, names, held, lang),
