@@ -303,3 +303,89 @@ class _threads:
 
     def __exit__(self, *exc: Any) -> None:
         torch.set_num_threads(self.before)
+
+
+def finetune_hf(
+    encoder: Any,
+    left: Sequence[str],
+    right: Sequence[str],
+    groups: Sequence[int] | None,
+    out: str | os.PathLike,
+    *,
+    lora_rank: int = 8,
+    epochs: int = 2,
+    batch_size: int = 32,
+    hard_negatives: int = 2,
+    lr: float = 1e-3,
+    temperature: float = 0.05,
+    seed: int = 0,
+) -> TextEncoder:
+    """LoRA fine-tuning (``peft``) of a transformers encoder (``kgemb.encoders.hf.HFEncoder``) on parallel texts,
+    with the same objective as :func:`finetune`; the adapters are merged into the weights and the model is written
+    to ``out`` as a copy of its folder (safetensors), which ``kgemb.load_encoder(out)`` reads like the original."""
+    import shutil
+
+    from kgemb.encoders.align import MIN_PAIRS, info_nce, mine_hard_negatives
+    from kgemb.encoders.hf import HFEncoder
+    from kgemb.errors import DependencyError
+
+    if not isinstance(encoder, HFEncoder):
+        raise ConfigError(f"LoRA fine-tuning takes a transformers encoder, not {type(encoder).__name__}")
+    if encoder.dtype != "fp32":
+        raise ConfigError(
+            f"fine-tune the fp32 model (dtype={encoder.dtype!r} given), then load it as you like"
+        )
+    n = len(left)
+    if n != len(right) or n < MIN_PAIRS:
+        raise ConfigError(
+            f"{n} left and {len(right)} right texts: fine-tuning needs at least {MIN_PAIRS} pairs"
+        )
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError as exc:
+        raise DependencyError(f"LoRA fine-tuning needs the package peft ({exc}): pip install peft") from exc
+    group = torch.as_tensor(np.asarray(groups if groups is not None else np.arange(n)), dtype=torch.long)
+    prompt = encoder.document_prompt
+    tok = encoder.tokenizer
+    left_ids, right_ids = (
+        tok([prompt + t for t in texts], truncation=True, max_length=encoder.max_tokens)["input_ids"]
+        for texts in (left, right)
+    )
+    hard = mine_hard_negatives(
+        torch.from_numpy(encoder.encode(list(left))),
+        torch.from_numpy(encoder.encode(list(right))),
+        group,
+        hard_negatives,
+    )
+    torch.manual_seed(seed)
+    config = LoraConfig(r=lora_rank, lora_alpha=2 * lora_rank, lora_dropout=0.0, target_modules="all-linear")
+    import copy
+
+    model = get_peft_model(copy.deepcopy(encoder.model), config)  # the caller's encoder stays as it was
+    log_scale = torch.nn.Parameter(torch.tensor(math.log(1 / temperature)))
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad] + [log_scale], lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    model.train()
+    with _threads(encoder.threads):
+        for _ in range(epochs):
+            for idx in torch.randperm(n, generator=gen).split(batch_size):
+                if len(idx) < 2:
+                    continue
+                cand = torch.cat([idx, hard[idx].reshape(-1)])
+                a = encoder.embed([left_ids[i] for i in idx.tolist()], model=model)
+                b = encoder.embed([right_ids[i] for i in cand.tolist()], model=model)
+                loss = info_nce(a, b, group[idx], group[cand], log_scale.clamp(max=math.log(100)).exp())
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+    merged = model.merge_and_unload().eval()
+    target = Path(out)
+    source = Path(encoder.source.folder)
+    shutil.copytree(
+        source, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.safetensors", "*.bin")
+    )
+    rel = Path(encoder.source.model_dir).resolve().relative_to(source.resolve())
+    merged.save_pretrained(target / rel, safe_serialization=True)
+    from kgemb.encoders import load_encoder
+
+    return load_encoder(str(target), **encoder.options)
