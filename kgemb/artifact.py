@@ -7,6 +7,7 @@ Layout::
     DIR/weights.safetensors      the PyKEEN model's state dict
     DIR/text_features.safetensors  the frozen text features (so loading needs no encoder)
     DIR/adapter.safetensors, adapter.json  the cross-lingual adapter the text features went through, if any
+    DIR/encoder.safetensors, encoder.json  the fine-tuned default encoder the model was trained with, if any
     DIR/graph/                   the KnowledgeGraph (graph.json + triples_*.npy)
 
 Every file is written under a temporary name and renamed, ``config.json`` last, so a reader never sees a half-written
@@ -34,6 +35,7 @@ WEIGHTS = "weights.safetensors"
 FEATURES = "text_features.safetensors"
 GRAPH = "graph"
 FORMAT = "kgemb-model"
+FINETUNED = "encoder.safetensors"  # kgemb.encoders.finetune.ENCODER_WEIGHTS (+ encoder.json)
 ADAPTER = (
     "adapter.safetensors"  # kgemb.encoders.align.ADAPTER_WEIGHTS (+ adapter.json), when the features have one
 )
@@ -68,6 +70,7 @@ def save(trained: TrainedModel, directory: str | os.PathLike) -> None:
         for name in (RULES_JSON, RULES_ARRAYS):
             (out / name).unlink(missing_ok=True)
     files += _save_adapter(trained, out)
+    files += _save_finetuned_encoder(trained, out)
     trained.kg.save(out / GRAPH)
     files += sorted(
         f"{GRAPH}/{p.name}" for p in (out / GRAPH).iterdir() if p.is_file() and not p.name.startswith(".")
@@ -198,6 +201,11 @@ def load(directory: str | os.PathLike, *, encoder: Any = None) -> TrainedModel:
 
         enc = load_encoder(encoder)
         check_encoder(enc, (config.get("encoder") or {}).get("fingerprint"))
+    elif FINETUNED in config["files"]:  # the fine-tuned encoder lives in the model folder, not at a spec
+        from kgemb.encoders.finetune import load_finetuned
+
+        enc = load_finetuned(src, **((config.get("encoder") or {}).get("options") or {}))
+        check_encoder(enc, (config.get("encoder") or {}).get("fingerprint"))
     from kgemb.training import TrainingConfig, model_for  # training writes through this module
 
     try:
@@ -225,6 +233,18 @@ def load(directory: str | os.PathLike, *, encoder: Any = None) -> TrainedModel:
                 f"the rules in {src} do not fit the model ({exc}); save the model again"
             ) from None
     return TrainedModel(kg, model, config, features, enc)
+
+
+def _save_finetuned_encoder(trained: TrainedModel, out: Path) -> list[str]:
+    """Write the fine-tuned default encoder the model was trained with (safetensors + JSON), else remove any."""
+    from kgemb.encoders.finetune import ENCODER_CONFIG, ENCODER_WEIGHTS, FineTunedEncoder
+
+    encoder = trained._encoder  # the encoder object given to training or loading (never re-created here)
+    if isinstance(encoder, FineTunedEncoder):
+        return encoder.save(out)
+    for name in (ENCODER_WEIGHTS, ENCODER_CONFIG):
+        (out / name).unlink(missing_ok=True)
+    return []
 
 
 def _save_adapter(trained: TrainedModel, out: Path) -> list[str]:

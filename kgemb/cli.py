@@ -765,6 +765,45 @@ def _add_model_parsers(sub: Any) -> None:
     update.add_argument("--quiet", action="store_true", help="no progress bars")
     update.set_defaults(handler=_cmd_update)
 
+    finetune = sub.add_parser(
+        "finetune",
+        help="fine-tune the default encoder on a graph's multilingual labels",
+        description="Fine-tune the default encoder (USE multilingual v3, all weights) on the parallel labels of "
+        "SOURCE (entities labelled in several languages) and write it to --out; train with it by "
+        "`kgemb train SOURCE --encoder OUT` (the model folder then keeps its own copy).",
+    )
+    finetune.add_argument("source", metavar="SOURCE")
+    finetune.add_argument("--out", required=True, help="folder to write (encoder.safetensors + encoder.json)")
+    finetune.add_argument("--epochs", type=int, default=4, help="passes over the pairs (default 4)")
+    finetune.add_argument(
+        "--anchor", type=float, default=0.0, help="L2 pull towards the package's weights (default 0)"
+    )
+    finetune.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
+    finetune.add_argument("--quiet", action="store_true", help="no progress bars")
+    finetune.set_defaults(handler=_cmd_finetune)
+
+
+def _cmd_finetune(args: argparse.Namespace) -> int:
+    """Fine-tune the default encoder on SOURCE's parallel labels and write it to --out."""
+    from kgemb.encoders.align import MIN_PAIRS
+    from kgemb.encoders.finetune import finetune_for_graph
+    from kgemb.errors import InputError
+
+    _check_positive(args, "epochs")
+    kg = load_source(args.source, progress=not args.quiet)
+    encoder = finetune_for_graph(
+        kg, epochs=args.epochs, anchor=args.anchor, threads=args.threads, progress=not args.quiet
+    )
+    if encoder is None:
+        raise InputError(
+            f"{args.source} has fewer than {MIN_PAIRS} labels in a second language: nothing to fine-tune on; "
+            "add labels in other languages or use the default encoder as it is"
+        )
+    encoder.save(args.out)
+    langs = ", ".join(encoder.info["languages"])
+    print(f"fine-tuned on {encoder.info['pairs']:,} parallel labels ({langs}): {args.out}")
+    return 0
+
 
 # ---------------------------------------------------------------------- RDF enrichment
 def _cmd_enrich(args: argparse.Namespace) -> int:

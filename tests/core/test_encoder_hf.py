@@ -209,3 +209,31 @@ def test_bad_options_name_the_fix(tiny_qwen3: Path, tmp_path: Path) -> None:
     shutil.copy(tiny_qwen3 / "config.json", no_safetensors)
     with pytest.raises(DependencyError, match="safetensors"):
         kgemb.load_encoder(str(no_safetensors))
+
+
+def test_lora_finetuning_of_a_tiny_qwen3_learns_and_saves_a_loadable_folder(
+    tiny_qwen3: Path, tmp_path
+) -> None:
+    pytest.importorskip("peft")
+    from kgemb.encoders.finetune import finetune_hf
+
+    encoder = kgemb.load_encoder(str(tiny_qwen3), cache=False)
+    colours = ["red", "blue", "green", "yellow", "black", "white", "brown", "pink"]
+    things = ["house", "tree", "river", "stone", "cloud", "bird", "road", "lamp"]
+    words = [f"{c} {t}" for c in colours for t in things][:48]
+    left = [f"the {t} that is {c}" for c in colours for t in things][:48]
+
+    def margin(enc) -> float:
+        """Mean cosine of each pair minus the mean cosine of all left/right combinations."""
+        sims = enc.encode(left) @ enc.encode(words).T
+        return float(np.mean(np.diag(sims)) - np.mean(sims))
+
+    before = encoder.encode(words)
+    tuned = finetune_hf(encoder, left, words, None, tmp_path / "tuned", epochs=6, batch_size=16, lr=5e-3)
+    print("pair margin", margin(encoder), "->", margin(tuned))
+    assert margin(tuned) > margin(encoder) + 0.05
+    assert np.array_equal(encoder.encode(words), before)  # the encoder given is not changed
+    again = kgemb.load_encoder(str(tmp_path / "tuned"), cache=False)
+    assert again.fingerprint != encoder.fingerprint and again.preset == "qwen3"
+    assert np.allclose(again.encode(words), tuned.encode(words), atol=1e-6)
+    assert list((tmp_path / "tuned").glob("*.safetensors"))
