@@ -50,9 +50,7 @@ class Contribution:
     match: str = "unmatched"  # "exact", "hierarchy" (through a common ancestor) or "unmatched"
     via: str | None = None  # key of the term that matched (the item itself, or the common ancestor)
     via_label: str | None = None
-    likelihood_ratio: float = (
-        0.0  # R_i: how much likelier the item is if the candidate explains it (0 unmatched)
-    )
+    likelihood_ratio: float = 0.0  # R_i: how much likelier the item is if the candidate explains it
     log_likelihood: float = 0.0  # l_i: this item's term in the candidate's log-likelihood
 
     def to_dict(self) -> dict[str, Any]:
@@ -603,13 +601,15 @@ class LinkPredictor:
 
         Combination: the generative log-likelihood of :mod:`kgemb.reasoning.evidence` — known links (exact, or
         through the hierarchy ``is_a`` / ``rdfs:subClassOf`` / ``skos:broader``) count by their likelihood
-        ratio against the background (rare terms and candidates with few annotations weigh more), a more specific
-        or sibling term counts by its closeness, unmatched items cost a bounded penalty, and the model's calibrated log-probabilities are
-        added with weight ``model_weight`` (default: :attr:`evidence_weight`, chosen on the validation split).
+        ratio against the background (rare terms and candidates with few annotations weigh more), a more
+        specific or sibling term counts by its closeness, unmatched items cost a bounded penalty, and the model's
+        calibrated log-probabilities are added with weight ``model_weight`` (default: :attr:`evidence_weight`,
+        chosen on the validation split).
         A candidate's ``raw`` is its log-likelihood ``L(x)``; its ``score`` is ``P(x)``, normalised over every
         allowed candidate (so the scores of all candidates sum to 1). The order is strict wherever the evidence
         differs. Each answer lists each item's contribution: its match (``exact``, ``hierarchy`` with the
-        common term ``via``, or ``unmatched``), its likelihood ratio, its log-likelihood and the model's probability of the link.
+        common term ``via``, or ``unmatched``), its likelihood ratio, its log-likelihood and the model's
+        probability of the link.
         Candidates of the wrong type and the evidence entities themselves are left out.
         """
         from kgemb.reasoning.evidence import describe, log_likelihood, normalise, order, totals
@@ -649,8 +649,10 @@ class LinkPredictor:
         alpha = self.evidence_weight if model_weight is None else float(model_weight)
         anchors = torch.stack([self._anchor(q) for q in queries])
         logp = self._model_log_probability(side, anchors, rel_ids) if alpha > 0 else None
-        items_ = self.evidence_index.items([(q.id, r) for q, r in zip(queries, rel_ids, strict=True)], target)
-        total = totals(items_, self.kg.num_entities)
+        evidence_items = self.evidence_index.items(
+            [(q.id, r) for q, r in zip(queries, rel_ids, strict=True)], target
+        )
+        total = totals(evidence_items, self.kg.num_entities)
         if logp is not None:
             total += alpha * logp.sum(axis=0)
         allowed = self._allowed(cons, rel_ids, side, [q.id for q in queries])
@@ -662,7 +664,7 @@ class LinkPredictor:
         if not ranked:
             return []
         scores = log_likelihood(  # each item's part, for the ranked candidates only
-            items_,
+            evidence_items,
             self.kg.num_entities,
             None if logp is None else logp[:, ranked],
             alpha=alpha,
