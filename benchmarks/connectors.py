@@ -7,7 +7,7 @@ per statement); anchor: the pure-Python reader (``parser="rdflib"``: kgemb's lin
 Turtle); kgemb: ``rdf.load`` with its default (``parser="auto"``, pyoxigraph). Rates are statements per CPU-second
 of this process (best of ``--repeats``).
 
-Neo4j: WN18RR (40,943 nodes, 93,003 relationships) in the dev server, as ``benchmarks/neo4j.py`` loads it. Push:
+Neo4j: WN18RR (40,943 nodes, 93,003 relationships) in the dev server, as ``benchmarks/neo4j_bench.py`` loads it. Push:
 every node's 512-d vector (untrained RotatE), ``vector_form`` cypher (a list of doubles per node through
 ``db.create.setNodeVectorProperty``) and procedure (float32 bytes through ``kgemb.vectors.set``), 1, 2 and 4
 sessions; floor: the server writing the same number of vectors with no transfer (one vector parameter set on every
@@ -26,14 +26,12 @@ import argparse
 import importlib.util
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 Row = tuple[str, str, str, str, str]
 

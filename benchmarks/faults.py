@@ -35,8 +35,6 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-# this folder holds benchmarks/neo4j.py, which would shadow the neo4j driver
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 KGEMB = str(Path(sys.executable).with_name("kgemb"))
 EX = "http://example.org/faults/"
 RUN_TIME = "2024-05-01T12:00:00Z"

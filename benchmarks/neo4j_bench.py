@@ -13,7 +13,7 @@ here (or the server ``--uri`` names; its database is emptied first), then:
 The model is an untrained RotatE model of dimension 512 on the graph: the speed of moving vectors does not depend on
 the weights. Run it once, at the end, on a quiet machine:
 
-    nice .venv/bin/python benchmarks/neo4j.py --out benchmarks/results/neo4j.md
+    nice .venv/bin/python benchmarks/neo4j_bench.py --out benchmarks/results/neo4j.md
 
 ``--procedures`` measures kgemb's Neo4j procedures instead: top-10 tails latency of ``CALL kgemb.predict.tails``
 and ``CALL kgemb.rank`` with 10 evidence nodes (goal <= 50 ms at 100k) over synthetic graphs of ``--sizes`` nodes
@@ -24,7 +24,7 @@ and ``CALL kgemb.rank`` with 10 evidence nodes (goal <= 50 ms at 100k) over synt
 procedures run, without Bolt and Cypher). Every size also gets the kernels' own figures and the floor: the bytes a
 scan reads divided by the memory bandwidth measured by the same loop without the multiply.
 
-    nice .venv/bin/python benchmarks/neo4j.py --procedures --out benchmarks/results/neo4j_procedures.md
+    nice .venv/bin/python benchmarks/neo4j_bench.py --procedures --out benchmarks/results/neo4j_procedures.md
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -41,9 +40,6 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-# run as a script, this file's folder comes first on sys.path, and this file is called neo4j: drop the folder so
-# `import neo4j` finds the driver
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 
 def load_wn18rr(driver: Any, data: Path) -> tuple[int, int, float]:
@@ -573,9 +569,9 @@ def main() -> None:
         else "WN18RR in"
     )
     command = (
-        "benchmarks/neo4j.py --procedures --out benchmarks/results/neo4j_procedures.md"
+        "benchmarks/neo4j_bench.py --procedures --out benchmarks/results/neo4j_procedures.md"
         if args.procedures
-        else ("benchmarks/neo4j.py --out benchmarks/results/neo4j.md")
+        else ("benchmarks/neo4j_bench.py --out benchmarks/results/neo4j.md")
     )
     lines = [
         "# Neo4j procedures benchmark" if args.procedures else "# Neo4j connector benchmark",
