@@ -227,13 +227,9 @@ def main(argv: list[str] | None = None) -> int:
         found = lp.rank([(s, HAS_PHENOTYPE) for s in vague], k=len(lp.kg.entities))
         show(found[:3], f"[en, vaguer terms] {', '.join(vague)} (from {lp.kg.label(source)})", 3)
         mine = next(p for p in found if p.id == source)
-        if (
-            mine.rank > 3
-        ):  # diseases that carry all three terms themselves rank first: show the source's match
-            print(f"   ... {mine.rank}. p={mine.score:6.4f}  L={mine.raw:7.3f}  {mine.label}  <{mine.key}>")
-            for c in mine.contributions:
-                how = f"through the hierarchy: {c.via_label}" if c.match == "hierarchy" else c.match
-                print(f"          {c.label:<28} {c.log_likelihood:+6.2f}  {how}")
+        # diseases that carry all three terms themselves rank first: show the source disease's match
+        if mine.rank > 3:
+            show([mine], "... the disease the symptoms came from", contributions=mine.rank)
     done(t)
 
     t = step("5b. The diagnosis benchmark's headline on this graph (benchmarks/diagnosis.py)")
