@@ -176,36 +176,49 @@ def predict_via_index(
             raise InputError(
                 f"{known_name!r} ({kg.entities[x].key}) has no node in this database; push first"
             )
-        rows = read(
-            driver,
-            database,
-            tail_query_cypher(interaction, direction),
-            model=name,
-            relation=kg.relations[r],
-            node=element_id,
-            candidates=n,
-        )
-    if not rows:
-        raise ConfigError(
-            f"relation {kg.relations[r]!r} has no vector in model {name!r}; push the model again"
-        )
-    ids, index_scores = _entity_ids(kg, meta, rows)
-    if constraints:
-        mask = _helpers(model).constraints.mask(r, direction)
-        if mask is not None:
-            keep = [j for j, i in enumerate(ids) if mask[i]]
-            ids, index_scores = [ids[j] for j in keep], [index_scores[j] for j in keep]
-    if exclude_known:
-        links = _helpers(model).links
-        known = set((links.tails_of(x, r) if direction == "tail" else links.heads_of(r, x)).tolist()) | {x}
-        keep = [j for j, i in enumerate(ids) if i not in known]
-        ids, index_scores = [ids[j] for j in keep], [index_scores[j] for j in keep]
-    if not ids:
+        keep = _survivor_filter(model, x, r, direction, exclude_known, constraints)
+        # the index's neighbours include known links and nodes of other types, dropped after the fact: widen the
+        # request until k survive or every node was asked for (so k answers never come back as fewer)
+        while True:
+            rows = read(
+                driver,
+                database,
+                tail_query_cypher(interaction, direction),
+                model=name,
+                relation=kg.relations[r],
+                node=element_id,
+                candidates=n,
+            )
+            if not rows and n >= kg.num_entities:
+                raise ConfigError(
+                    f"relation {kg.relations[r]!r} has no vector in model {name!r}; push the model again"
+                )
+            ids, index_scores = _entity_ids(kg, meta, rows)
+            survivors = [j for j, i in enumerate(ids) if keep(i)]
+            if len(survivors) >= k or n >= kg.num_entities:
+                break
+            n = min(2 * n, kg.num_entities)
+    if not survivors:
         return []
+    ids, index_scores = [ids[j] for j in survivors], [index_scores[j] for j in survivors]
     # the model's whole score of the query, as LinkPredictor ranks it (a reciprocal model scores head queries
     # with the inverse relation; the rule and text channels are included)
     row = model.score_tails([x], [r]) if direction == "tail" else model.score_heads([r], [x])
     return _ranked(model, ids, row[0].numpy()[ids], index_scores, k)
+
+
+def _survivor_filter(
+    model: TrainedModel, x: int, r: int, direction: str, exclude_known: bool, constraints: bool
+) -> Any:
+    """Whether a candidate entity may answer (x, r, ?) (or (?, r, x)): not a known link, not x itself, and of a type
+    that side of the relation takes."""
+    helpers = _helpers(model)
+    mask = helpers.constraints.mask(r, direction) if constraints else None
+    known: set[int] = set()
+    if exclude_known:
+        links = helpers.links
+        known = set((links.tails_of(x, r) if direction == "tail" else links.heads_of(r, x)).tolist()) | {x}
+    return lambda i: i not in known and (mask is None or bool(mask[i]))
 
 
 def search_via_index(

@@ -392,6 +392,11 @@ def test_predict_via_index_matches_exact_ranking(neo4j_driver, neo4j_server, med
         agree.append(len({x["key"] for x in got} & set(exact)) / 5)
     # 40 candidates of 170 nodes: blind candidates would share about a quarter of the top 5
     assert np.mean(agree) >= 0.9, agree
+    # one candidate asked for, known links and diseases among the index's nearest: the request widens until 5 remain
+    few = kn.predict_via_index(
+        model, neo4j_driver, head="d0", relation="HAS_SYMPTOM", k=5, candidates=1, database=db
+    )
+    assert [x["rank"] for x in few] == [1, 2, 3, 4, 5] and all(x["key"].startswith("s") for x in few)
     heads = kn.predict_via_index(model, neo4j_driver, tail="s3", relation="has symptom", k=3, database=db)
     assert len(heads) == 3 and all(x["key"].startswith("d") or x["key"].startswith("m") for x in heads)
     row = model.score_heads([r], [kg.entity_id("s3")])[0]  # the head query's own score (inverse relation)
