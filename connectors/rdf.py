@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from kgemb.errors import InputError
-from kgemb.graph import KnowledgeGraph
+from kgemb.graph import KnowledgeGraph, gc_paused
 
 from . import _rdf_lines, _rdf_oxigraph
 from ._rdf_collect import Collector
@@ -84,17 +84,18 @@ def load(
                 f"parser='oxigraph' reads {', '.join(_rdf_oxigraph.FORMATS)}, not {', '.join(other)}; "
                 "use parser='auto' (rdflib for those) or parser='rdflib'"
             )
-    for path, fmt in files:
-        collector.new_file()
-        before = collector.counts["statements"]
-        statements = _read_file(path, fmt, collector, parser)
-        collector.counts["statements"] = before + statements
-        if statements == 0:
-            raise InputError(f"{path} is empty (no RDF statements); remove it or give it content")
-        per_file.append({"path": str(path), "format": fmt, "statements": statements})
-    meta: dict[str, Any] = {"source": [str(p) for p, _ in files], "format": "rdf", "files": per_file}
-    meta["mapping"] = rules.source
-    kg = collector.build(meta)
+    with gc_paused():  # a bulk build: no cycles for the collector to find among the new entities
+        for path, fmt in files:
+            collector.new_file()
+            before = collector.counts["statements"]
+            statements = _read_file(path, fmt, collector, parser)
+            collector.counts["statements"] = before + statements
+            if statements == 0:
+                raise InputError(f"{path} is empty (no RDF statements); remove it or give it content")
+            per_file.append({"path": str(path), "format": fmt, "statements": statements})
+        meta: dict[str, Any] = {"source": [str(p) for p, _ in files], "format": "rdf", "files": per_file}
+        meta["mapping"] = rules.source
+        kg = collector.build(meta)
     if sum(len(t) for t in kg.splits.values()) == 0:
         names = ", ".join(str(p) for p, _ in files[:3]) + (" ..." if len(files) > 3 else "")
         raise InputError(

@@ -14,6 +14,8 @@ import os
 from array import array
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import compress
+from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -116,13 +118,14 @@ class KnowledgeGraph:
             if name not in self.splits:
                 self.splits[name] = self._checked_triples(name, arr)
         self.metadata: dict = dict(metadata or {})
-        self._entity_index: dict[str, int] = {}
-        for i, e in enumerate(self.entities):
-            if e.key in self._entity_index:
-                raise InputError(
-                    f"entity key {e.key!r} appears twice (ids {self._entity_index[e.key]} and {i})"
-                )
-            self._entity_index[e.key] = i
+        keys = list(map(attrgetter("key"), self.entities))
+        self._entity_index: dict[str, int] = dict(zip(keys, range(len(keys)), strict=True))
+        if len(self._entity_index) != len(keys):
+            seen: dict[str, int] = {}
+            for i, key in enumerate(keys):
+                if key in seen:
+                    raise InputError(f"entity key {key!r} appears twice (ids {seen[key]} and {i})")
+                seen[key] = i
         self._relation_index: dict[str, int] = {}
         for i, r in enumerate(self.relations):
             if r in self._relation_index:
@@ -508,6 +511,21 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+class _EntityIds(dict):
+    """Entity key -> id; looking a new key up with ``[]`` adds the entity (:meth:`GraphBuilder.add_entities`)."""
+
+    __slots__ = ("entities",)
+
+    def __init__(self, entities: list[Entity]) -> None:
+        super().__init__()
+        self.entities = entities
+
+    def __missing__(self, key: str) -> int:
+        i = self[key] = len(self.entities)
+        self.entities.append(Entity(key))
+        return i
+
+
 class GraphBuilder:
     """Collects entities, texts and triples by key (what connectors call), then :meth:`build` numbers them.
 
@@ -516,8 +534,8 @@ class GraphBuilder:
     """
 
     def __init__(self) -> None:
-        self._entity_ids: dict[str, int] = {}
         self._entities: list[Entity] = []
+        self._entity_ids: dict[str, int] = _EntityIds(self._entities)
         self._relation_ids: dict[str, int] = {}
         self._relation_labels: list[dict[str, list[str]]] = []
         self._triples: dict[str, array] = {}
@@ -550,6 +568,10 @@ class GraphBuilder:
             mask[arr[:, 2]] = True
         return mask
 
+    def entities(self) -> list[Entity]:
+        """The entities so far, in id order (the builder's own list: read it, do not change it)."""
+        return self._entities
+
     def entity(self, key: str) -> Entity:
         """The entity being built for ``key`` (created if new)."""
         return self._entities[self.add_entity(key)]
@@ -561,6 +583,11 @@ class GraphBuilder:
             i = self._entity_ids[key] = len(self._entities)
             self._entities.append(Entity(key))
         return i
+
+    def add_entities(self, keys: Sequence[str]) -> np.ndarray:
+        """Ids of the entities ``keys`` (the bulk form of :meth:`add_entity`): new ones numbered in the order of
+        ``keys``, one dict lookup per key and no Python call but for a new entity."""
+        return np.fromiter(map(self._entity_ids.__getitem__, keys), dtype=np.int64, count=len(keys))
 
     def add_label(self, key: str, text: str, lang: str | None = "", kind: str = "label") -> None:
         """Add a text of ``kind`` label, alias or description (whitespace tidied; empty and repeated texts skipped)."""
@@ -588,15 +615,39 @@ class GraphBuilder:
                     if text:
                         _store_text(entities[entity_id], kind, lang, text)
 
+    def add_texts(
+        self, entity_ids: Sequence[int], kinds: Sequence[str], langs: Sequence[str], texts: Sequence[str]
+    ) -> None:
+        """:meth:`add_label` for many statements, in order, by entity id: ``texts`` already tidied by
+        :func:`kgemb.names.clean_text` (empty ones skipped) and ``langs`` by :func:`~kgemb.names.normalize_language`."""
+        entities = self._entities
+        for i, kind, lang, text in zip(entity_ids, kinds, langs, texts, strict=True):
+            if text:
+                if kind not in TEXT_KINDS:
+                    raise InputError(f"text kind {kind!r} is unknown; use one of {', '.join(TEXT_KINDS)}")
+                _store_text(entities[i], kind, lang, text)
+
     def add_type(self, key: str, type_key: str) -> None:
-        e = self.entity(key)
-        if type_key not in e.types:
-            e.types.append(self._types.setdefault(type_key, type_key))  # one string object per type
+        self.add_types([self.add_entity(key)], [type_key])
+
+    def add_types(self, entity_ids: Sequence[int], type_keys: Sequence[str]) -> None:
+        """:meth:`add_type` for many statements, in order, by entity id."""
+        entities, types = self._entities, self._types
+        for i, type_key in zip(entity_ids, type_keys, strict=True):
+            e = entities[i]
+            if type_key not in e.types:
+                e.types.append(types.setdefault(type_key, type_key))  # one string object per type
 
     def add_attribute(self, key: str, name: str, value: str) -> None:
-        values = self.entity(key).attributes.setdefault(name, [])
-        if value not in values:
-            values.append(value)
+        self.add_attributes([self.add_entity(key)], [name], [value])
+
+    def add_attributes(self, entity_ids: Sequence[int], names: Sequence[str], values: Sequence[str]) -> None:
+        """:meth:`add_attribute` for many statements, in order, by entity id."""
+        entities = self._entities
+        for i, name, value in zip(entity_ids, names, values, strict=True):
+            found = entities[i].attributes.setdefault(name, [])
+            if value not in found:
+                found.append(value)
 
     def add_relation(self, key: str, labels: dict[str, list[str]] | None = None) -> int:
         """Id of relation ``key`` (created if new), merging any ``labels`` given (language -> texts)."""
@@ -652,10 +703,15 @@ class GraphBuilder:
         buf.append(t)
 
     def build(
-        self, metadata: dict | None = None, entity_filter: Callable[[Entity], bool] | None = None
+        self,
+        metadata: dict | None = None,
+        entity_filter: Callable[[Entity], bool] | None = None,
+        *,
+        keep: np.ndarray | None = None,
     ) -> KnowledgeGraph:
         """The finished graph. ``entity_filter`` keeps only entities it accepts (and triples between them),
-        renumbering in first-seen order."""
+        renumbering in first-seen order; ``keep`` does the same with a boolean mask by entity id (no call per
+        entity)."""
         entities = self._entities
         relations = list(self._relation_ids)
         relation_labels = self._relation_labels
@@ -664,8 +720,16 @@ class GraphBuilder:
             for name, buf in self._triples.items()
         }
         meta = dict(metadata or {})
+        if entity_filter is not None and keep is not None:
+            raise InputError("build: give entity_filter or keep, not both")
         if entity_filter is not None:
             keep = np.fromiter((bool(entity_filter(e)) for e in entities), dtype=bool, count=len(entities))
+        if keep is not None:
+            keep = np.asarray(keep, dtype=bool)
+            if keep.shape != (len(entities),):
+                raise InputError(
+                    f"build: keep has shape {keep.shape}, not ({len(entities)},): one flag per entity"
+                )
             new_id = np.cumsum(keep) - 1
             dropped = 0
             for name, arr in raw.items() if not keep.all() else ():
@@ -675,7 +739,7 @@ class GraphBuilder:
                 arr[:, 0] = new_id[arr[:, 0]]
                 arr[:, 2] = new_id[arr[:, 2]]
                 raw[name] = arr
-            entities = [e for e, k in zip(entities, keep, strict=True) if k]
+            entities = list(compress(entities, keep.tolist()))
             meta["filtered_out"] = {"entities": int((~keep).sum()), "triples": dropped}
         splits, duplicates = _deduplicate(raw, len(entities), len(relations))
         meta["duplicates_dropped"] = duplicates
