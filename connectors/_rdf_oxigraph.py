@@ -16,7 +16,7 @@ knowledge graph is the same. Safety, as for the rdflib path:
 from __future__ import annotations
 
 import gzip
-from itertools import islice, repeat
+from itertools import compress, islice, repeat
 from operator import attrgetter, is_
 from pathlib import Path
 from typing import Any
@@ -161,7 +161,7 @@ def _feed_chunk(chunk: list, collector: Collector, before: int) -> None:
     makes[1::2] = triple
     builder = collector.builder
     ids = np.full(2 * n, -1, np.int64)
-    ids[makes] = builder.add_entities(np.array(keys, dtype=object)[makes].tolist())
+    ids[makes] = builder.add_entities(list(compress(keys, makes.tolist())))
     s_id, o_id = ids[0::2], ids[1::2]
 
     if triple.any():
