@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 PRECISIONS = ("fp32", "bf16", "int8")
 _U32 = 2.0**-24  # unit roundoff of float32
 _U16 = 2.0**-8  # of bfloat16
-_CHUNK_FLOATS = 1 << 20  # products per block (4 MB in float32): the passes after the product run in cache
+_CHUNK_FLOATS = 1 << 22  # products per block (4 MB in float32): the passes after the product run in cache
 _EXACT_FLOATS = 1 << 23  # floats of the (rows, candidates, dim) temporaries of exact scoring
 _RULE_ROWS = 256  # query rows whose dense rule scores are held at once
 
@@ -336,11 +336,13 @@ class CandidateScorer:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The ``pool`` best selection values per row and their ids (best first), blocked over the entity matrix.
 
-        A block's product ``raw`` (float32, bfloat16 or int32) gives the selection value ``c · raw + add`` (``c``
-        the query's int8 scale, ``add`` = ``-|e|²`` for the distance forms). Once a row's pool is full, groups of
-        :data:`_GROUP` entities are compared with the pool's worst value by an upper bound of their best value
-        (``c · max raw + max add``: one pass over the product, no float copy of it), and only the few groups that
-        may beat it are gathered and finished."""
+        A block's product (float32, bfloat16 or int32) becomes the selection values in one fused pass
+        (``c · raw + add``: ``c`` the query's int8 scale, ``add`` = ``-|e|²`` for the distance forms), the
+        left-out entities set to -inf. Each row keeps the ``pool`` largest maxima of its groups of :data:`_GROUP`
+        entities seen so far: they are ``pool`` distinct entities, so the smallest of them is a floor under the
+        row's ``pool``-th best value. Only the groups whose maximum reaches the floor are copied out of the block
+        (while it is in cache) into the row's candidates: no sort or top-k of whole blocks. An entity left out has
+        a value below the floor, so below the ``pool``-th value returned."""
         num, b = table.real.shape[0], q.shape[0]
         distance = self.form == "distance"
         qs = 2.0 * q if distance else q
@@ -355,67 +357,34 @@ class CandidateScorer:
             q_lp = torch.round(qs / s_q.unsqueeze(1)).clamp_(-127, 127).to(torch.int8)
             c = (s_q * s_e).unsqueeze(1)
         add = table.neg_sq if distance else None
-        add_max = table.group_max_neg_sq(_GROUP) if distance else None
-        step = self.chunk_size or max(pool, 1024, _CHUNK_FLOATS // max(1, b) // _GROUP * _GROUP)
-        if self.chunk_size is None and step % _GROUP:
-            step += _GROUP - step % _GROUP
-        best_v = torch.full((b, 0), float("-inf"))
-        best_i = torch.zeros((b, 0), dtype=torch.long)
+        step = self.chunk_size or max(_GROUP, _CHUNK_FLOATS // max(1, b) // _GROUP * _GROUP)
+        groups_best = torch.full((b, 0), float("-inf"))  # the largest group maxima so far, per row
+        found = _Found(b, pool)
         for start in range(0, num, step):
             stop = min(num, start + step)
             block = matrix[start:stop]
-            raw = torch._int_mm(q_lp, block.T) if c is not None else q_lp @ block.T
-            full = (
-                best_v.shape[1] < pool
-                or (stop - start) % _GROUP
-                or not (self.chunk_size is None or self.chunk_size % _GROUP == 0)
-            )
-            if not full:
-                floor = best_v.amin(dim=1, keepdim=True)
-                gmax = raw.view(b, -1, _GROUP).amax(dim=2).float()
-                if c is not None:
-                    gmax = gmax * c
-                if add_max is not None:
-                    gmax += add_max[start // _GROUP : stop // _GROUP]
-                rows, idx = torch.nonzero(gmax > floor, as_tuple=True)
-                if len(rows) == 0:
-                    continue
-                counts = torch.bincount(rows, minlength=b)
-                width = int(counts.max())
-                if width * _GROUP * 4 > stop - start:
-                    full = True  # most groups pass: finish the whole block
-                else:
-                    ids = (idx * _GROUP + start).unsqueeze(1) + torch.arange(_GROUP)
-                    v = raw.view(b, -1, _GROUP)[rows, idx].float()
-                    if c is not None:
-                        v *= c[rows]
-                    if add is not None:
-                        v += add[ids]
-                    masks.apply_at(v, rows, ids)
-                    pos = torch.arange(len(rows)) - (torch.cumsum(counts, 0) - counts)[rows]
-                    bv = torch.full((b, width, _GROUP), float("-inf"))
-                    bi = torch.zeros((b, width, _GROUP), dtype=torch.long)
-                    bv[rows, pos], bi[rows, pos] = v, ids
-                    bv, bi = bv.view(b, -1), bi.view(b, -1)
-            if full:
-                v = raw.float()
-                if c is not None:
-                    v *= c
+            if c is not None:
+                raw = torch._int_mm(q_lp, block.T)
+                v = raw * c if add is None else torch.addcmul(add[start:stop], raw, c)
+            else:
+                v = (q_lp @ block.T).float()
                 if add is not None:
                     v += add[start:stop]
-                masks.apply(v, start, stop)
-                bv, bi = torch.topk(v, min(pool, stop - start), dim=1, sorted=False)
-                bi += start
-            best_v, best_i = torch.cat([best_v, bv], dim=1), torch.cat([best_i, bi], dim=1)
-            if best_v.shape[1] > 4 * pool or (best_v.shape[1] > pool and full):
-                # (a floor from candidates not yet merged is lower: it only lets more groups through)
-                best_v, pos = torch.topk(best_v, pool, dim=1, sorted=False)
-                best_i = best_i.gather(1, pos)
-        if best_v.shape[1] > pool:
-            best_v, pos = torch.topk(best_v, pool, dim=1, sorted=False)
-            best_i = best_i.gather(1, pos)
-        best_v, pos = torch.sort(best_v, dim=1, descending=True)
-        return best_v, best_i.gather(1, pos)
+            masks.apply(v, start, stop)
+            g = _GROUP if (stop - start) % _GROUP == 0 else 1
+            gmax = v.view(b, -1, g).amax(dim=2) if g > 1 else v
+            groups_best = torch.cat([groups_best, gmax], dim=1)
+            if groups_best.shape[1] > pool:
+                groups_best = torch.topk(groups_best, pool, dim=1, sorted=False).values
+            if groups_best.shape[1] < pool:
+                hit = gmax > float("-inf")
+            else:
+                hit = gmax >= groups_best.amin(dim=1, keepdim=True)
+                hit &= gmax > float("-inf")
+            rows, grp = torch.nonzero(hit, as_tuple=True)
+            if len(rows):
+                found.add(rows, v.view(b, -1, g)[rows, grp], grp * g + start)
+        return found.best()
 
     def _bound(self, table: _Table, q: torch.Tensor, precision: str) -> torch.Tensor:
         """Per row, a bound on |selection value - its exact value| for every entity."""
@@ -567,6 +536,56 @@ class _Masks:
         if len(self.ex_ids):
             out[self.ex_rows, torch.from_numpy(self.ex_ids)] = True
         return out
+
+
+class _Found:
+    """Candidates of :meth:`CandidateScorer._select` per query row: runs of values and their entity ids, packed
+    row by row into a growing buffer; when it fills, each row keeps its ``pool`` best."""
+
+    def __init__(self, b: int, pool: int) -> None:
+        self.b, self.pool = b, pool
+        self.cap = 8 * pool + 256
+        self.values = torch.full((b, self.cap), float("-inf"))
+        self.ids = torch.zeros((b, self.cap), dtype=torch.long)
+        self.fill = torch.zeros(b, dtype=torch.long)
+
+    def add(self, rows: torch.Tensor, values: torch.Tensor, first: torch.Tensor) -> None:
+        """Runs ``values`` (n, g) of rows ``rows`` (n,) (sorted), of the entities ``first + 0..g-1``."""
+        n, g = values.shape
+        counts = torch.bincount(rows, minlength=self.b)
+        need = int((self.fill + counts * g).max())
+        if need > self.cap:
+            self._keep_best()
+            need = int((self.fill + counts * g).max())
+            if need > self.cap:
+                self._grow(2 * need)
+        slot = torch.arange(n) - (torch.cumsum(counts, 0) - counts)[rows]  # each run's place in its row
+        cols = (self.fill[rows] + slot * g).unsqueeze(1) + torch.arange(g)
+        self.values[rows.unsqueeze(1), cols] = values
+        self.ids[rows.unsqueeze(1), cols] = first.unsqueeze(1) + torch.arange(g)
+        self.fill += counts * g
+
+    def _keep_best(self) -> None:
+        width = int(self.fill.max())
+        k = min(self.pool, width)
+        v, pos = torch.topk(self.values[:, :width], k, dim=1, sorted=False)
+        i = self.ids[:, :width].gather(1, pos)
+        self.values[:, :width] = float("-inf")
+        self.values[:, :k], self.ids[:, :k] = v, i
+        self.fill.fill_(k)  # (top-k's order is arbitrary: a short row's values may lie anywhere in 0..k-1)
+
+    def _grow(self, cap: int) -> None:
+        values = torch.full((self.b, cap), float("-inf"))
+        ids = torch.zeros((self.b, cap), dtype=torch.long)
+        values[:, : self.cap], ids[:, : self.cap] = self.values, self.ids
+        self.values, self.ids, self.cap = values, ids, cap
+
+    def best(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``pool`` best values per row and their ids, best first (-inf where a row has fewer)."""
+        width = int(self.fill.max()) if self.b else 0
+        k = min(self.pool, width)
+        v, pos = torch.topk(self.values[:, :width], k, dim=1, sorted=True)
+        return v, self.ids[:, :width].gather(1, pos)
 
 
 _GROUP = 32  # entities per group in the filter of CandidateScorer._select
