@@ -363,16 +363,22 @@ class CandidateScorer:
         for start in range(0, num, step):
             stop = min(num, start + step)
             block = matrix[start:stop]
-            if c is not None:
-                raw = torch._int_mm(q_lp, block.T)
-                v = raw * c if add is None else torch.addcmul(add[start:stop], raw, c)
-            else:
-                v = (q_lp @ block.T).float()
-                if add is not None:
-                    v += add[start:stop]
-            masks.apply(v, start, stop)
             g = _GROUP if (stop - start) % _GROUP == 0 else 1
-            gmax = v.view(b, -1, g).amax(dim=2) if g > 1 else v
+            if c is not None and add is None:
+                # int8, dot forms: c > 0 keeps the order, so the groups' maxima are taken on the int32 product
+                # itself and only they and the runs copied out are scaled (no float copy of the block)
+                v = torch._int_mm(q_lp, block.T)
+                masks.apply(v, start, stop, _INT_OUT)
+                gmax = _scaled(v.view(b, -1, g).amax(dim=2) if g > 1 else v, c)
+            else:
+                if c is not None:
+                    v = torch.addcmul(add[start:stop], torch._int_mm(q_lp, block.T), c)
+                else:
+                    v = (q_lp @ block.T).float()
+                    if add is not None:
+                        v += add[start:stop]
+                masks.apply(v, start, stop)
+                gmax = v.view(b, -1, g).amax(dim=2) if g > 1 else v
             groups_best = torch.cat([groups_best, gmax], dim=1)
             if groups_best.shape[1] > pool:
                 groups_best = torch.topk(groups_best, pool, dim=1, sorted=False).values
@@ -383,8 +389,12 @@ class CandidateScorer:
                 hit &= gmax > float("-inf")
             rows, grp = torch.nonzero(hit, as_tuple=True)
             if len(rows):
-                found.add(rows, v.view(b, -1, g)[rows, grp], grp * g + start)
-        return found.best()
+                run = v.view(b, -1, g)[rows, grp]
+                if run.dtype == torch.int32:
+                    run = _scaled(run, c[rows])
+                found.add(rows, run, grp * g + start, gmax[rows, grp])
+        short = groups_best.shape[1] < pool  # fewer groups than the pool: every run counts
+        return found.best(torch.full((b,), float("-inf")) if short else groups_best.amin(dim=1))
 
     def _bound(self, table: _Table, q: torch.Tensor, precision: str) -> torch.Tensor:
         """Per row, a bound on |selection value - its exact value| for every entity."""
@@ -460,21 +470,24 @@ class _Masks:
             self.ex_ids = ids[order]
         else:
             self.ex_rows, self.ex_ids = torch.zeros(0, dtype=torch.long), np.zeros(0, dtype=np.int64)
-        # type masks: distinct masks stacked, one index per row (-1: none)
+        # type masks: distinct masks stacked, one index per row (-1: none, or a mask that leaves nothing out)
         self.block_table: torch.Tensor | None = None
         self.block_row = torch.full((b,), -1, dtype=torch.long)
         if blocked is not None:
             seen: dict[int, int] = {}
             tables: list[torch.Tensor] = []
+            index = [-1] * b
             for row, m in enumerate(blocked):
                 if m is None:
                     continue
                 if id(m) not in seen:
-                    seen[id(m)] = len(tables)
-                    tables.append(m.bool())
-                self.block_row[row] = seen[id(m)]
+                    seen[id(m)] = len(tables) if bool(m.any()) else -1
+                    if seen[id(m)] >= 0:
+                        tables.append(m.bool())
+                index[row] = seen[id(m)]
             if tables:
                 self.block_table = torch.stack(tables)
+                self.block_row = torch.tensor(index, dtype=torch.long)
         self.any = self.block_table is not None or len(self.ex_ids) > 0
         self._keys: torch.Tensor | None = None
 
@@ -493,22 +506,22 @@ class _Masks:
         sub._keys = None
         return sub
 
-    def apply(self, values: torch.Tensor, start: int, stop: int) -> None:
-        """Set the left-out entries of ``values`` (rows, entities ``start..stop``) to -inf, in place."""
+    def apply(self, values: torch.Tensor, start: int, stop: int, out: float = float("-inf")) -> None:
+        """Set the left-out entries of ``values`` (rows, entities ``start..stop``) to ``out``, in place."""
         if self.block_table is not None:
             rows = self.block_row
             if bool((rows >= 0).all()) and bool((rows == rows[0]).all()):
-                values.masked_fill_(self.block_table[int(rows[0]), start:stop].unsqueeze(0), float("-inf"))
+                values.masked_fill_(self.block_table[int(rows[0]), start:stop].unsqueeze(0), out)
             else:
                 has = torch.nonzero(rows >= 0).flatten()
                 if len(has):
                     sub = values[has]
-                    sub.masked_fill_(self.block_table[rows[has], start:stop], float("-inf"))
+                    sub.masked_fill_(self.block_table[rows[has], start:stop], out)
                     values[has] = sub
         if len(self.ex_ids):
             lo, hi = np.searchsorted(self.ex_ids, [start, stop])
             if hi > lo:
-                values[self.ex_rows[lo:hi], torch.from_numpy(self.ex_ids[lo:hi] - start)] = float("-inf")
+                values[self.ex_rows[lo:hi], torch.from_numpy(self.ex_ids[lo:hi] - start)] = out
 
     def apply_at(self, values: torch.Tensor, rows: torch.Tensor, ids: torch.Tensor) -> None:
         """Set the left-out entries of gathered ``values`` (n, g) of query ``rows`` (n,) and entity ``ids`` (n, g)
@@ -539,53 +552,59 @@ class _Masks:
 
 
 class _Found:
-    """Candidates of :meth:`CandidateScorer._select` per query row: runs of values and their entity ids, packed
-    row by row into a growing buffer; when it fills, each row keeps its ``pool`` best."""
+    """Candidates of :meth:`CandidateScorer._select`: runs of a group's values copied out of a block, with the
+    group's maximum and the row's floor at the end, so only the runs that can hold one of the ``pool`` best are
+    packed (about ``pool`` per row, however many were copied while the floor was still low)."""
 
     def __init__(self, b: int, pool: int) -> None:
         self.b, self.pool = b, pool
-        self.cap = 8 * pool + 256
-        self.values = torch.full((b, self.cap), float("-inf"))
-        self.ids = torch.zeros((b, self.cap), dtype=torch.long)
-        self.fill = torch.zeros(b, dtype=torch.long)
+        self.rows: list[torch.Tensor] = []
+        self.values: list[torch.Tensor] = []
+        self.first: list[torch.Tensor] = []
+        self.maxima: list[torch.Tensor] = []
 
-    def add(self, rows: torch.Tensor, values: torch.Tensor, first: torch.Tensor) -> None:
-        """Runs ``values`` (n, g) of rows ``rows`` (n,) (sorted), of the entities ``first + 0..g-1``."""
-        n, g = values.shape
+    def add(
+        self, rows: torch.Tensor, values: torch.Tensor, first: torch.Tensor, maxima: torch.Tensor
+    ) -> None:
+        """Runs ``values`` (n, g) of rows ``rows`` (n,), of the entities ``first + 0..g-1``, whose largest values
+        are ``maxima`` (n,)."""
+        g = values.shape[1]
+        if g != _GROUP:  # a short block: one run per entity, padded to the group's width
+            values = torch.cat([values, values.new_full((len(rows), _GROUP - g), float("-inf"))], dim=1)
+        self.rows.append(rows)
+        self.values.append(values)
+        self.first.append(first)
+        self.maxima.append(maxima)
+
+    def best(self, floor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``pool`` best values per row and their ids, best first (-inf where a row has fewer); ``floor``
+        (b,): each row's final floor (a run whose maximum is below it holds none of them)."""
+        if not self.rows:
+            return torch.full((self.b, 0), float("-inf")), torch.zeros((self.b, 0), dtype=torch.long)
+        rows, first, maxima = torch.cat(self.rows), torch.cat(self.first), torch.cat(self.maxima)
+        keep = torch.nonzero(maxima >= floor[rows]).flatten()
+        rows, first = rows[keep], first[keep]
+        values = torch.cat(self.values)[keep]
+        order = torch.argsort(rows, stable=True)
+        rows, first, values = rows[order], first[order], values[order]
         counts = torch.bincount(rows, minlength=self.b)
-        need = int((self.fill + counts * g).max())
-        if need > self.cap:
-            self._keep_best()
-            need = int((self.fill + counts * g).max())
-            if need > self.cap:
-                self._grow(2 * need)
-        slot = torch.arange(n) - (torch.cumsum(counts, 0) - counts)[rows]  # each run's place in its row
-        cols = (self.fill[rows] + slot * g).unsqueeze(1) + torch.arange(g)
-        self.values[rows.unsqueeze(1), cols] = values
-        self.ids[rows.unsqueeze(1), cols] = first.unsqueeze(1) + torch.arange(g)
-        self.fill += counts * g
+        width = int(counts.max())
+        slot = torch.arange(len(rows)) - (torch.cumsum(counts, 0) - counts)[rows]
+        packed = torch.full((self.b, width, _GROUP), float("-inf"))
+        ids = torch.zeros((self.b, width, _GROUP), dtype=torch.long)
+        packed[rows, slot] = values
+        ids[rows, slot] = first.unsqueeze(1) + torch.arange(_GROUP)
+        k = min(self.pool, width * _GROUP)
+        v, pos = torch.topk(packed.view(self.b, -1), k, dim=1, sorted=True)
+        return v, ids.view(self.b, -1).gather(1, pos)
 
-    def _keep_best(self) -> None:
-        width = int(self.fill.max())
-        k = min(self.pool, width)
-        v, pos = torch.topk(self.values[:, :width], k, dim=1, sorted=False)
-        i = self.ids[:, :width].gather(1, pos)
-        self.values[:, :width] = float("-inf")
-        self.values[:, :k], self.ids[:, :k] = v, i
-        self.fill.fill_(k)  # (top-k's order is arbitrary: a short row's values may lie anywhere in 0..k-1)
 
-    def _grow(self, cap: int) -> None:
-        values = torch.full((self.b, cap), float("-inf"))
-        ids = torch.zeros((self.b, cap), dtype=torch.long)
-        values[:, : self.cap], ids[:, : self.cap] = self.values, self.ids
-        self.values, self.ids, self.cap = values, ids, cap
+_INT_OUT = -(2**31)  # a left-out entry of an int32 product (no product of int8 vectors comes near it)
 
-    def best(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The ``pool`` best values per row and their ids, best first (-inf where a row has fewer)."""
-        width = int(self.fill.max()) if self.b else 0
-        k = min(self.pool, width)
-        v, pos = torch.topk(self.values[:, :width], k, dim=1, sorted=True)
-        return v, self.ids[:, :width].gather(1, pos)
+
+def _scaled(raw: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """int32 products times their row's scale ``c``; left-out entries (:data:`_INT_OUT`) become -inf."""
+    return (raw.float() * c).masked_fill_(raw == _INT_OUT, float("-inf"))
 
 
 _GROUP = 32  # entities per group in the filter of CandidateScorer._select
