@@ -122,14 +122,22 @@ def main(argv: list[str] | None = None) -> str:
         "--batch-size", type=int, default=2048, help="subjects ranked together (enrich's default)"
     )
     parser.add_argument("--out", type=Path, help="also write the Markdown report here")
+    parser.add_argument("--threads", type=int, help="torch threads of each enrichment (default: all cores)")
     parser.add_argument(
         "--model-dir",
         type=Path,
         help="keep the trained model here and reuse it when a run of the same size left one",
     )
     args = parser.parse_args(argv)
-
+    # OpenMP threads that spin while waiting lose badly when other processes share the cores (as in ranking.py);
+    # set before torch loads here and in each enrichment's process, unless the caller chose a policy
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if args.threads:
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)
     import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="kgemb-enrich-bench-") as tmp:
@@ -160,7 +168,8 @@ def main(argv: list[str] | None = None) -> str:
         f"(`{RELATION}`), k = 5, N-Triples out, reification. Model: structure mode, "
         f"{info.get('interaction', 'rotate')}, one epoch. "
         f"Python {sys.version.split()[0]}, torch {torch.__version__}, {os.cpu_count()} CPU cores "
-        f"({torch.get_num_threads()} torch threads), CPU only; {args.batch_size} subjects per batch.",
+        f"({torch.get_num_threads()} torch threads, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}), CPU only; "
+        f"{args.batch_size} subjects per batch.",
         "",
         "The floor is the arithmetic alone: one float32 product of each subject with every entity "
         "(2 · entities · dim FLOPs) at this machine's measured float32 GEMM rate "

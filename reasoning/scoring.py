@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 PRECISIONS = ("fp32", "bf16", "int8")
 _U32 = 2.0**-24  # unit roundoff of float32
 _U16 = 2.0**-8  # of bfloat16
-_CHUNK_FLOATS = 1 << 22  # products per block (4 MB in float32): the passes after the product run in cache
+_CHUNK_FLOATS = 1 << 22  # products per block (16 MB in float32): few blocks, each filtered once after its product
 _EXACT_FLOATS = 1 << 23  # floats of the (rows, candidates, dim) temporaries of exact scoring
 _RULE_ROWS = 256  # query rows whose dense rule scores are held at once
 
@@ -54,16 +54,7 @@ class _Table:
         self.neg_sq = -self.sq
         self.max_norm = float(self.sq.max().sqrt()) if len(self.sq) else 0.0
         self._bf16: torch.Tensor | None = None
-        self._group_max: torch.Tensor | None = None
         self._int8: tuple[torch.Tensor, float, float] | None = None
-
-    def group_max_neg_sq(self, g: int) -> torch.Tensor:
-        """The largest ``-|e|²`` of each run of ``g`` entities (the last run may be short)."""
-        if self._group_max is None:
-            pad = (-len(self.neg_sq)) % g
-            x = torch.cat([self.neg_sq, self.neg_sq.new_full((pad,), float("-inf"))])
-            self._group_max = x.view(-1, g).amax(dim=1)
-        return self._group_max
 
     @property
     def bf16(self) -> torch.Tensor:
@@ -489,7 +480,6 @@ class _Masks:
                 self.block_table = torch.stack(tables)
                 self.block_row = torch.tensor(index, dtype=torch.long)
         self.any = self.block_table is not None or len(self.ex_ids) > 0
-        self._keys: torch.Tensor | None = None
 
     def rows(self, rows: torch.Tensor) -> _Masks:
         """The masks of a subset of the rows, renumbered."""
@@ -503,7 +493,6 @@ class _Masks:
         sub.block_table = self.block_table
         sub.block_row = self.block_row[rows]
         sub.any = sub.block_table is not None or len(sub.ex_ids) > 0
-        sub._keys = None
         return sub
 
     def apply(self, values: torch.Tensor, start: int, stop: int, out: float = float("-inf")) -> None:
@@ -522,23 +511,6 @@ class _Masks:
             lo, hi = np.searchsorted(self.ex_ids, [start, stop])
             if hi > lo:
                 values[self.ex_rows[lo:hi], torch.from_numpy(self.ex_ids[lo:hi] - start)] = out
-
-    def apply_at(self, values: torch.Tensor, rows: torch.Tensor, ids: torch.Tensor) -> None:
-        """Set the left-out entries of gathered ``values`` (n, g) of query ``rows`` (n,) and entity ``ids`` (n, g)
-        to -inf, in place."""
-        if self.block_table is not None:
-            table_row = self.block_row[rows]
-            has = table_row >= 0
-            if bool(has.any()):
-                hit = torch.zeros_like(values, dtype=torch.bool)
-                hit[has] = self.block_table[table_row[has].unsqueeze(1), ids[has]]
-                values.masked_fill_(hit, float("-inf"))
-        if len(self.ex_ids):
-            if self._keys is None:
-                self._keys = torch.sort(self.ex_rows * self.num + torch.from_numpy(self.ex_ids)).values
-            keys = rows.unsqueeze(1) * self.num + ids
-            at = torch.searchsorted(self._keys, keys).clamp_max_(len(self._keys) - 1)
-            values.masked_fill_(self._keys[at] == keys, float("-inf"))
 
     def dense(self) -> torch.Tensor:
         """All masks as one boolean ``(rows, num)`` tensor (True: left out)."""
