@@ -4,9 +4,11 @@ and k = 5 over a generated 100,000-entity N-Triples graph, with the model alread
     nice python benchmarks/enrich.py              # 100,000 entities, 1,000,000 statements, dim 256, fp32/bf16/int8
     python benchmarks/enrich.py --entities 20000 --statements 200000 --dims 64 --out report.md
 
-The model is trained in structure mode for one epoch (RotatE, the default interaction): ranking costs the same
-for a well or a badly trained model of the same size, so one epoch is enough for timing. Its calibration is fitted
-and saved with it, as ``kgemb evaluate`` or a first ``kgemb enrich`` would leave it. Each enrichment runs in its
+The model is trained in structure mode for one epoch (the default interaction, named in the report): ranking
+costs the same for a well or a badly trained model of the same size, so one epoch is enough for timing.
+``--model-dir DIR`` keeps the trained model in DIR and reuses it on the next run (the graph comes from a fixed
+seed, so it is the same graph; training takes far longer than the enrichments on 2 cores). Its calibration is
+fitted and saved with it, as ``kgemb evaluate`` or a first ``kgemb enrich`` would leave it. Each enrichment runs in its
 own process, so peak RSS (``ru_maxrss``) is that run's alone. "ranking" is the loop over subjects (scores, top k,
 the prediction text); "end to end" adds reading the model, the pass that indexes INPUT, and writing OUTPUT with
 every asserted statement copied through. Wall-clock figures count other work on a shared machine too.
@@ -39,7 +41,8 @@ model = kgemb.train(kg, mode="structure", dim=dim, epochs=1, early_stopping=Fals
 model.save(out)
 LinkPredictor(model, directory=out).calibration  # fitted on the validation split and saved beside the model
 print(json.dumps({"seconds": time.perf_counter() - start, "entities": kg.num_entities,
-                  "relations": kg.num_relations, "train_triples": int(len(kg.triples("train")))}))
+                  "relations": kg.num_relations, "train_triples": int(len(kg.triples("train"))),
+                  "interaction": model.config["interaction"]}))
 """
 
 ENRICH = r"""
@@ -66,6 +69,20 @@ def _run(script: str, *args: str) -> dict:
     if done.returncode != 0:
         raise SystemExit(f"benchmark step failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _trained(source: Path, tmp: Path, args: argparse.Namespace, dim: int) -> tuple[dict, Path]:
+    """The training run's figures and the model's folder: trained now, or the one ``--model-dir`` kept."""
+    if args.model_dir is None:
+        model_dir = tmp / f"model-{dim}"
+        return _run(TRAIN, str(source), str(model_dir), str(dim)), model_dir
+    model_dir = args.model_dir / f"model-{args.entities}-{args.statements}-{dim}"
+    info = model_dir / "benchmark-train.json"
+    if info.is_file():
+        return json.loads(info.read_text(encoding="utf-8")), model_dir
+    trained = _run(TRAIN, str(source), str(model_dir), str(dim))
+    info.write_text(json.dumps(trained), encoding="utf-8")
+    return trained, model_dir
 
 
 def info_entities(rows: list[dict]) -> int:
@@ -105,17 +122,29 @@ def main(argv: list[str] | None = None) -> str:
         "--batch-size", type=int, default=2048, help="subjects ranked together (enrich's default)"
     )
     parser.add_argument("--out", type=Path, help="also write the Markdown report here")
+    parser.add_argument("--threads", type=int, help="torch threads of each enrichment (default: all cores)")
+    parser.add_argument(
+        "--model-dir",
+        type=Path,
+        help="keep the trained model here and reuse it when a run of the same size left one",
+    )
     args = parser.parse_args(argv)
-
+    # OpenMP threads that spin while waiting lose badly when other processes share the cores (as in ranking.py);
+    # set before torch loads here and in each enrichment's process, unless the caller chose a policy
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if args.threads:
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)
     import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="kgemb-enrich-bench-") as tmp:
         source = Path(tmp) / "graph.nt"
         generate(source, args.statements, args.entities)
         for dim in args.dims:
-            model_dir = Path(tmp) / f"model-{dim}"
-            trained = _run(TRAIN, str(source), str(model_dir), str(dim))
+            trained, model_dir = _trained(source, Path(tmp), args, dim)
             for precision in args.precisions:
                 output = Path(tmp) / f"enriched-{dim}-{precision}.nt"
                 result = _run(
@@ -136,9 +165,11 @@ def main(argv: list[str] | None = None) -> str:
     lines = [
         f"`kgemb enrich` over a generated graph: {info['entities']:,} entities, {info['relations']} relations, "
         f"{args.statements:,} N-Triples statements ({info['train_triples']:,} training triples); one relation "
-        f"(`{RELATION}`), k = 5, N-Triples out, reification. Model: structure mode, RotatE, one epoch. "
+        f"(`{RELATION}`), k = 5, N-Triples out, reification. Model: structure mode, "
+        f"{info.get('interaction', 'rotate')}, one epoch. "
         f"Python {sys.version.split()[0]}, torch {torch.__version__}, {os.cpu_count()} CPU cores "
-        f"({torch.get_num_threads()} torch threads), CPU only; {args.batch_size} subjects per batch.",
+        f"({torch.get_num_threads()} torch threads, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}), CPU only; "
+        f"{args.batch_size} subjects per batch.",
         "",
         "The floor is the arithmetic alone: one float32 product of each subject with every entity "
         "(2 · entities · dim FLOPs) at this machine's measured float32 GEMM rate "

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 PRECISIONS = ("fp32", "bf16", "int8")
 _U32 = 2.0**-24  # unit roundoff of float32
 _U16 = 2.0**-8  # of bfloat16
-_CHUNK_FLOATS = 1 << 20  # products per block (4 MB in float32): the passes after the product run in cache
+_CHUNK_FLOATS = 1 << 22  # products per block (16 MB in float32): few blocks, each filtered once after its product
 _EXACT_FLOATS = 1 << 23  # floats of the (rows, candidates, dim) temporaries of exact scoring
 _RULE_ROWS = 256  # query rows whose dense rule scores are held at once
 
@@ -54,16 +54,7 @@ class _Table:
         self.neg_sq = -self.sq
         self.max_norm = float(self.sq.max().sqrt()) if len(self.sq) else 0.0
         self._bf16: torch.Tensor | None = None
-        self._group_max: torch.Tensor | None = None
         self._int8: tuple[torch.Tensor, float, float] | None = None
-
-    def group_max_neg_sq(self, g: int) -> torch.Tensor:
-        """The largest ``-|e|²`` of each run of ``g`` entities (the last run may be short)."""
-        if self._group_max is None:
-            pad = (-len(self.neg_sq)) % g
-            x = torch.cat([self.neg_sq, self.neg_sq.new_full((pad,), float("-inf"))])
-            self._group_max = x.view(-1, g).amax(dim=1)
-        return self._group_max
 
     @property
     def bf16(self) -> torch.Tensor:
@@ -336,11 +327,13 @@ class CandidateScorer:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The ``pool`` best selection values per row and their ids (best first), blocked over the entity matrix.
 
-        A block's product ``raw`` (float32, bfloat16 or int32) gives the selection value ``c · raw + add`` (``c``
-        the query's int8 scale, ``add`` = ``-|e|²`` for the distance forms). Once a row's pool is full, groups of
-        :data:`_GROUP` entities are compared with the pool's worst value by an upper bound of their best value
-        (``c · max raw + max add``: one pass over the product, no float copy of it), and only the few groups that
-        may beat it are gathered and finished."""
+        A block's product (float32, bfloat16 or int32) becomes the selection values in one fused pass
+        (``c · raw + add``: ``c`` the query's int8 scale, ``add`` = ``-|e|²`` for the distance forms), the
+        left-out entities set to -inf. Each row keeps the ``pool`` largest maxima of its groups of :data:`_GROUP`
+        entities seen so far: they are ``pool`` distinct entities, so the smallest of them is a floor under the
+        row's ``pool``-th best value. Only the groups whose maximum reaches the floor are copied out of the block
+        (while it is in cache) into the row's candidates: no sort or top-k of whole blocks. An entity left out has
+        a value below the floor, so below the ``pool``-th value returned."""
         num, b = table.real.shape[0], q.shape[0]
         distance = self.form == "distance"
         qs = 2.0 * q if distance else q
@@ -355,67 +348,44 @@ class CandidateScorer:
             q_lp = torch.round(qs / s_q.unsqueeze(1)).clamp_(-127, 127).to(torch.int8)
             c = (s_q * s_e).unsqueeze(1)
         add = table.neg_sq if distance else None
-        add_max = table.group_max_neg_sq(_GROUP) if distance else None
-        step = self.chunk_size or max(pool, 1024, _CHUNK_FLOATS // max(1, b) // _GROUP * _GROUP)
-        if self.chunk_size is None and step % _GROUP:
-            step += _GROUP - step % _GROUP
-        best_v = torch.full((b, 0), float("-inf"))
-        best_i = torch.zeros((b, 0), dtype=torch.long)
+        step = self.chunk_size or max(_GROUP, _CHUNK_FLOATS // max(1, b) // _GROUP * _GROUP)
+        groups_best = torch.full((b, 0), float("-inf"))  # the largest group maxima so far, per row
+        found = _Found(b, pool)
         for start in range(0, num, step):
             stop = min(num, start + step)
             block = matrix[start:stop]
-            raw = torch._int_mm(q_lp, block.T) if c is not None else q_lp @ block.T
-            full = (
-                best_v.shape[1] < pool
-                or (stop - start) % _GROUP
-                or not (self.chunk_size is None or self.chunk_size % _GROUP == 0)
-            )
-            if not full:
-                floor = best_v.amin(dim=1, keepdim=True)
-                gmax = raw.view(b, -1, _GROUP).amax(dim=2).float()
+            g = _GROUP if (stop - start) % _GROUP == 0 else 1
+            if c is not None and add is None:
+                # int8, dot forms: c > 0 keeps the order, so the groups' maxima are taken on the int32 product
+                # itself and only they and the runs copied out are scaled (no float copy of the block)
+                v = torch._int_mm(q_lp, block.T)
+                masks.apply(v, start, stop, _INT_OUT)
+                gmax = _scaled(v.view(b, -1, g).amax(dim=2) if g > 1 else v, c)
+            else:
                 if c is not None:
-                    gmax = gmax * c
-                if add_max is not None:
-                    gmax += add_max[start // _GROUP : stop // _GROUP]
-                rows, idx = torch.nonzero(gmax > floor, as_tuple=True)
-                if len(rows) == 0:
-                    continue
-                counts = torch.bincount(rows, minlength=b)
-                width = int(counts.max())
-                if width * _GROUP * 4 > stop - start:
-                    full = True  # most groups pass: finish the whole block
+                    v = torch.addcmul(add[start:stop], torch._int_mm(q_lp, block.T), c)
                 else:
-                    ids = (idx * _GROUP + start).unsqueeze(1) + torch.arange(_GROUP)
-                    v = raw.view(b, -1, _GROUP)[rows, idx].float()
-                    if c is not None:
-                        v *= c[rows]
+                    v = (q_lp @ block.T).float()
                     if add is not None:
-                        v += add[ids]
-                    masks.apply_at(v, rows, ids)
-                    pos = torch.arange(len(rows)) - (torch.cumsum(counts, 0) - counts)[rows]
-                    bv = torch.full((b, width, _GROUP), float("-inf"))
-                    bi = torch.zeros((b, width, _GROUP), dtype=torch.long)
-                    bv[rows, pos], bi[rows, pos] = v, ids
-                    bv, bi = bv.view(b, -1), bi.view(b, -1)
-            if full:
-                v = raw.float()
-                if c is not None:
-                    v *= c
-                if add is not None:
-                    v += add[start:stop]
+                        v += add[start:stop]
                 masks.apply(v, start, stop)
-                bv, bi = torch.topk(v, min(pool, stop - start), dim=1, sorted=False)
-                bi += start
-            best_v, best_i = torch.cat([best_v, bv], dim=1), torch.cat([best_i, bi], dim=1)
-            if best_v.shape[1] > 4 * pool or (best_v.shape[1] > pool and full):
-                # (a floor from candidates not yet merged is lower: it only lets more groups through)
-                best_v, pos = torch.topk(best_v, pool, dim=1, sorted=False)
-                best_i = best_i.gather(1, pos)
-        if best_v.shape[1] > pool:
-            best_v, pos = torch.topk(best_v, pool, dim=1, sorted=False)
-            best_i = best_i.gather(1, pos)
-        best_v, pos = torch.sort(best_v, dim=1, descending=True)
-        return best_v, best_i.gather(1, pos)
+                gmax = v.view(b, -1, g).amax(dim=2) if g > 1 else v
+            groups_best = torch.cat([groups_best, gmax], dim=1)
+            if groups_best.shape[1] > pool:
+                groups_best = torch.topk(groups_best, pool, dim=1, sorted=False).values
+            if groups_best.shape[1] < pool:
+                hit = gmax > float("-inf")
+            else:
+                hit = gmax >= groups_best.amin(dim=1, keepdim=True)
+                hit &= gmax > float("-inf")
+            rows, grp = torch.nonzero(hit, as_tuple=True)
+            if len(rows):
+                run = v.view(b, -1, g)[rows, grp]
+                if run.dtype == torch.int32:
+                    run = _scaled(run, c[rows])
+                found.add(rows, run, grp * g + start, gmax[rows, grp])
+        short = groups_best.shape[1] < pool  # fewer groups than the pool: every run counts
+        return found.best(torch.full((b,), float("-inf")) if short else groups_best.amin(dim=1))
 
     def _bound(self, table: _Table, q: torch.Tensor, precision: str) -> torch.Tensor:
         """Per row, a bound on |selection value - its exact value| for every entity."""
@@ -491,23 +461,25 @@ class _Masks:
             self.ex_ids = ids[order]
         else:
             self.ex_rows, self.ex_ids = torch.zeros(0, dtype=torch.long), np.zeros(0, dtype=np.int64)
-        # type masks: distinct masks stacked, one index per row (-1: none)
+        # type masks: distinct masks stacked, one index per row (-1: none, or a mask that leaves nothing out)
         self.block_table: torch.Tensor | None = None
         self.block_row = torch.full((b,), -1, dtype=torch.long)
         if blocked is not None:
             seen: dict[int, int] = {}
             tables: list[torch.Tensor] = []
+            index = [-1] * b
             for row, m in enumerate(blocked):
                 if m is None:
                     continue
                 if id(m) not in seen:
-                    seen[id(m)] = len(tables)
-                    tables.append(m.bool())
-                self.block_row[row] = seen[id(m)]
+                    seen[id(m)] = len(tables) if bool(m.any()) else -1
+                    if seen[id(m)] >= 0:
+                        tables.append(m.bool())
+                index[row] = seen[id(m)]
             if tables:
                 self.block_table = torch.stack(tables)
+                self.block_row = torch.tensor(index, dtype=torch.long)
         self.any = self.block_table is not None or len(self.ex_ids) > 0
-        self._keys: torch.Tensor | None = None
 
     def rows(self, rows: torch.Tensor) -> _Masks:
         """The masks of a subset of the rows, renumbered."""
@@ -521,42 +493,24 @@ class _Masks:
         sub.block_table = self.block_table
         sub.block_row = self.block_row[rows]
         sub.any = sub.block_table is not None or len(sub.ex_ids) > 0
-        sub._keys = None
         return sub
 
-    def apply(self, values: torch.Tensor, start: int, stop: int) -> None:
-        """Set the left-out entries of ``values`` (rows, entities ``start..stop``) to -inf, in place."""
+    def apply(self, values: torch.Tensor, start: int, stop: int, out: float = float("-inf")) -> None:
+        """Set the left-out entries of ``values`` (rows, entities ``start..stop``) to ``out``, in place."""
         if self.block_table is not None:
             rows = self.block_row
             if bool((rows >= 0).all()) and bool((rows == rows[0]).all()):
-                values.masked_fill_(self.block_table[int(rows[0]), start:stop].unsqueeze(0), float("-inf"))
+                values.masked_fill_(self.block_table[int(rows[0]), start:stop].unsqueeze(0), out)
             else:
                 has = torch.nonzero(rows >= 0).flatten()
                 if len(has):
                     sub = values[has]
-                    sub.masked_fill_(self.block_table[rows[has], start:stop], float("-inf"))
+                    sub.masked_fill_(self.block_table[rows[has], start:stop], out)
                     values[has] = sub
         if len(self.ex_ids):
             lo, hi = np.searchsorted(self.ex_ids, [start, stop])
             if hi > lo:
-                values[self.ex_rows[lo:hi], torch.from_numpy(self.ex_ids[lo:hi] - start)] = float("-inf")
-
-    def apply_at(self, values: torch.Tensor, rows: torch.Tensor, ids: torch.Tensor) -> None:
-        """Set the left-out entries of gathered ``values`` (n, g) of query ``rows`` (n,) and entity ``ids`` (n, g)
-        to -inf, in place."""
-        if self.block_table is not None:
-            table_row = self.block_row[rows]
-            has = table_row >= 0
-            if bool(has.any()):
-                hit = torch.zeros_like(values, dtype=torch.bool)
-                hit[has] = self.block_table[table_row[has].unsqueeze(1), ids[has]]
-                values.masked_fill_(hit, float("-inf"))
-        if len(self.ex_ids):
-            if self._keys is None:
-                self._keys = torch.sort(self.ex_rows * self.num + torch.from_numpy(self.ex_ids)).values
-            keys = rows.unsqueeze(1) * self.num + ids
-            at = torch.searchsorted(self._keys, keys).clamp_max_(len(self._keys) - 1)
-            values.masked_fill_(self._keys[at] == keys, float("-inf"))
+                values[self.ex_rows[lo:hi], torch.from_numpy(self.ex_ids[lo:hi] - start)] = out
 
     def dense(self) -> torch.Tensor:
         """All masks as one boolean ``(rows, num)`` tensor (True: left out)."""
@@ -567,6 +521,62 @@ class _Masks:
         if len(self.ex_ids):
             out[self.ex_rows, torch.from_numpy(self.ex_ids)] = True
         return out
+
+
+class _Found:
+    """Candidates of :meth:`CandidateScorer._select`: runs of a group's values copied out of a block, with the
+    group's maximum and the row's floor at the end, so only the runs that can hold one of the ``pool`` best are
+    packed (about ``pool`` per row, however many were copied while the floor was still low)."""
+
+    def __init__(self, b: int, pool: int) -> None:
+        self.b, self.pool = b, pool
+        self.rows: list[torch.Tensor] = []
+        self.values: list[torch.Tensor] = []
+        self.first: list[torch.Tensor] = []
+        self.maxima: list[torch.Tensor] = []
+
+    def add(
+        self, rows: torch.Tensor, values: torch.Tensor, first: torch.Tensor, maxima: torch.Tensor
+    ) -> None:
+        """Runs ``values`` (n, g) of rows ``rows`` (n,), of the entities ``first + 0..g-1``, whose largest values
+        are ``maxima`` (n,)."""
+        g = values.shape[1]
+        if g != _GROUP:  # a short block: one run per entity, padded to the group's width
+            values = torch.cat([values, values.new_full((len(rows), _GROUP - g), float("-inf"))], dim=1)
+        self.rows.append(rows)
+        self.values.append(values)
+        self.first.append(first)
+        self.maxima.append(maxima)
+
+    def best(self, floor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``pool`` best values per row and their ids, best first (-inf where a row has fewer); ``floor``
+        (b,): each row's final floor (a run whose maximum is below it holds none of them)."""
+        if not self.rows:
+            return torch.full((self.b, 0), float("-inf")), torch.zeros((self.b, 0), dtype=torch.long)
+        rows, first, maxima = torch.cat(self.rows), torch.cat(self.first), torch.cat(self.maxima)
+        keep = torch.nonzero(maxima >= floor[rows]).flatten()
+        rows, first = rows[keep], first[keep]
+        values = torch.cat(self.values)[keep]
+        order = torch.argsort(rows, stable=True)
+        rows, first, values = rows[order], first[order], values[order]
+        counts = torch.bincount(rows, minlength=self.b)
+        width = int(counts.max())
+        slot = torch.arange(len(rows)) - (torch.cumsum(counts, 0) - counts)[rows]
+        packed = torch.full((self.b, width, _GROUP), float("-inf"))
+        ids = torch.zeros((self.b, width, _GROUP), dtype=torch.long)
+        packed[rows, slot] = values
+        ids[rows, slot] = first.unsqueeze(1) + torch.arange(_GROUP)
+        k = min(self.pool, width * _GROUP)
+        v, pos = torch.topk(packed.view(self.b, -1), k, dim=1, sorted=True)
+        return v, ids.view(self.b, -1).gather(1, pos)
+
+
+_INT_OUT = -(2**31)  # a left-out entry of an int32 product (no product of int8 vectors comes near it)
+
+
+def _scaled(raw: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """int32 products times their row's scale ``c``; left-out entries (:data:`_INT_OUT`) become -inf."""
+    return (raw.float() * c).masked_fill_(raw == _INT_OUT, float("-inf"))
 
 
 _GROUP = 32  # entities per group in the filter of CandidateScorer._select

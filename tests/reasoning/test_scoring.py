@@ -75,10 +75,17 @@ def _plain(model: TrainedModel, side: str, anchors, rels, k, exclude=None, block
 
 
 def _check(
-    model: TrainedModel, side: str, precision: str, k: int = 10, masks: bool = False, near_ties: bool = False
+    model: TrainedModel,
+    side: str,
+    precision: str,
+    k: int = 10,
+    masks: bool = False,
+    near_ties: bool = False,
+    chunk_size: int | None = None,
 ) -> CandidateScorer:
     """``near_ties``: scores closer than float32 rounding may come in either order; then each id returned must
-    have the plain score returned beside it (a valid top k), instead of the very same ids."""
+    have the plain score returned beside it (a valid top k), instead of the very same ids. ``chunk_size``:
+    entities per block of the selection (default: the scorer's own)."""
     rng = np.random.default_rng(1)
     anchors = rng.integers(0, ENTITIES, 40)
     rels = rng.integers(0, RELATIONS, 40)
@@ -88,7 +95,7 @@ def _check(
         type_mask = torch.from_numpy(rng.random(ENTITIES) < 0.3)
         blocked = [type_mask if r % 2 else None for r in rels]
     want_v, want_i = _plain(model, side, anchors.tolist(), rels.tolist(), k, exclude, blocked)
-    scorer = CandidateScorer(model, precision=precision)
+    scorer = CandidateScorer(model, precision=precision, chunk_size=chunk_size)
     got_v, got_i = scorer.best(
         side,
         scorer.anchors(anchors),
@@ -116,6 +123,18 @@ def test_every_precision_gives_the_plain_top_k(interaction: str, precision: str)
     for side in ("tail", "head"):
         _check(model, side, precision)
     _check(model, "tail", precision, k=25, masks=True)
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+@pytest.mark.parametrize("interaction", ["rotate", "distmult"])
+def test_the_group_filter_over_many_blocks_gives_the_plain_top_k(interaction: str, precision: str) -> None:
+    """Blocks of 64 entities (two groups of the selection's filter each, 47 blocks, a short last one): only
+    the groups whose maximum reaches the row's floor are kept, and the answers are still the plain ones."""
+    model = _model(interaction, dim=64)
+    for side in ("tail", "head"):
+        _check(model, side, precision, chunk_size=64)
+    _check(model, "tail", precision, k=25, masks=True, chunk_size=64)
+    _check(model, "tail", precision, k=1, masks=True, chunk_size=256)
 
 
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
