@@ -14,6 +14,7 @@ into N contiguous blocks; :func:`shard_block` is the one rule both use.
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -73,7 +74,16 @@ def init(device: str | None) -> torch.device | None:
         # rank 0 encodes the texts and evaluates while the others wait in a collective: allow hours, not minutes
         hours = float(os.environ.get("KGEMB_DIST_TIMEOUT_HOURS", "12"))
         dist.init_process_group(backend="nccl" if cuda else "gloo", timeout=timedelta(hours=hours))
+        # a rank that exits with the group alive can abort in the interpreter's teardown (gloo's worker threads
+        # still hold tensors: "terminate called without an active exception"); leave it while Python is whole
+        atexit.register(shutdown)
     return here
+
+
+def shutdown() -> None:
+    """Leave the process group :func:`init` joined (each rank on its own; no collective)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def active() -> bool:
