@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 PRECISIONS = ("fp32", "bf16", "int8")
 _U32 = 2.0**-24  # unit roundoff of float32
 _U16 = 2.0**-8  # of bfloat16
-_CHUNK_FLOATS = 1 << 22  # products per block (16 MB in float32): few blocks, each filtered once after its product
+_CHUNK_FLOATS = 1 << 22  # products per block (16 MB in float32): each filtered once after its product
 _EXACT_FLOATS = 1 << 23  # floats of the (rows, candidates, dim) temporaries of exact scoring
 _RULE_ROWS = 256  # query rows whose dense rule scores are held at once
 

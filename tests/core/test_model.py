@@ -170,3 +170,27 @@ def test_relation_vectors_can_start_from_relation_names(tiny_kg, default_encoder
         **{**FAST, "epochs": 2},
     )
     assert model.config["training"]["relation_text_init"] is True
+
+
+@pytest.mark.parametrize("rows", [1, 2, 10, 32, 33, 70])
+def test_product_scores_equal_the_plain_formulas_in_both_orientations(rows: int) -> None:
+    """Few queries are multiplied as candidates @ queries (a faster orientation), more as queries @ candidates;
+    both give q·t and -|q - t| (and the ranking proxy 2 q·t - |t|²) to float32 accuracy, with gradients."""
+    from kgemb.model import product_scores
+
+    gen = torch.Generator().manual_seed(rows)
+    q, cand = torch.randn(rows, 24, generator=gen), torch.randn(500, 24, generator=gen)
+    q64, c64 = q.double(), cand.double()
+    expected = {
+        ("dot", True): q64 @ c64.T,
+        ("distance", True): -torch.cdist(q64, c64),
+        ("distance", False): 2 * q64 @ c64.T - (c64 * c64).sum(dim=1),
+    }
+    for (form, raw), want in expected.items():
+        got = product_scores(form, q, cand, raw=raw)
+        assert got.shape == (rows, 500) and got.is_contiguous()
+        torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-4)
+    leaf = q.clone().requires_grad_(True)
+    product_scores("distance", leaf, cand).sum().backward()
+    want_grad = torch.func.grad(lambda x: -torch.cdist(x, c64).sum())(q64)
+    torch.testing.assert_close(leaf.grad.double(), want_grad, rtol=1e-5, atol=1e-4)
