@@ -358,7 +358,21 @@ def query_vector(interaction: Any, side: Side, anchor: torch.Tensor, rel: torch.
     return torch.conj(rel) * anchor  # ComplEx, and RotatE (|r| = 1): |h r - t| = |h - conj(r) t|
 
 
-_FEW_ROWS = 32  # queries up to which product_scores multiplies the candidates by the queries
+_FEW_ROWS = 32  # float32 queries up to which the candidates are multiplied by the queries (see matmul_t)
+
+
+def _few_rows(q: torch.Tensor, cand: torch.Tensor) -> bool:
+    return q.dtype == torch.float32 and q.shape[0] <= _FEW_ROWS < cand.shape[0]
+
+
+def matmul_t(q: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
+    """``q @ cand.T`` (b, C), contiguous. A few float32 rows are computed as ``(cand @ q.T).T``: MKL runs the tall
+    product on both threads, about twice as fast here (10 x 100k x 256: 14 vs 26 ms), and one row as two (its
+    matrix-vector path reads 1M x 256 at ~1.7 GB/s: 150 ms against 50 ms for a two-column product)."""
+    b = q.shape[0]
+    if not _few_rows(q, cand):
+        return q @ cand.T
+    return (cand @ (q if b > 1 else q.expand(2, -1)).T).T[:b].contiguous()
 
 
 def product_scores(
@@ -373,14 +387,11 @@ def product_scores(
     ``raw=False`` (distance form) returns ``2 q·t - |t|²``, which ranks like the score within each row: one fused
     matrix product and no square root.
     """
-    tn = None if form == "dot" else (cand * cand).sum(dim=-1) if cand_sq_norms is None else cand_sq_norms
-    if 1 < q.shape[0] <= _FEW_ROWS < cand.shape[0]:
-        # a few queries: MKL runs cand @ q.T (tall, both threads) about twice as fast as q @ cand.T (wide)
-        if tn is None:
-            return (cand @ q.T).T.contiguous()
-        proxy = torch.addmm(tn.unsqueeze(1), cand, q.T, beta=-1.0, alpha=2.0).T.contiguous()
-    elif tn is None:
-        return q @ cand.T
+    if form == "dot":
+        return matmul_t(q, cand)
+    tn = (cand * cand).sum(dim=-1) if cand_sq_norms is None else cand_sq_norms
+    if _few_rows(q, cand):
+        proxy = torch.add(-tn, matmul_t(q, cand), alpha=2.0)
     else:
         proxy = torch.addmm(tn.unsqueeze(0), q, cand.T, beta=-1.0, alpha=2.0)
     if not raw:

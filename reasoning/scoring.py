@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from kgemb.errors import InputError
-from kgemb.model import Side, product_scores, query_vector, to_interaction_layout, to_real_layout
+from kgemb.model import Side, matmul_t, product_scores, query_vector, to_interaction_layout, to_real_layout
 
 if TYPE_CHECKING:
     from kgemb.model import TrainedModel
@@ -182,9 +182,7 @@ class CandidateScorer:
         if self.form is not None:
             table = self.table()
             q = self._query(side, anchor, rel)
-            if self.form == "dot":
-                return q @ table.real.T
-            return product_scores("distance", q, table.real, table.sq)
+            return product_scores(self.form, q, table.real, table.sq)
         out = torch.empty(b, num)
         step = self._plain_step(b)
         for start in range(0, num, step):
@@ -365,7 +363,7 @@ class CandidateScorer:
                 if c is not None:
                     v = torch.addcmul(add[start:stop], torch._int_mm(q_lp, block.T), c)
                 else:
-                    v = (q_lp @ block.T).float()
+                    v = matmul_t(q_lp, block).float()
                     if add is not None:
                         v += add[start:stop]
                 masks.apply(v, start, stop)
