@@ -248,10 +248,15 @@ def one(n: int, batches: int, eval_sample: int, enrich_sample: int, encode_sampl
         )
         from neo4j import GraphDatabase
 
-        with GraphDatabase.driver(neo4j_uri) as driver, driver.session() as session:  # empty for the next size
+        with (
+            GraphDatabase.driver(neo4j_uri) as driver,
+            driver.session() as session,
+        ):  # empty for the next size
             session.run("MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 20000 ROWS").consume()
-            for kind, show in (("CONSTRAINT", "SHOW CONSTRAINTS YIELD name RETURN name"),
-                               ("INDEX", "SHOW INDEXES YIELD name, type WHERE type <> 'LOOKUP' RETURN name")):
+            for kind, show in (
+                ("CONSTRAINT", "SHOW CONSTRAINTS YIELD name RETURN name"),
+                ("INDEX", "SHOW INDEXES YIELD name, type WHERE type <> 'LOOKUP' RETURN name"),
+            ):
                 for name in session.run(show).value("name"):
                     session.run(f"DROP {kind} `{name}` IF EXISTS").consume()
     row["peak_gb"] = max(v for k, v in row.items() if k.endswith("_peak_gb"))
@@ -324,7 +329,11 @@ def report(rows: list[dict], out: Path | None, machine: str) -> str:
     lines += ["", "## Growth fitted (CPU time = a·N^b over the measured sizes; wall time on this loaded machine is too noisy) and extrapolated", "",
               "| phase | exponent b | 1M | 10M | 100M |", "|---|---|---|---|---|"]  # fmt: skip
     for key, name in PHASES:
-        pts = [(r["entities"], r[f"{key}_cpu_s"]) for r in rows if f"{key}_s" in r and not r.get(f"{key}_invalid")]
+        pts = [
+            (r["entities"], r[f"{key}_cpu_s"])
+            for r in rows
+            if f"{key}_s" in r and not r.get(f"{key}_invalid")
+        ]
         if len(pts) < 2:
             continue
         a, b = fit_power([p[0] for p in pts], [p[1] for p in pts])
@@ -392,7 +401,11 @@ def plot(rows: list[dict], fits: dict, memory: tuple[float, float], path: Path) 
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
     grid = np.logspace(4, 8, 50)
     for key, name in PHASES:
-        pts = [(r["entities"], r[f"{key}_cpu_s"]) for r in rows if f"{key}_s" in r and not r.get(f"{key}_invalid")]
+        pts = [
+            (r["entities"], r[f"{key}_cpu_s"])
+            for r in rows
+            if f"{key}_s" in r and not r.get(f"{key}_invalid")
+        ]
         if not pts:
             continue
         line = left.loglog(*zip(*pts, strict=True), "o", label=name)[0]

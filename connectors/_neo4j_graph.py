@@ -97,7 +97,10 @@ def push_graph(
         find_tail = f"MATCH {tail}" if mine is None else f"MERGE {tail} SET t.name = coalesce(t.name, row[2])"
         query = f"UNWIND $rows AS row MATCH {head} {find_tail} MERGE (h)-[:{quote(rel_type, 'relationship type')}]->(t)"
         rows = (
-            [[keys[h], keys[t], kg.label(t)] if mine is not None else [keys[h], keys[t]] for h, t in pairs[a:b]]
+            [
+                [keys[h], keys[t], kg.label(t)] if mine is not None else [keys[h], keys[t]]
+                for h, t in pairs[a:b]
+            ]
             for a, b in chunks(len(pairs), batch_size)
         )
         write_batches(driver, database, query, rows, on_batch=lambda n, _: bar.update(n))

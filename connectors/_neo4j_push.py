@@ -153,7 +153,9 @@ def push(
     with open_driver(uri_or_driver, username, password) as (driver, where), translate_errors(where):
         if shard is not None:  # shards side by side MERGE the one model node: only a constraint keeps it one
             write_schema(
-                driver, database, f"CREATE CONSTRAINT IF NOT EXISTS FOR (m:{MODEL_LABEL}) REQUIRE m.name IS UNIQUE"
+                driver,
+                database,
+                f"CREATE CONSTRAINT IF NOT EXISTS FOR (m:{MODEL_LABEL}) REQUIRE m.name IS UNIQUE",
             )
         write(
             driver,
@@ -201,7 +203,9 @@ def push(
         )
         bar.close()
         indexing = time.perf_counter()
-        if vector_index and (shard is None or shard[0] == 0):  # the pure-Cypher path and predict_via_index use it
+        if vector_index and (
+            shard is None or shard[0] == 0
+        ):  # the pure-Cypher path and predict_via_index use it
             _ensure_vector_index(
                 driver, database, index, entity_label, vector_property, dim, similarity, wait_seconds
             )
@@ -298,7 +302,9 @@ def _vector_writer(
             block = np.ascontiguousarray(block, dtype="<f4")
             return [[e, row.tobytes(), i] for e, row, i in zip(element_ids, block, ids, strict=True)]
 
-        query = f"CALL {VECTOR_PROCEDURE}($rows, $property, $label, $id_property) YIELD written RETURN written"
+        query = (
+            f"CALL {VECTOR_PROCEDURE}($rows, $property, $label, $id_property) YIELD written RETURN written"
+        )
         return query, as_bytes
 
     def as_lists(element_ids: list[str], block: np.ndarray, ids: list[int]) -> list[list[Any]]:
@@ -345,10 +351,7 @@ def _merge_entities(
     )
     ids = list(range(kg.num_entities)) if block is None else block
     bar = tqdm(total=len(ids), unit="node", desc="neo4j merge nodes", disable=not progress)
-    rows = (
-        [[kg.entities[i].key, kg.label(i)] for i in ids[a:b]]
-        for a, b in chunks(len(ids), batch_size)
-    )
+    rows = ([[kg.entities[i].key, kg.label(i)] for i in ids[a:b]] for a, b in chunks(len(ids), batch_size))
     write_batches(driver, database, query, rows, on_batch=lambda n, _: bar.update(n))
     bar.close()
 

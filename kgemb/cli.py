@@ -961,7 +961,9 @@ def _add_enrich_parser(sub: Any) -> None:
         help="rank only the I-th of N blocks of subjects (0 <= I < N) into OUTPUT.shard-I-of-N; needs --run-time",
     )
     enrich.add_argument(
-        "--merge", action="store_true", help="assemble OUTPUT from its N finished shards (same bytes as one run)"
+        "--merge",
+        action="store_true",
+        help="assemble OUTPUT from its N finished shards (same bytes as one run)",
     )
     enrich.add_argument(
         "--precision",

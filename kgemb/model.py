@@ -345,7 +345,9 @@ def product_form(interaction: Any) -> str | None:
 def scores_by_dot(interaction: str) -> bool:
     """Whether the interaction given by kgemb's name (``"complex"``, ``"rotate"``, ...) has :func:`product_form`
     ``"dot"``: a score linear in each side's vector, which a text channel needs."""
-    return interaction_resolver.lookup(interaction_spec(interaction).pykeen_name).__name__ in _DOT_INTERACTIONS
+    return (
+        interaction_resolver.lookup(interaction_spec(interaction).pykeen_name).__name__ in _DOT_INTERACTIONS
+    )
 
 
 def query_vector(interaction: Any, side: Side, anchor: torch.Tensor, rel: torch.Tensor) -> torch.Tensor:
@@ -372,7 +374,9 @@ def matmul_t(q: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
     b = q.shape[0]
     if not _few_rows(q, cand):
         return q @ cand.T
-    return (cand @ (q if b > 1 else q.repeat(2, 1)).T).T[:b].contiguous()  # (an expanded row is not BLAS-able)
+    return (
+        (cand @ (q if b > 1 else q.repeat(2, 1)).T).T[:b].contiguous()
+    )  # (an expanded row is not BLAS-able)
 
 
 def product_scores(

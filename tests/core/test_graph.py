@@ -251,7 +251,9 @@ def test_add_text_column_keeps_what_add_label_keeps() -> None:
         for text in value if isinstance(value, list) else [value]:
             if isinstance(text, str):
                 one_by_one.add_label(f"e{i % 4}", text, "EN", "alias")
-    assert [e.to_json() for e in column.build().entities] == [e.to_json() for e in one_by_one.build().entities]
+    assert [e.to_json() for e in column.build().entities] == [
+        e.to_json() for e in one_by_one.build().entities
+    ]
     assert column.build().entities[2].aliases == {"en": ["x", "y"]}
     with pytest.raises(KgembError, match="text kind 'name' is unknown"):
         column.add_text_column(ids, values, "", "name")
