@@ -138,11 +138,17 @@ def run_kgemb(spec: dict[str, Any]) -> dict[str, Any]:
         model.pykeen_model.to("cuda")  # rank on the GPU too (the evaluator follows the model's device)
     ranks: list[np.ndarray] = []
     metrics = model.evaluate("test", max_triples=spec.get("max_eval"), ranks_out=ranks)
+    test_graph = {}
+    if spec.get("inductive"):  # also BLP's protocol: rank among the entities of the test triples only
+        among = model.evaluate("test", max_triples=spec.get("max_eval"), candidates="split")
+        entities = len(np.unique(kg.triples("test")[:, [0, 2]]))
+        test_graph = {"test_graph": [among["mrr"], among["hits@10"], entities]}
     rules = model.config.get("rules") or {}
     text = model.config.get("text_channel") or {}
     return {
         **metrics,
         **per_direction(ranks),
+        **test_graph,
         "rules_used": rules.get("used"),
         "valid_mrr_without_rules": rules.get("valid_mrr_embedding"),
         "valid_mrr_combined": rules.get("valid_mrr_combined"),
@@ -324,13 +330,14 @@ def table(rows: list[dict[str, Any]]) -> str:
     head = (
         "| data | setting | model | MRR | Hits@1 | Hits@3 | Hits@10 | test n | epochs (best) | train min "
         "| CPU min | triples/s | peak MB | MRR head / tail | valid MRR, rules off / on "
-        "| valid MRR (no rules): fused / text part / with text channel |"
+        "| valid MRR (no rules): fused / text part / with text channel "
+        "| inductive, among the test triples' entities: MRR / Hits@10 (entities) |"
     )
-    lines = [head, "|" + "---|" * 16]
+    lines = [head, "|" + "---|" * 17]
     for r in rows:
         m = r["result"]
         if "error" in m:
-            lines.append(f"| {r['data']} | {r['setting']} | {r['model']} | error: {m['error']} |" + " |" * 12)
+            lines.append(f"| {r['data']} | {r['setting']} | {r['model']} | error: {m['error']} |" + " |" * 13)
             continue
         epochs = f"{m['epochs']}" + (f" ({m['best_epoch']})" if m.get("best_epoch") else "")
         lines.append(
@@ -340,6 +347,12 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"{_fmt(m.get('mrr_head'))} / {_fmt(m.get('mrr_tail'))} | "
             f"{_fmt(m.get('valid_mrr_without_rules'))} / {_fmt(m.get('valid_mrr_combined'))} | "
             + " / ".join(_fmt(x) for x in (m.get("valid_text_channel") or []))
+            + " | "
+            + (
+                f"{_fmt(m['test_graph'][0])} / {_fmt(m['test_graph'][1])} ({m['test_graph'][2]:,})"
+                if m.get("test_graph")
+                else ""
+            )
             + " |"
         )
     return "\n".join(lines)

@@ -46,10 +46,12 @@ def rank_metrics(
     batch_size: int | None = None,
     show_progress: bool = False,
     ranks_out: list[np.ndarray] | None = None,
+    candidates: np.ndarray | None = None,
 ) -> dict[str, float]:
     """MRR and Hits@k of a PyKEEN model on id triples, ranking every entity, other true triples filtered out.
 
     ``ranks_out``, when given, receives the filtered (realistic) rank of every query, both directions.
+    ``candidates``: entity ids to rank among instead of every entity (each triple's entities must be among them).
 
     ``batch_size`` (queries scored at once) defaults to what keeps the scores near 1 GB: ``batch × entities``
     numbers where kgemb's model scores by one matrix product, PyKEEN's ``batch × entities × dim`` broadcast
@@ -60,6 +62,15 @@ def rank_metrics(
         raise InputError("there are no triples to evaluate on; pick a split that has triples")
     filters = [torch.as_tensor(np.asarray(f), dtype=torch.long).reshape(-1, 3) for f in filter_triples]
     filters = [f for f in filters if len(f)]
+    restrict = None
+    if candidates is not None:
+        restrict = torch.as_tensor(np.unique(np.asarray(candidates)), dtype=torch.long)
+        missing = np.setdiff1d(mapped[:, [0, 2]].unique().numpy(), restrict.numpy())
+        if len(missing):
+            raise InputError(
+                f"{len(missing)} entities of the evaluated triples are not among the candidates (e.g. id "
+                f"{int(missing[0])}); include every entity the triples name"
+            )
     if batch_size is None:
         if isinstance(model, TextAwareModel) and model.scoring_form is not None:
             width = 8  # one matrix product: a few (batch × entities) temporaries
@@ -77,6 +88,7 @@ def rank_metrics(
                 batch_size=batch_size,
                 use_tqdm=show_progress,
                 additional_filter_triples=filters or None,
+                restrict_entities_to=restrict,
                 do_time_consuming_checks=False,
             )
     finally:
@@ -101,10 +113,13 @@ def evaluate(
     seed: int = 0,
     show_progress: bool = False,
     ranks_out: list[np.ndarray] | None = None,
+    candidates: str | None = None,
 ) -> dict[str, float]:
     """Filtered MRR and Hits@1/3/10 of a trained model on one split of its graph (all other splits filtered).
 
     ``max_triples`` evaluates a fixed random sample of the split (same ``seed``, same sample), for quick checks.
+    ``candidates="split"`` ranks only among the entities of the split's triples (the "test graph" protocol of
+    inductive benchmarks such as BLP's) instead of among every entity.
     """
     kg = trained.kg
     if split not in kg.splits:
@@ -116,6 +131,9 @@ def evaluate(
         pick = np.sort(np.random.default_rng(seed).choice(len(triples), max_triples, replace=False))
         triples = triples[pick]
     filters = [kg.triples(s) for s in kg.splits]  # the whole split too: a sample must not rank its siblings
+    if candidates not in (None, "split"):
+        raise InputError(f"candidates={candidates!r} is unknown; use None (every entity) or 'split'")
+    among = np.unique(kg.triples(split)[:, [0, 2]]) if candidates == "split" else None
     return rank_metrics(
         trained.pykeen_model,
         triples,
@@ -123,4 +141,5 @@ def evaluate(
         batch_size=batch_size,
         show_progress=show_progress,
         ranks_out=ranks_out,
+        candidates=among,
     )

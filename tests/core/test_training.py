@@ -98,6 +98,29 @@ def test_inductive_split_is_evaluated_on_entities_never_trained(tiny_kg, default
     assert unseen[test[:, 0]].any() or unseen[test[:, 2]].any()
     metrics = model.evaluate("test")
     assert metrics["n"] == len(test) and 0 < metrics["mrr"] <= 1
+    # the test-graph protocol: ranks among the test triples' entities only, checked against a plain computation
+    ranks: list[np.ndarray] = []
+    among = model.evaluate("test", candidates="split", ranks_out=ranks)
+    candidates = np.unique(test[:, [0, 2]])
+    known = {tuple(t) for s in kg.splits for t in kg.triples(s).tolist()}
+    expected = {"head": [], "tail": []}
+    for h, r, t in test.tolist():
+        for side, scores, true in (
+            ("tail", model.score_tails([h], [r])[0], t),
+            ("head", model.score_heads([r], [t])[0], h),
+        ):
+            others = [
+                c for c in candidates
+                if c != true and ((h, r, c) if side == "tail" else (c, r, t)) not in known
+            ]  # fmt: skip
+            s, x = scores[others].numpy(), float(scores[true])
+            expected[side].append(1 + (s > x).sum() + 0.5 * (s == x).sum())
+    got = np.sort(np.concatenate(ranks))
+    want = np.sort(np.concatenate([expected["head"], expected["tail"]]))
+    np.testing.assert_allclose(got, want)
+    assert among["mrr"] >= metrics["mrr"] and len(candidates) < kg.num_entities
+    with pytest.raises(InputError, match="candidates"):
+        model.evaluate("test", candidates="all")
 
 
 def test_hard_negative_sampler_mixes_neighbours_batch_and_uniform():
