@@ -374,9 +374,8 @@ def matmul_t(q: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
     b = q.shape[0]
     if not _few_rows(q, cand):
         return q @ cand.T
-    return (
-        (cand @ (q if b > 1 else q.repeat(2, 1)).T).T[:b].contiguous()
-    )  # (an expanded row is not BLAS-able)
+    rows = q if b > 1 else q.repeat(2, 1)  # repeated, not expanded: an expanded row is not BLAS-able
+    return (cand @ rows.T).T[:b].contiguous()
 
 
 def product_scores(
