@@ -606,7 +606,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     import kgemb
 
     model = kgemb.load(args.model)
-    metrics = model.evaluate(args.split, batch_size=args.batch_size, max_triples=args.max_triples)
+    metrics = model.evaluate(
+        args.split,
+        batch_size=args.batch_size,
+        max_triples=args.max_triples,
+        candidates=None if args.candidates == "all" else args.candidates,
+    )
     # calibration (reasoning): Brier score and ECE of the calibrated probabilities on the same split
     from kgemb.reasoning.calibration import calibration_report
 
@@ -737,6 +742,12 @@ def _add_model_parsers(sub: Any) -> None:
     evaluate.add_argument("--split", default="test")
     evaluate.add_argument("--batch-size", type=int, help="queries scored at once (default: by graph size)")
     evaluate.add_argument("--max-triples", type=int, default=None, help="evaluate a fixed random sample")
+    evaluate.add_argument(
+        "--candidates",
+        choices=["all", "split"],
+        default="all",
+        help="rank among every entity (default) or only the split's own entities (inductive test-graph protocol)",
+    )
     evaluate.add_argument(
         "--json", action="store_true", help='print {"mrr", "hits@1", "hits@3", "hits@10", "n"}'
     )

@@ -110,6 +110,11 @@ def test_cli_train_then_evaluate_json(tiny_split, tmp_path):
     keys = ("mrr", "hits@1", "hits@3", "hits@10", "n")
     assert {k: metrics[k] for k in keys} == pytest.approx(report["test"])
     assert metrics["n"] == len(tiny_split.triples("test"))
+    run = subprocess.run(
+        [KGEMB, "evaluate", str(out), "--json", "--candidates", "split"], capture_output=True, text=True
+    )
+    among = json.loads(run.stdout)  # fewer candidates: every rank is at most the rank among all entities
+    assert run.returncode == 0 and among["n"] == metrics["n"] and among["mrr"] >= metrics["mrr"]
     # user errors: one line on stderr, exit code 2
     run = subprocess.run([KGEMB, "evaluate", str(out), "--split", "nope"], capture_output=True, text=True)
     assert run.returncode == 2 and run.stderr.count("\n") == 1 and "no split 'nope'" in run.stderr
