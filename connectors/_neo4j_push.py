@@ -46,7 +46,7 @@ class PushReport:
     nodes: int
     missing: int
     dim: int
-    index: str
+    index: str | None  # None: no vector index was made (vector_index=False)
     similarity: str
     seconds: float
     write_seconds: float
@@ -250,7 +250,7 @@ def push(
         written,
         missing,
         dim,
-        index,
+        index if vector_index else None,
         similarity,
         time.perf_counter() - began,
         indexing - writing,

@@ -145,6 +145,7 @@ def _cmd_neo4j_push(args: argparse.Namespace) -> int:
     from kgemb.connectors import neo4j
     from kgemb.distributed import parse_shard
 
+    _check_positive(args, "batch_size", "workers")
     shard = parse_shard(args.shard)
     report = neo4j.push(
         kgemb.load(args.model),
@@ -154,18 +155,28 @@ def _cmd_neo4j_push(args: argparse.Namespace) -> int:
         vector_property=args.property,
         index=args.index,
         batch_size=args.batch_size,
+        workers=args.workers,
         database=args.database,
         progress=not args.quiet,
         directory=args.model,
         shard=shard,
+        vector_form=args.vector_form,
+        hierarchy=args.hierarchy,
+        evidence_weight=args.evidence_weight,
+        vector_index=not args.no_vector_index,
     )
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:
         print(
             f"{report.nodes} vectors ({report.dim} dims) in {report.seconds:.1f} s "
-            f"({report.vectors_per_second:.0f}/s); index {report.index!r} ({report.similarity}) ONLINE; "
-            f"model node {report.model!r}"
+            f"({report.vectors_per_second:.0f}/s); "
+            + (
+                f"index {report.index!r} ({report.similarity}) ONLINE; "
+                if report.index
+                else "no vector index; "
+            )
+            + f"model node {report.model!r}"
             + (f"; {report.missing} entities had no node" if report.missing else "")
         )
     return 0
@@ -257,6 +268,30 @@ def _add_neo4j_parsers(sub: Any) -> None:
     push.add_argument("--property", default="embedding", help="node property for the vector")
     push.add_argument("--index", help="vector index name (default NAME_PROPERTY)")
     push.add_argument("--batch-size", type=int, default=1000, help="nodes per transaction")
+    push.add_argument("--workers", type=int, default=4, help="transactions at a time (default 4)")
+    push.add_argument(
+        "--vector-form",
+        choices=["auto", "procedure", "cypher"],
+        default="auto",
+        help="float32 bytes through the plugin's kgemb.vectors.set, lists through db.create.setNodeVectorProperty, "
+        "or the plugin when the server has it (default)",
+    )
+    push.add_argument(
+        "--hierarchy",
+        action="append",
+        metavar="RELATION",
+        help="a hierarchy relation for kgemb.rank (repeatable; default: is_a / subClassOf / broader found by name)",
+    )
+    push.add_argument(
+        "--evidence-weight",
+        type=float,
+        help="the model's weight in kgemb.rank's evidence score (default: chosen on the validation split)",
+    )
+    push.add_argument(
+        "--no-vector-index",
+        action="store_true",
+        help="skip the vector index (kgemb's procedures do not need it)",
+    )
     push.add_argument(
         "--shard", metavar="I/N", help="write only the I-th of N blocks of entities (0 <= I < N); run all N"
     )

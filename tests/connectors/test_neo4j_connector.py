@@ -566,6 +566,25 @@ def test_command_line_train_from_neo4j_push_and_pull(neo4j_driver, neo4j_server,
     assert main(["neo4j", "push", str(out), "--uri", neo4j_server.uri, "--quiet", "--json", *database]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["nodes"] == 28 and report["missing"] == 0 and report["index"] == "kgemb_embedding"
+    # the push options of the Python API, on the command line
+    flags = ["--name", "k2", "--vector-form", "cypher", "--no-vector-index", "--workers", "1",
+             "--hierarchy", "HAS_SYMPTOM", "--evidence-weight", "0.25"]  # fmt: skip
+    assert (
+        main(["neo4j", "push", str(out), "--uri", neo4j_server.uri, "--quiet", "--json", *database, *flags])
+        == 0
+    )
+    report = json.loads(capsys.readouterr().out)
+    assert report["nodes"] == 28 and report["index"] is None
+    with neo4j_driver.session(database=db) as session:
+        weight = session.run("MATCH (m:KgembModel {name: 'k2'}) RETURN m.evidence_weight AS w").single()["w"]
+        rows = session.run(
+            "MATCH (r:KgembRelation {model: 'k2'}) RETURN r.key AS key, r.hierarchy AS h"
+        ).data()
+        indexes = session.run("SHOW INDEXES YIELD name RETURN collect(name) AS names").single()["names"]
+    assert weight == 0.25 and "k2_embedding" not in indexes and "kgemb_embedding" in indexes
+    assert {r["key"]: r["h"] for r in rows}["HAS_SYMPTOM"] is True
+    assert main(["neo4j", "push", str(out), "--uri", neo4j_server.uri, "--workers", "0"]) == 2
+    assert "--workers must be a positive number" in capsys.readouterr().err
     pulled = [
         "neo4j",
         "pull",
