@@ -10,6 +10,7 @@ text of an entity that is not in the graph and its vector comes from the encoder
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import warnings
@@ -520,10 +521,35 @@ class LinkPredictor:
     @property
     def evidence_weight(self) -> float:
         """``alpha``: the weight of the model's log-probabilities in :meth:`rank` (given, or fitted on the
-        validation split on first use; see :meth:`fit_evidence_weight`)."""
+        validation split on first use; see :meth:`fit_evidence_weight`). A fitted weight is kept in the
+        calibration (``calibration.json`` of the model directory), so the next predictor or ``neo4j.push`` of the
+        same model, hierarchy and constraints reads it instead of fitting again."""
         if self._evidence_weight is None:
-            self._evidence_weight = self.fit_evidence_weight()
+            cal = self.calibration
+            key = self._evidence_weight_key()
+            stored = cal.info.get("evidence_weight", {})
+            if isinstance(stored, dict) and isinstance(stored.get(key), int | float):
+                self._evidence_weight = float(stored[key])
+            else:
+                self._evidence_weight = self.fit_evidence_weight()
+                cal.info["evidence_weight"] = {
+                    **(stored if isinstance(stored, dict) else {}),
+                    key: self._evidence_weight,
+                }
+                if self.directory is not None:
+                    try:
+                        cal.save(self.directory, self.kg.relations)
+                    except OSError as exc:
+                        warnings.warn(
+                            f"could not save the evidence weight in {self.directory}: {exc}", stacklevel=2
+                        )
         return self._evidence_weight
+
+    def _evidence_weight_key(self) -> str:
+        """What a fitted evidence weight depends on besides the model and calibration: the hierarchy relations and
+        the constraint mode."""
+        hierarchy = sorted(self.kg.relations[r] for r in self.evidence_index.hierarchy.relations)
+        return json.dumps({"hierarchy": hierarchy, "constraints": self.constraint_mode}, sort_keys=True)
 
     def fit_evidence_weight(
         self,

@@ -217,3 +217,31 @@ def test_shared_test_vectors() -> None:
         assert got.ratio == pytest.approx(np.array(want["ratio"]), abs=1e-12)
         assert got.kind.tolist() == want["kind"] and got.via.tolist() == want["via"]
         assert normalise(got.total) == pytest.approx(want["probability"], abs=1e-12)
+
+
+def test_a_fitted_evidence_weight_is_kept_with_the_calibration(medical_model_dir, tmp_path) -> None:
+    """The weight chosen on validation is stored in calibration.json (per hierarchy and constraint mode), so the
+    next predictor of the same model reads it instead of fitting again."""
+    import json
+    import shutil
+
+    from kgemb.reasoning import LinkPredictor
+
+    folder = tmp_path / "model"
+    shutil.copytree(medical_model_dir, folder)
+    grid = (0.001, 0.03, 0.1, 0.3, 1.0)
+    first = LinkPredictor.load(folder).evidence_weight
+    assert first in grid
+    path = folder / "calibration.json"
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    (key,) = doc["info"]["evidence_weight"]
+    assert doc["info"]["evidence_weight"][key] == first
+    doc["info"]["evidence_weight"][key] = 0.77  # a value no fit gives: read back, not fitted again
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    assert LinkPredictor.load(folder).evidence_weight == 0.77
+    other = LinkPredictor.load(
+        folder, constraints="none"
+    ).evidence_weight  # another setting: fitted and added
+    assert other in grid
+    assert len(json.loads(path.read_text(encoding="utf-8"))["info"]["evidence_weight"]) == 2
+    assert LinkPredictor.load(folder, evidence_weight=0.2).evidence_weight == 0.2  # a given weight wins
