@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from kgemb.errors import InputError
-from kgemb.names import normalize_language
+from kgemb.names import clean_text, normalize_language
 
 from . import _rdf_lines
 from ._rdf_collect import Collector
@@ -152,7 +152,7 @@ def _feed_chunk(chunk: list, collector: Collector, before: int) -> None:
 
     # texts: tidied first, as an empty one makes no entity
     text_at = np.flatnonzero(text)
-    cleaned = list(map(" ".join, map(str.split, map(keys.__getitem__, (2 * text_at + 1).tolist()))))
+    cleaned = list(map(clean_text, map(keys.__getitem__, (2 * text_at + 1).tolist())))
     has_text = np.zeros(n, bool)
     has_text[text_at[np.fromiter(map(bool, cleaned), bool, len(cleaned))]] = True
 

@@ -578,11 +578,7 @@ class GraphBuilder:
 
     def add_entity(self, key: str) -> int:
         """Id of the entity ``key``, creating it if new."""
-        i = self._entity_ids.get(key)
-        if i is None:
-            i = self._entity_ids[key] = len(self._entities)
-            self._entities.append(Entity(key))
-        return i
+        return self._entity_ids[key]  # a new key is added by _EntityIds.__missing__
 
     def add_entities(self, keys: Sequence[str]) -> np.ndarray:
         """Ids of the entities ``keys`` (the bulk form of :meth:`add_entity`): new ones numbered in the order of
@@ -620,11 +616,12 @@ class GraphBuilder:
     ) -> None:
         """:meth:`add_label` for many statements, in order, by entity id: ``texts`` already tidied by
         :func:`kgemb.names.clean_text` (empty ones skipped) and ``langs`` by :func:`~kgemb.names.normalize_language`."""
+        unknown = set(kinds) - set(TEXT_KINDS)
+        if unknown:  # checked before any text is stored
+            raise InputError(f"text kind {min(unknown)!r} is unknown; use one of {', '.join(TEXT_KINDS)}")
         entities = self._entities
         for i, kind, lang, text in zip(entity_ids, kinds, langs, texts, strict=True):
             if text:
-                if kind not in TEXT_KINDS:
-                    raise InputError(f"text kind {kind!r} is unknown; use one of {', '.join(TEXT_KINDS)}")
                 _store_text(entities[i], kind, lang, text)
 
     def add_type(self, key: str, type_key: str) -> None:
