@@ -189,12 +189,19 @@ class LinkPredictor:
         directory as ``calibration.json``."""
         cal = fit_calibration(self.model, split, **options)
         self._calibration = cal
-        if save and self.directory is not None:
-            try:
-                cal.save(self.directory, self.kg.relations)
-            except OSError as exc:
-                warnings.warn(f"could not save the calibration in {self.directory}: {exc}", stacklevel=2)
+        if save:
+            self._save_calibration("the calibration")
         return cal
+
+    def _save_calibration(self, what: str) -> None:
+        """Write the calibration (and the evidence weights kept in it) to the model directory, if there is one; a
+        directory that cannot be written is warned about, not fatal."""
+        if self.directory is None or self._calibration is None:
+            return
+        try:
+            self._calibration.save(self.directory, self.kg.relations)
+        except OSError as exc:
+            warnings.warn(f"could not save {what} in {self.directory}: {exc}", stacklevel=3)
 
     # ------------------------------------------------------------------ resolution
     def relation(self, relation: RelationRef) -> int:
@@ -536,13 +543,7 @@ class LinkPredictor:
                     **(stored if isinstance(stored, dict) else {}),
                     key: self._evidence_weight,
                 }
-                if self.directory is not None:
-                    try:
-                        cal.save(self.directory, self.kg.relations)
-                    except OSError as exc:
-                        warnings.warn(
-                            f"could not save the evidence weight in {self.directory}: {exc}", stacklevel=2
-                        )
+                self._save_calibration("the evidence weight")
         return self._evidence_weight
 
     def _evidence_weight_key(self) -> str:
