@@ -248,10 +248,8 @@ def one(n: int, batches: int, eval_sample: int, enrich_sample: int, encode_sampl
         )
         from neo4j import GraphDatabase
 
-        with (
-            GraphDatabase.driver(neo4j_uri) as driver,
-            driver.session() as session,
-        ):  # empty for the next size
+        # empty for the next size
+        with GraphDatabase.driver(neo4j_uri) as driver, driver.session() as session:
             session.run("MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 20000 ROWS").consume()
             for kind, show in (
                 ("CONSTRAINT", "SHOW CONSTRAINTS YIELD name RETURN name"),

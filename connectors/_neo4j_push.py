@@ -203,9 +203,8 @@ def push(
         )
         bar.close()
         indexing = time.perf_counter()
-        if vector_index and (
-            shard is None or shard[0] == 0
-        ):  # the pure-Cypher path and predict_via_index use it
+        # the pure-Cypher path and predict_via_index use the vector index
+        if vector_index and (shard is None or shard[0] == 0):
             _ensure_vector_index(
                 driver, database, index, entity_label, vector_property, dim, similarity, wait_seconds
             )
