@@ -82,13 +82,14 @@ def _check(
     masks: bool = False,
     near_ties: bool = False,
     chunk_size: int | None = None,
+    rows: int = 40,
 ) -> CandidateScorer:
-    """``near_ties``: scores closer than float32 rounding may come in either order; then each id returned must
+    """``rows``: query rows at once (one takes the one-row product). ``near_ties``: scores closer than float32 rounding may come in either order; then each id returned must
     have the plain score returned beside it (a valid top k), instead of the very same ids. ``chunk_size``:
     entities per block of the selection (default: the scorer's own)."""
     rng = np.random.default_rng(1)
-    anchors = rng.integers(0, ENTITIES, 40)
-    rels = rng.integers(0, RELATIONS, 40)
+    anchors = rng.integers(0, ENTITIES, rows)
+    rels = rng.integers(0, RELATIONS, rows)
     exclude = blocked = None
     if masks:
         exclude = [np.sort(rng.choice(ENTITIES, rng.integers(0, 50), replace=False)) for _ in anchors]
@@ -135,6 +136,40 @@ def test_the_group_filter_over_many_blocks_gives_the_plain_top_k(interaction: st
         _check(model, side, precision, chunk_size=64)
     _check(model, "tail", precision, k=25, masks=True, chunk_size=64)
     _check(model, "tail", precision, k=1, masks=True, chunk_size=256)
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+@pytest.mark.parametrize("interaction", ["rotate", "complex"])
+def test_one_query_row_gives_the_plain_top_k(interaction: str, precision: str) -> None:
+    """One row at a time takes the matrix-vector product (SimSIMD where the CPU has its kernel), in one
+    block and in many."""
+    model = _model(interaction, dim=64)
+    for side in ("tail", "head"):
+        _check(model, side, precision, rows=1)
+    _check(model, "tail", precision, k=25, masks=True, rows=1)
+    _check(model, "tail", precision, k=5, masks=True, rows=1, chunk_size=64)
+
+
+def test_the_one_row_product_equals_torchs() -> None:
+    """int8 products exactly (float32 holds them), float32 and bfloat16 ones to float32 rounding; scaled alike
+    whether they come as int32 (left-out entries :data:`_INT_OUT`) or as float32 (-inf there)."""
+    from kgemb.reasoning.scoring import _INT_OUT, _product, _scaled, _simd_precisions
+
+    if _simd_precisions() != frozenset(PRECISIONS):  # this project's machines have every kernel
+        pytest.skip("the CPU lacks a SimSIMD kernel: the one-row product is then torch's own")
+    gen = torch.Generator().manual_seed(0)
+    block = torch.randint(-127, 128, (1000, 1024), dtype=torch.int8, generator=gen)
+    q = torch.full((1, 1024), -127, dtype=torch.int8)  # the largest magnitudes: sums near 2^24
+    want = torch._int_mm(q.repeat(2, 1), block.T)[:1]
+    got = _product(q, block)
+    assert got.dtype == torch.float32 and torch.equal(got.to(torch.int32), want)
+    c = torch.tensor([[3e-4]])
+    want[0, 7], got[0, 7] = _INT_OUT, float("-inf")
+    assert torch.equal(_scaled(got, c), _scaled(want, c)) and _scaled(got, c)[0, 7] == float("-inf")
+    e, x = torch.randn(1000, 256, generator=gen), torch.randn(1, 256, generator=gen)
+    torch.testing.assert_close(_product(x, e), x @ e.T, rtol=1e-5, atol=1e-4)
+    want = x.bfloat16().float() @ e.bfloat16().float().T
+    torch.testing.assert_close(_product(x.bfloat16(), e.bfloat16()).float(), want, rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
