@@ -5,7 +5,8 @@
 distance after a rotation (DistMult, ComplEx, RotatE, TransE with p=2; see :func:`kgemb.model.product_form`) it
 selects on a value that ranks like the score — ``q·e``, or ``2 q·e - |e|²`` with the norms computed once — by
 blocked matrix products against the entity matrix, never taking a square root of a whole row. The selection keeps a
-pool of candidates per query, in float32, bfloat16 or int8 (``precision``); the pool is then scored exactly with the
+pool of candidates per query, in float32, bfloat16 or int8 (``precision``; a single query row's product through
+SimSIMD's matrix-vector kernels, see :func:`_product`); the pool is then scored exactly with the
 model's own PyKEEN interaction, its rule channel added (rules are >= 0, so the entities a rule fires for join the
 pool), and ordered by score (ties: smaller id first). A bound on the selection's rounding error certifies each
 row: the k-th exact score must beat the best score an entity left out of the pool could have. A row the bound does
