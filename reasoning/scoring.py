@@ -347,6 +347,10 @@ class CandidateScorer:
             q_lp = torch.round(qs / s_q.unsqueeze(1)).clamp_(-127, 127).to(torch.int8)
             c = (s_q * s_e).unsqueeze(1)
         add = table.neg_sq if distance else None
+        # int8 distance forms: the int32 products are read as floats shifted by _MAGIC, so each row's values are
+        # too large by c * _MAGIC (the same for the whole row: the order in it holds); taken off at the end
+        shift = c * _MAGIC if c is not None and add is not None and _magic_fits(table.dim) else None
+        shifted = False  # (one row's product may come as float32 already: not shifted)
         step = self.chunk_size or max(_GROUP, _CHUNK_FLOATS // max(1, b) // _GROUP * _GROUP)
         groups_best = torch.full((b, 0), float("-inf"))  # the largest group maxima so far, per row
         found = _Found(b, pool)
@@ -362,7 +366,14 @@ class CandidateScorer:
                 gmax = _scaled(v.view(b, -1, g).amax(dim=2) if g > 1 else v, c)
             else:
                 if c is not None:
-                    v = torch.addcmul(add[start:stop], _product(q_lp, block), c)
+                    raw = _product(q_lp, block)
+                    if raw.dtype == torch.int32 and shift is not None:
+                        raw = _as_shifted_float(
+                            raw
+                        )  # (raw + _MAGIC) as float32, in place: no int->float pass
+                        shifted = True
+                    # into the product's own buffer where it is float32 (no second block-sized allocation)
+                    v = torch.addcmul(add[start:stop], raw, c, out=raw if raw.dtype == torch.float32 else None)
                 else:
                     v = _product(q_lp, block).float()
                     if add is not None:
@@ -384,7 +395,10 @@ class CandidateScorer:
                     run = _scaled(run, c[rows])
                 found.add(rows, run, grp * g + start, gmax[rows, grp])
         short = groups_best.shape[1] < pool  # fewer groups than the pool: every run counts
-        return found.best(torch.full((b,), float("-inf")) if short else groups_best.amin(dim=1))
+        values, ids = found.best(torch.full((b,), float("-inf")) if short else groups_best.amin(dim=1))
+        if shifted:
+            values -= shift
+        return values, ids
 
     def _bound(self, table: _Table, q: torch.Tensor, precision: str) -> torch.Tensor:
         """Per row, a bound on |selection value - its exact value| for every entity."""
@@ -404,6 +418,10 @@ class CandidateScorer:
             _, s_max, l1_max = table.int8
             # |q·e - q̂·ê| <= |q|₁ |e - ê|∞ + |q - q̂|∞ |ê|₁
             err = err + qs.abs().sum(dim=1) * s_max / 2 + s_q / 2 * l1_max + gamma * factor * dot_scale * 2
+            if self.form == "distance" and _magic_fits(
+                d
+            ):  # the shifted floats: two roundings near c * _MAGIC
+                err = err + 4 * _U32 * _MAGIC * s_q * s_max
         return err * 1.01
 
     def _plain_top(
@@ -631,6 +649,21 @@ def _product(q: torch.Tensor, block: torch.Tensor) -> torch.Tensor:
     if precision == "int8":
         return torch._int_mm(q, block.T)
     return matmul_t(q, block)
+
+
+_MAGIC = 1.5 * 2**23  # float32 whose bits plus an int32 x below 2^22 in size are the float32 _MAGIC + x
+_MAGIC_BITS = 0x4B400000
+
+
+def _magic_fits(dim: int) -> bool:
+    """Whether every product of two int8 vectors (entries in [-127, 127]) of ``dim`` numbers is below 2^22."""
+    return 127 * 127 * dim < 2**22
+
+
+def _as_shifted_float(raw: torch.Tensor) -> torch.Tensor:
+    """int32 products ``x`` (|x| < 2^22) as the float32 values ``_MAGIC + x``, in place (one integer add:
+    torch's int-to-float conversion inside ``addcmul`` took longer than the int8 product's epilogue should)."""
+    return raw.add_(_MAGIC_BITS).view(torch.float32)
 
 
 _GROUP = 32  # entities per group in the filter of CandidateScorer._select

@@ -172,6 +172,20 @@ def test_the_one_row_product_equals_torchs() -> None:
     torch.testing.assert_close(_product(x.bfloat16(), e.bfloat16()).float(), want, rtol=1e-5, atol=1e-4)
 
 
+def test_int8_products_read_as_shifted_floats_are_exact() -> None:
+    """The int8 distance forms read int32 products as float32 ``_MAGIC + x``: exact for every product of int8
+    vectors of a dimension that fits (the extremes included), and not used where one could overflow."""
+    from kgemb.reasoning.scoring import _MAGIC, _as_shifted_float, _magic_fits
+
+    assert _magic_fits(256) and not _magic_fits(512)
+    top = 127 * 127 * 256
+    x = torch.cat(
+        [torch.arange(-top, -top + 1000), torch.arange(-500, 500), torch.arange(top - 999, top + 1)]
+    )
+    got = _as_shifted_float(x.to(torch.int32)).double() - _MAGIC
+    assert torch.equal(got, x.double())
+
+
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 @pytest.mark.parametrize("interaction", ["rotate", "complex"])
 def test_reciprocal_head_queries_and_the_rule_channel(interaction: str, precision: str) -> None:
