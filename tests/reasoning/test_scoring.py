@@ -172,6 +172,29 @@ def test_the_one_row_product_equals_torchs() -> None:
     torch.testing.assert_close(_product(x.bfloat16(), e.bfloat16()).float(), want, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+@pytest.mark.parametrize("interaction", ["rotate", "complex"])
+@torch.no_grad()
+def test_the_selection_error_bound_holds_for_every_entity(interaction: str, precision: str) -> None:
+    """Every entity's selection value is within the bound of its exact value (float64), and the bound is not
+    vacuous (the largest error reaches a fair part of it)."""
+    from kgemb.reasoning.scoring import _Masks
+
+    model = _model(interaction, dim=256)
+    scorer = CandidateScorer(model, precision=precision)
+    rng = np.random.default_rng(3)
+    side, rel = scorer._orient("tail", scorer.relations(rng.integers(0, RELATIONS, 16)))
+    q = scorer._query(side, scorer.anchors(rng.integers(0, ENTITIES, 16)), rel)
+    table = scorer.table()
+    values, ids = scorer._select(table, q, ENTITIES, _Masks(16, ENTITIES, None, None), precision)
+    qd, ed = q.double(), table.real.double()
+    exact = qd @ ed.T if scorer.form == "dot" else 2 * qd @ ed.T - (ed * ed).sum(dim=1)
+    err = (values.double() - exact.gather(1, ids)).abs().amax(dim=1)
+    bound = scorer._bound(table, q, precision).double()
+    assert (err <= bound).all(), (err, bound)
+    assert float((err / bound).max()) > 0.02
+
+
 def test_int8_products_read_as_shifted_floats_are_exact() -> None:
     """The int8 distance forms read int32 products as float32 ``_MAGIC + x``: exact for every product of int8
     vectors of a dimension that fits (the extremes included), and not used where one could overflow."""
