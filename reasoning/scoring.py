@@ -375,10 +375,8 @@ class CandidateScorer:
                 if c is not None:
                     raw = _product(q_lp, block)
                     if raw.dtype == torch.int32 and shift is not None:
-                        raw = _as_shifted_float(
-                            raw
-                        )  # (raw + _MAGIC) as float32, in place: no int->float pass
-                        shifted = True
+                        # (raw + _MAGIC) as float32, in place: no int-to-float pass
+                        raw, shifted = _as_shifted_float(raw), True
                     # into the product's own buffer where it is float32 (no second block-sized allocation)
                     v = torch.addcmul(
                         add[start:stop], raw, c, out=raw if raw.dtype == torch.float32 else None
@@ -635,7 +633,7 @@ def _product(q: torch.Tensor, block: torch.Tensor) -> torch.Tensor:
     One query row goes through SimSIMD's dot-product kernels on all threads where the CPU has them: a
     matrix-vector product reads the block once, and BLAS / oneDNN run the one-row shape far below memory speed
     (1M x 256 here: int8 8 ms against 16-24 ms in ``torch._int_mm``, bfloat16 15 ms against 42 ms). int8 dot
-    products of 256 dims stay below 2^24, so float32 holds them exactly; SimSIMD accumulates bfloat16 in
+    products of up to 1,024 dims stay below 2^24, so float32 holds them exactly; SimSIMD accumulates bfloat16 in
     float32, as the bound of :meth:`CandidateScorer._bound` allows."""
     precision = _PRECISION_OF[q.dtype]
     if len(q) == 1 and block.shape[1] <= 1024 and precision in _simd_precisions():
