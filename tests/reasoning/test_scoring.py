@@ -84,9 +84,10 @@ def _check(
     chunk_size: int | None = None,
     rows: int = 40,
 ) -> CandidateScorer:
-    """``rows``: query rows at once (one takes the one-row product). ``near_ties``: scores closer than float32 rounding may come in either order; then each id returned must
-    have the plain score returned beside it (a valid top k), instead of the very same ids. ``chunk_size``:
-    entities per block of the selection (default: the scorer's own)."""
+    """``rows``: query rows at once (one takes the one-row product). ``near_ties``: scores closer than float32
+    rounding may come in either order; then each id returned must have the plain score returned beside it (a valid
+    top k), instead of the very same ids. ``chunk_size``: entities per block of the selection (default: the
+    scorer's own)."""
     rng = np.random.default_rng(1)
     anchors = rng.integers(0, ENTITIES, rows)
     rels = rng.integers(0, RELATIONS, rows)
