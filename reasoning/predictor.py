@@ -714,21 +714,31 @@ class LinkPredictor:
             side, anchors, self.scorer.relations(rel_ids), cand[None].expand(len(queries), -1)
         )
         model_p = self.calibration.probability(exact.double(), torch.as_tensor(rel_ids)).numpy()
+        # each item's names once (not once per answer), each common term's label once
+        items = [
+            (q.text, q.text, self.kg.relations[r])
+            if q.id is None
+            else (self.kg.entities[q.id].key, self._label(q.id), self.kg.relations[r])
+            for q, r in zip(queries, rel_ids, strict=True)
+        ]
+        via_names = {
+            v: (self.kg.entities[v].key, self._label(v)) for v in np.unique(scores.via).tolist() if v >= 0
+        }
         out: list[Prediction] = []
         for j, i in enumerate(ranked):
             contributions = []
-            for row, (q, r) in enumerate(zip(queries, rel_ids, strict=True)):
-                via = int(scores.via[row, j])
+            for row, (key, label, rel_name) in enumerate(items):
+                via_key, via_label = via_names.get(int(scores.via[row, j]), (None, None))
                 contributions.append(
                     Contribution(
-                        q.text if q.id is None else self.kg.entities[q.id].key,
-                        q.text if q.id is None else self._label(q.id),
-                        self.kg.relations[r],
+                        key,
+                        label,
+                        rel_name,
                         float(model_p[row, j]),
                         bool(scores.kind[row, j] == 2),
                         describe(scores.kind[row, j]),
-                        self.kg.entities[via].key if via >= 0 else None,
-                        self._label(via) if via >= 0 else None,
+                        via_key,
+                        via_label,
                         float(scores.ratio[row, j]),
                         float(scores.per_item[row, j]),
                     )
