@@ -19,8 +19,7 @@ from kgemb.connectors._rdf_mapping import SCHEMA_TYPES, load_mapping
 from kgemb import KgembError, KnowledgeGraph
 from kgemb.graph import Entity, GraphBuilder
 
-DATA = Path(__file__).parent / "data" / "rdf"
-REPO = Path(__file__).resolve().parents[2]
+from .test_rdf_parsers import DATA, REPO, snapshot  # the same files and the same whole-graph comparison
 
 PREFIXES = """@prefix ex: <http://example.org/> .
 @prefix rdfs: <http://www.w3.org/2000/01/rdf-schema#> .
@@ -122,17 +121,6 @@ def reference_load(paths: list[Path], mapping: object = None) -> KnowledgeGraph:
         "domain_range": {k: v for k, v in collector.domain_range.items() if k in relations},
     }
     return builder.build(metadata, entity_filter=keep)
-
-
-def snapshot(kg: KnowledgeGraph) -> dict:
-    """Everything a KnowledgeGraph holds, in order, comparable with ``==``."""
-    return {
-        "entities": [e.to_json() for e in kg.entities],
-        "relations": list(kg.relations),
-        "relation_labels": kg.relation_labels,
-        "splits": {name: np.asarray(t).tolist() for name, t in kg.splits.items()},
-        "metadata": kg.metadata,
-    }
 
 
 @pytest.fixture(params=[3, 100_000], ids=["chunks-of-3", "one-chunk"])
