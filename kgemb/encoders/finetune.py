@@ -199,7 +199,7 @@ def finetune(
     layers and the batch's token rows towards their initial values. ``module`` (e.g. an earlier result's
     ``.module``) is trained further in place; by default a fresh port of the package's weights.
     """
-    from kgemb.encoders.align import MIN_PAIRS, info_nce, mine_hard_negatives
+    from kgemb.encoders.align import MIN_PAIRS, info_nce
 
     n = len(left)
     if n != len(right):
@@ -228,12 +228,7 @@ def finetune(
         with tqdm(total=steps, desc="fine-tuning", disable=not progress) as bar:
             for epoch in range(epochs):
                 if epoch == 0 or refresh_negatives:  # encode: eval mode, no grad, then train mode again
-                    hard = mine_hard_negatives(
-                        torch.from_numpy(module.encode(list(left))),
-                        torch.from_numpy(module.encode(list(right))),
-                        group,
-                        hard_negatives,
-                    )
+                    hard = _mined(module.encode, left, right, group, hard_negatives)
                 for idx in torch.randperm(n, generator=gen).split(batch_size):
                     if len(idx) < 2:
                         continue
@@ -297,6 +292,18 @@ class _InitialRows:
         return torch.from_numpy(dequantised(self.table, self.scale, self.lo, rows.numpy()))
 
 
+def _mined(
+    encode: Any, left: Sequence[str], right: Sequence[str], group: torch.Tensor, k: int
+) -> torch.Tensor:
+    """Each left text's ``k`` hard negatives (:func:`~kgemb.encoders.align.mine_hard_negatives`) in the space of
+    ``encode`` (texts -> numpy vectors), as the encoder stands now."""
+    from kgemb.encoders.align import mine_hard_negatives
+
+    return mine_hard_negatives(
+        torch.from_numpy(encode(list(left))), torch.from_numpy(encode(list(right))), group, k
+    )
+
+
 class _threads:
     """Limit torch's intra-op threads inside a block (None: leave as is)."""
 
@@ -331,7 +338,7 @@ def finetune_hf(
     to ``out`` as a copy of its folder (safetensors), which ``kgemb.load_encoder(out)`` reads like the original."""
     import shutil
 
-    from kgemb.encoders.align import MIN_PAIRS, info_nce, mine_hard_negatives
+    from kgemb.encoders.align import MIN_PAIRS, info_nce
     from kgemb.encoders.hf import HFEncoder
     from kgemb.errors import DependencyError
 
@@ -357,12 +364,7 @@ def finetune_hf(
         tok([prompt + t for t in texts], truncation=True, max_length=encoder.max_tokens)["input_ids"]
         for texts in (left, right)
     )
-    hard = mine_hard_negatives(
-        torch.from_numpy(encoder.encode(list(left))),
-        torch.from_numpy(encoder.encode(list(right))),
-        group,
-        hard_negatives,
-    )
+    hard = _mined(encoder.encode, left, right, group, hard_negatives)
     torch.manual_seed(seed)
     config = LoraConfig(r=lora_rank, lora_alpha=2 * lora_rank, lora_dropout=0.0, target_modules="all-linear")
     import copy
