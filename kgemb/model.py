@@ -384,12 +384,17 @@ def product_scores(
     cand: torch.Tensor,
     cand_sq_norms: torch.Tensor | None = None,
     raw: bool = True,
+    columns: bool = False,
 ) -> torch.Tensor:
     """Scores ``(b, C)`` of candidates ``cand`` (C, d) against queries ``q`` (b, d), both real layout.
 
     ``raw=False`` (distance form) returns ``2 q·t - |t|²``, which ranks like the score within each row: one fused
-    matrix product and no square root.
+    matrix product and no square root. ``columns=True`` (no gradients) returns the transpose ``(C, b)``, one
+    column per query, as the tall product leaves it (see :func:`matmul_t`): for callers that combine each
+    candidate's scores over the queries.
     """
+    if columns:
+        return _product_columns(form, q, cand, cand_sq_norms, raw)
     if form == "dot":
         return matmul_t(q, cand)
     tn = (cand * cand).sum(dim=-1) if cand_sq_norms is None else cand_sq_norms
@@ -404,6 +409,22 @@ def product_scores(
         return -(qq - proxy).clamp_min(0).sqrt()
     # -|q - t| = -sqrt(|q|² - (2 q·t - |t|²)), in place on the product (no temporaries of its size)
     return proxy.sub_(qq).clamp_max_(0).neg_().sqrt_().neg_()
+
+
+def _product_columns(
+    form: str, q: torch.Tensor, cand: torch.Tensor, cand_sq_norms: torch.Tensor | None, raw: bool
+) -> torch.Tensor:
+    """:func:`product_scores` with ``columns=True``: ``(C, b)``, every step in place on the product."""
+    b = q.shape[0]
+    rows = q if b > 1 else q.repeat(2, 1)  # one row as two: see matmul_t
+    prod = (cand @ rows.T)[:, :b]
+    if form == "dot":
+        return prod
+    tn = ((cand * cand).sum(dim=-1) if cand_sq_norms is None else cand_sq_norms).unsqueeze(1)
+    if not raw:
+        return prod.mul_(2.0).sub_(tn)
+    # -|q - t| = -sqrt(|q|² - 2 q·t + |t|²)
+    return prod.mul_(-2.0).add_(tn).add_((q * q).sum(dim=-1)).clamp_min_(0).sqrt_().neg_()
 
 
 class TextAwareModel(ERModel):

@@ -46,12 +46,15 @@ class Calibration:
     model_signature: str
     info: dict[str, Any] = field(default_factory=dict)
 
-    def logits(self, scores: torch.Tensor, relations: torch.Tensor | int) -> torch.Tensor:
-        """Calibrated log-odds of raw scores; ``relations`` is one id or one id per row of ``scores``."""
+    def logits(
+        self, scores: torch.Tensor, relations: torch.Tensor | int, *, columns: bool = False
+    ) -> torch.Tensor:
+        """Calibrated log-odds of raw scores; ``relations`` is one id or one id per row of ``scores`` (per column
+        with ``columns=True``)."""
         a = torch.as_tensor(self.a, dtype=scores.dtype, device=scores.device)
         b = torch.as_tensor(self.b, dtype=scores.dtype, device=scores.device)
         rel = torch.as_tensor(relations, dtype=torch.long, device=scores.device)
-        if rel.ndim == 1 and scores.ndim == 2:
+        if rel.ndim == 1 and scores.ndim == 2 and not columns:
             rel = rel[:, None]
         return torch.addcmul(b[rel], a[rel], scores)  # one pass over the scores
 
@@ -59,9 +62,11 @@ class Calibration:
         """Calibrated probabilities in [0, 1] of raw scores."""
         return torch.sigmoid(self.logits(scores, relations))
 
-    def log_probability(self, scores: torch.Tensor, relations: torch.Tensor | int) -> torch.Tensor:
+    def log_probability(
+        self, scores: torch.Tensor, relations: torch.Tensor | int, *, columns: bool = False
+    ) -> torch.Tensor:
         """``log p``, computed stably (no log of zero)."""
-        return torch.nn.functional.logsigmoid(self.logits(scores, relations))
+        return torch.nn.functional.logsigmoid(self.logits(scores, relations, columns=columns))
 
     def raw_threshold(self, probability: float, relation: int) -> float:
         """The raw score at which relation ``relation`` reaches ``probability`` (for a minimum-score filter)."""

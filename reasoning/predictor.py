@@ -585,9 +585,7 @@ class LinkPredictor:
             if not allowed[h]:
                 continue
             base = totals(known.items(items, "head"), self.kg.num_entities)
-            logp = self._model_log_probability("head", [e for e, _ in items], [r for _, r in items]).sum(
-                axis=0
-            )
+            logp = self._model_log_probability("head", [e for e, _ in items], [r for _, r in items])[1]
             for g, alpha in enumerate(grid):
                 total = base + alpha * logp
                 better = (total[allowed] > total[h]).sum()
@@ -609,15 +607,16 @@ class LinkPredictor:
 
     def _model_log_probability(
         self, side: Side, anchors: Sequence[int] | torch.Tensor, rel_ids: Sequence[int]
-    ) -> np.ndarray:
-        """``ln p_i(x)`` ``(m, num_entities)``: the calibrated log-probability of each evidence link for every
-        candidate."""
+    ) -> tuple[torch.Tensor, np.ndarray]:
+        """``ln p_i(x)``, the calibrated log-probability of each evidence link ``i`` for every candidate ``x``:
+        ``(num_entities, m)`` float32 (one column per link, the layout the scorer computes fastest; |error|
+        ~1e-7 of |ln p|), and its sum over the links in float64 ``(num_entities,)``."""
         if not isinstance(anchors, torch.Tensor):
             anchors = self.scorer.anchors(list(anchors))
         rels = self.scorer.relations(list(rel_ids))
-        raw = self.scorer.scores(side, anchors, rels)
-        # float32 (half the passes' bytes of float64: |error| ~1e-7 of |ln p|), summed in float64 by the caller
-        return self.calibration.log_probability(raw, rels).double().numpy()
+        raw = self.scorer.scores(side, anchors, rels, columns=True)
+        logp = self.calibration.log_probability(raw, rels, columns=True)
+        return logp, logp.sum(dim=1, dtype=torch.float64).numpy()
 
     def rank(
         self,
@@ -693,7 +692,7 @@ class LinkPredictor:
         )
         total = totals(evidence_items, self.kg.num_entities)
         if logp is not None:
-            total += alpha * logp.sum(axis=0)
+            total += alpha * logp[1]
         allowed = self._allowed(cons, rel_ids, side, [q.id for q in queries])
         probability = normalise(total, allowed)
         floor = self.min_score if min_score is None else _check_min_score(min_score)
@@ -702,18 +701,19 @@ class LinkPredictor:
             ranked = [i for i in ranked if probability[i] >= floor]
         if not ranked:
             return []
+        if logp is not None:  # the ranked candidates' ln p_i, (m, k): the values their totals were built from
+            ranked_logp = logp[0][ranked].T.double().numpy()
+            model_p = np.exp(ranked_logp)
+        else:
+            ranked_logp = None
+            cand = torch.as_tensor(ranked)
+            exact = self.scorer.exact(
+                side, anchors, self.scorer.relations(rel_ids), cand[None].expand(len(queries), -1)
+            )
+            model_p = self.calibration.probability(exact.double(), torch.as_tensor(rel_ids)).numpy()
         scores = log_likelihood(  # each item's part, for the ranked candidates only
-            evidence_items,
-            self.kg.num_entities,
-            None if logp is None else logp[:, ranked],
-            alpha=alpha,
-            candidates=np.asarray(ranked),
+            evidence_items, self.kg.num_entities, ranked_logp, alpha=alpha, candidates=np.asarray(ranked)
         )
-        cand = torch.as_tensor(ranked)
-        exact = self.scorer.exact(
-            side, anchors, self.scorer.relations(rel_ids), cand[None].expand(len(queries), -1)
-        )
-        model_p = self.calibration.probability(exact.double(), torch.as_tensor(rel_ids)).numpy()
         # each item's names once (not once per answer), each common term's label once
         items = [
             (q.text, q.text, self.kg.relations[r])

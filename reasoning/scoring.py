@@ -118,7 +118,8 @@ class CandidateScorer:
     # ------------------------------------------------------------------ representations
     def entities(self) -> torch.Tensor:
         """All entity representations in the interaction's layout (cached by the model)."""
-        self.model.pykeen_model.eval()
+        if self.model.pykeen_model.training:
+            self.model.pykeen_model.eval()
         with torch.no_grad():
             return self.model.representation(indices=None)
 
@@ -182,22 +183,24 @@ class CandidateScorer:
         return out
 
     @torch.no_grad()
-    def scores(self, side: Side, anchor: torch.Tensor, rel: Any) -> torch.Tensor:
+    def scores(self, side: Side, anchor: torch.Tensor, rel: Any, *, columns: bool = False) -> torch.Tensor:
         """The raw scores ``(b, num_entities)`` of every entity (no rule channel), as ``TrainedModel.score_tails``
-        computes them: one blocked matrix product for the product forms, the interaction otherwise."""
+        computes them: one blocked matrix product for the product forms, the interaction otherwise.
+        ``columns=True``: the transpose ``(num_entities, b)``, one column per query, which the product forms
+        compute fastest (for combining each entity's scores over the queries)."""
         side, rel = self._orient(side, rel)
         num = self.model.kg.num_entities
         b = anchor.shape[0]
         if self.form is not None:
             table = self.table()
             q = self._query(side, anchor, rel)
-            return product_scores(self.form, q, table.real, table.sq)
+            return product_scores(self.form, q, table.real, table.sq, columns=columns)
         out = torch.empty(b, num)
         step = self._plain_step(b)
         for start in range(0, num, step):
             stop = min(num, start + step)
             out[:, start:stop] = self._plain_block(side, anchor, rel, start, stop)
-        return out
+        return out.T if columns else out
 
     def _plain_block(self, side: Side, anchor: torch.Tensor, rel: Any, start: int, stop: int) -> torch.Tensor:
         cand = self.entities()[start:stop]

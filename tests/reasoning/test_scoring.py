@@ -257,11 +257,18 @@ def test_ties_and_rows_with_few_candidates() -> None:
 
 
 def test_scores_are_the_models_all_entity_scores() -> None:
-    for interaction in ("rotate", "transe"):
+    """In rows and in columns (one per query: rank's layout), for a product form with a distance (rotate), one
+    with a dot product (complex) and one without (transe, p=1); one query row and several."""
+    for interaction in ("rotate", "complex", "transe"):
         model = _model(interaction, reciprocal=True)
         scorer = CandidateScorer(model)
-        got = scorer.scores("head", scorer.anchors([3, 4]), scorer.relations([1, 2]))
-        torch.testing.assert_close(got, model.score_heads([1, 2], [3, 4]), rtol=1e-5, atol=1e-5)
+        for anchors, rels in (([3, 4, 9], [1, 2, 0]), ([5], [1])):
+            a, r = scorer.anchors(anchors), scorer.relations(rels)
+            want = model.score_heads(rels, anchors)
+            torch.testing.assert_close(scorer.scores("head", a, r), want, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(
+                scorer.scores("head", a, r, columns=True), want.T, rtol=1e-5, atol=1e-5
+            )
 
 
 def test_link_predictor_answers_the_same_in_every_precision() -> None:
