@@ -389,12 +389,14 @@ def product_scores(
     """Scores ``(b, C)`` of candidates ``cand`` (C, d) against queries ``q`` (b, d), both real layout.
 
     ``raw=False`` (distance form) returns ``2 q·t - |t|²``, which ranks like the score within each row: one fused
-    matrix product and no square root. ``columns=True`` (no gradients) returns the transpose ``(C, b)``, one
-    column per query, as the tall product leaves it (see :func:`matmul_t`): for callers that combine each
-    candidate's scores over the queries.
+    matrix product and no square root. ``columns=True`` (raw scores, no gradients) returns the transpose
+    ``(C, b)``, one column per query, as the tall product leaves it (see :func:`matmul_t`): for callers that
+    combine each candidate's scores over the queries.
     """
     if columns:
-        return _product_columns(form, q, cand, cand_sq_norms, raw)
+        if not raw:
+            raise ValueError("columns=True gives the raw scores only")
+        return _product_columns(form, q, cand, cand_sq_norms)
     if form == "dot":
         return matmul_t(q, cand)
     tn = (cand * cand).sum(dim=-1) if cand_sq_norms is None else cand_sq_norms
@@ -412,19 +414,17 @@ def product_scores(
 
 
 def _product_columns(
-    form: str, q: torch.Tensor, cand: torch.Tensor, cand_sq_norms: torch.Tensor | None, raw: bool
+    form: str, q: torch.Tensor, cand: torch.Tensor, cand_sq_norms: torch.Tensor | None
 ) -> torch.Tensor:
     """:func:`product_scores` with ``columns=True``: ``(C, b)``, every step in place on the product."""
     b = q.shape[0]
-    rows = q if b > 1 else q.repeat(2, 1)  # one row as two: see matmul_t
-    prod = (cand @ rows.T)[:, :b]
+    rows = q if form == "dot" else -2.0 * q  # -2 q·t from the product itself (exact: a power of two)
+    prod = (cand @ (rows if b > 1 else rows.repeat(2, 1)).T)[:, :b]  # one row as two: see matmul_t
     if form == "dot":
         return prod
     tn = ((cand * cand).sum(dim=-1) if cand_sq_norms is None else cand_sq_norms).unsqueeze(1)
-    if not raw:
-        return prod.mul_(2.0).sub_(tn)
     # -|q - t| = -sqrt(|q|² - 2 q·t + |t|²)
-    return prod.mul_(-2.0).add_(tn).add_((q * q).sum(dim=-1)).clamp_min_(0).sqrt_().neg_()
+    return prod.add_(tn).add_((q * q).sum(dim=-1)).clamp_min_(0).sqrt_().neg_()
 
 
 class TextAwareModel(ERModel):
