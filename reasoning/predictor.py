@@ -701,19 +701,20 @@ class LinkPredictor:
             ranked = [i for i in ranked if probability[i] >= floor]
         if not ranked:
             return []
-        if logp is not None:  # the ranked candidates' ln p_i, (m, k): the values their totals were built from
-            ranked_logp = logp[0][ranked].T.double().numpy()
-            model_p = np.exp(ranked_logp)
-        else:
-            ranked_logp = None
-            cand = torch.as_tensor(ranked)
-            exact = self.scorer.exact(
-                side, anchors, self.scorer.relations(rel_ids), cand[None].expand(len(queries), -1)
-            )
-            model_p = self.calibration.probability(exact.double(), torch.as_tensor(rel_ids)).numpy()
         scores = log_likelihood(  # each item's part, for the ranked candidates only
-            evidence_items, self.kg.num_entities, ranked_logp, alpha=alpha, candidates=np.asarray(ranked)
+            evidence_items,
+            self.kg.num_entities,
+            None if logp is None else logp[0][ranked].T.double().numpy(),
+            alpha=alpha,
+            candidates=np.asarray(ranked),
         )
+        # the model's probability of each evidence link from the interaction itself: the product form loses
+        # digits to cancellation exactly where a link is likely (|q|² + |t|² - 2 q·t with q close to t)
+        cand = torch.as_tensor(ranked)
+        exact = self.scorer.exact(
+            side, anchors, self.scorer.relations(rel_ids), cand[None].expand(len(queries), -1)
+        )
+        model_p = self.calibration.probability(exact.double(), torch.as_tensor(rel_ids)).numpy()
         # each item's names once (not once per answer), each common term's label once
         items = [
             (q.text, q.text, self.kg.relations[r])
