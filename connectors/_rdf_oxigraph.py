@@ -112,8 +112,12 @@ def _feed_chunk(chunk: list, collector: Collector, before: int) -> None:
     del chunk
     s_class = list(map(type, subjects))
     o_class = list(map(type, objects))
-    for classes, allowed in ((s_class, {NamedNode, BlankNode}), (o_class, {NamedNode, BlankNode, Literal})):
-        odd = set(classes) - allowed
+    s_kinds, o_kinds = set(s_class), set(o_class)  # the term classes present, for both checks below
+    for classes, kinds, allowed in (
+        (s_class, s_kinds, {NamedNode, BlankNode}),
+        (o_class, o_kinds, {NamedNode, BlankNode, Literal}),
+    ):
+        odd = kinds - allowed
         if odd:
             first = min(classes.index(c) for c in odd)
             raise InputError(
@@ -124,7 +128,7 @@ def _feed_chunk(chunk: list, collector: Collector, before: int) -> None:
     keys[0::2] = map(_VALUE, subjects)
     keys[1::2] = map(_VALUE, objects)
     del subjects
-    if BlankNode in s_class or BlankNode in o_class:
+    if BlankNode in s_kinds or BlankNode in o_kinds:
         kinds: list = [None] * (2 * n)
         kinds[0::2] = s_class
         kinds[1::2] = o_class
