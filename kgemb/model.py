@@ -200,9 +200,13 @@ class TextAwareRepresentation(Representation):
             self.register_buffer("text_mean", features.mean_pooled(), persistent=False)
             self.pooling = ViewPooling(features.dim, heads=heads, kind=pooling)
             self.project = nn.Linear(features.dim, dim)
+            # at most one view per entity: attention weighs each entity's one view by exactly 1, so the pooled text
+            # is the (constant) text_mean and the pooling is skipped; its queries get no gradient (it would be 0)
+            self.one_view = bool((features.offsets[1:] - features.offsets[:-1]).max() <= 1)
         else:
             self.pooling = None
             self.project = None
+            self.one_view = False
         # entities seen in training triples; in fused mode the others fall back to their text part
         seen = torch.ones(max_id, dtype=torch.bool) if seen is None else seen.bool()
         self.register_buffer("seen", seen)
@@ -285,7 +289,7 @@ class TextAwareRepresentation(Representation):
 
     def _pooled_text(self, flat: torch.Tensor | None) -> torch.Tensor:
         assert self.pooling is not None
-        if self.pooling.kind == "mean":
+        if self.pooling.kind == "mean" or self.one_view:
             return self.text_mean if flat is None else self.text_mean[flat]
         if flat is None:
             return self.pooling(self.text_vectors, self.text_owners, self.max_id)
