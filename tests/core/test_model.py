@@ -51,6 +51,24 @@ def test_every_mode_and_interaction_learns_the_tiny_graph(tiny_kg, default_encod
     assert train_mrr(model) > 0.4, (mode, interaction)
 
 
+@pytest.mark.parametrize("combination", ["elementwise", "sum"])
+def test_fused_combinations_learn_and_reload(tiny_kg, default_encoder, combination, tmp_path):
+    model = kgemb.train(
+        tiny_kg, encoder=default_encoder, mode="fused", interaction="complex", combination=combination, **FAST
+    )
+    gate = model.representation.gate
+    assert (gate is None) == (combination == "sum")
+    if gate is not None:  # a gate per dimension: 3 * dim weights, not the full gate's 2 * dim * dim
+        assert sum(p.numel() for p in gate.parameters()) == 3 * 16
+    assert train_mrr(model) > 0.4
+    model.save(tmp_path / "m")
+    train = tiny_kg.triples("train")
+    torch.testing.assert_close(
+        kgemb.load(tmp_path / "m").score_tails(train[:8, 0], train[:8, 1]),
+        model.score_tails(train[:8, 0], train[:8, 1]),
+    )
+
+
 def test_vectors_score_like_ids(tiny_kg, default_encoder):
     """score_*_from_vectors with an entity's own vector gives the same scores as by its id."""
     model = kgemb.train(tiny_kg, encoder=default_encoder, mode="fused", interaction="rotate", **FAST)

@@ -166,3 +166,58 @@ def test_text_channel_is_folded_into_every_scorer(tmp_path) -> None:
     updated = model.update(kg, epochs=2)
     assert updated.config["text_channel"] is not None
     assert updated.evaluate("test")["mrr"] > 0.5
+
+
+def test_row_adam_updates_dense_complex_weights_as_adam_does() -> None:
+    torch.manual_seed(0)
+    w1 = torch.nn.Parameter(torch.randn(5, 3, dtype=torch.cfloat))
+    w2 = torch.nn.Parameter(w1.detach().clone())
+    ours, theirs = RowAdam([w1], lr=0.1, weight_decay=0.01), torch.optim.Adam([w2], lr=0.1, weight_decay=0.01)
+    for _ in range(5):
+        for w, opt in ((w1, ours), (w2, theirs)):
+            opt.zero_grad()
+            (torch.view_as_real(w).sin() * torch.arange(30.0).view(5, 3, 2)).sum().backward()
+            opt.step()
+    torch.testing.assert_close(w1, w2)
+
+
+def test_one_view_fast_path_trains_as_the_attention_pooling_does() -> None:
+    """With one view per entity the pooled text is the constant view itself (attention weight exactly 1): the fast
+    path skips the pooling and must train to the same weights and scores as the plain path."""
+    from pykeen.triples import KGInfo
+
+    from kgemb.features import TextFeatures
+    from kgemb.model import build_model
+    from kgemb.objective import Objective
+
+    n, r = 12, 3
+    gen = torch.Generator().manual_seed(0)
+    features = TextFeatures(torch.randn(n, 8, generator=gen), torch.arange(n + 1), torch.zeros(8), 1.0)
+    triples = np.stack(
+        [
+            torch.randint(n, (40,), generator=gen).numpy(),
+            np.arange(40) % r,
+            torch.randint(n, (40,), generator=gen),
+        ],
+        axis=1,
+    )
+
+    def trained(fast: bool) -> torch.Tensor:
+        model = build_model(
+            KGInfo(n, r, False),
+            mode="fused",
+            interaction="complex",
+            dim=8,
+            features=features,
+            reciprocal=True,
+        )
+        rep = model.entity_representations[0]
+        assert rep.one_view
+        rep.one_view = fast
+        loop = OneToNLoop(model, triples, Objective(n3=0.01, text_loss=1.0, weight_decay=1e-5))
+        torch.manual_seed(0)
+        loop.train(num_epochs=3, batch_size=8, use_tqdm=False)
+        model.eval()
+        return model.score_t(torch.tensor([[0, 0], [1, 1], [2, 4], [5, 2]]))
+
+    torch.testing.assert_close(trained(True), trained(False), atol=1e-5, rtol=1e-5)
