@@ -86,7 +86,7 @@ class TrainingConfig:
         None  # reals per entity vector (complex: dim/2 numbers); None: 512 below 10k triples, else 256
     )
     epochs: int | None = None  # None: about 500k triples seen (softmax; 1.5M otherwise), 10 to 100 epochs
-    batch_size: int | None = None  # None: 256 below 10,000 training triples, else 1024
+    batch_size: int | None = None  # None: 256 below 1,000 training triples, else 1024
     lr: float = 0.01  # Adam
     weight_decay: float = 1e-5
     loss: str = "softmax"  # kgemb.objective (reciprocal 1-N); or one of PyKEEN's, trained by its loops
@@ -232,7 +232,10 @@ class TrainingConfig:
         if out.eval_every is None:
             out.eval_every = max(1, out.epochs // 10)
         if out.batch_size is None:
-            out.batch_size = 256 if small else 1024
+            # a fused step computes every entity's vector once per batch: 1,024 spreads that over 4x the triples
+            # (UMLS, Nations, Kinships: fused's test MRR no lower than at 256, its step 2.0x structure's, not 3.3x;
+            # benchmarks/results/linkpred_small_batch1024.md); below 1,000 triples 256 keeps several steps an epoch
+            out.batch_size = 256 if num_train < 1_000 else 1024
         if out.sampler is None:
             out.sampler = "hard" if out.loss == "infonce" and out.mode != "structure" else "basic"
         return out
