@@ -394,11 +394,16 @@ def matmul_t(q: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
     """``q @ cand.T`` (b, C), contiguous. A few float32 rows are computed as ``(cand @ q.T).T``: MKL runs the tall
     product on both threads, about twice as fast here (10 x 100k x 256: 14 vs 26 ms), and one row as two (its
     matrix-vector path reads 1M x 256 at ~1.7 GB/s: 150 ms against 50 ms for a two-column product)."""
-    b = q.shape[0]
     if not _few_rows(q, cand):
         return q @ cand.T
-    rows = q if b > 1 else q.repeat(2, 1)  # repeated, not expanded: an expanded row is not BLAS-able
-    return (cand @ rows.T).T[:b].contiguous()
+    return _tall(q, cand).T.contiguous()
+
+
+def _tall(q: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
+    """``cand @ q.T`` (C, b), the tall product MKL runs on both threads; one row as two (repeated, not expanded:
+    an expanded row is not BLAS-able), see :func:`matmul_t`."""
+    b = q.shape[0]
+    return (cand @ (q if b > 1 else q.repeat(2, 1)).T)[:, :b]
 
 
 def product_scores(
@@ -440,9 +445,8 @@ def _product_columns(
     form: str, q: torch.Tensor, cand: torch.Tensor, cand_sq_norms: torch.Tensor | None
 ) -> torch.Tensor:
     """:func:`product_scores` with ``columns=True``: ``(C, b)``, every step in place on the product."""
-    b = q.shape[0]
-    rows = q if form == "dot" else -2.0 * q  # -2 q·t from the product itself (exact: a power of two)
-    prod = (cand @ (rows if b > 1 else rows.repeat(2, 1)).T)[:, :b]  # one row as two: see matmul_t
+    # -2 q·t straight from the product (scaling by a power of two is exact)
+    prod = _tall(q if form == "dot" else -2.0 * q, cand)
     if form == "dot":
         return prod
     tn = ((cand * cand).sum(dim=-1) if cand_sq_norms is None else cand_sq_norms).unsqueeze(1)
