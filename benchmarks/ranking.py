@@ -96,6 +96,7 @@ def machine_rates(dim: int) -> dict[str, float]:
     (64 queries x 65,536 entities). float32 is the faster of MKL's ``q @ e.T`` and oneDNN's kernel
     (``kgemb.model.matmul_t`` without gradients); ``fp32_mkl`` keeps MKL's alone."""
     import torch
+
     from kgemb.model import matmul_t
 
     rates = {}

@@ -335,4 +335,3 @@ def _log_sigmoid_(x: torch.Tensor) -> torch.Tensor:
     error stays within ~1e-7 in float32 (measured: 5.4e-7 against float64 over |x| <= 20, torch's own 4.8e-7)."""
     tail = x.abs().neg_().exp_().add_(1).log_()
     return x.clamp_max_(0).sub_(tail)
-
