@@ -141,6 +141,35 @@ def _dense_adam(
     )
 
 
+class _N3(torch.autograd.Function):
+    """``sum |x|³`` over the entries of a real or complex tensor (the modulus for complex ones), with the gradient
+    written out: ``3 |x| x`` for both. autograd's ``x.abs().pow(3)`` on complex factors goes through complex ``abs``
+    (1.0 ms for 1,024 x 256 here, against 0.26 from the real and imaginary parts) and ``sgn`` and several more
+    element-wise passes."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        if x.is_complex():
+            parts = torch.view_as_real(x)
+            squares = parts * parts
+            squared = torch.add(squares[..., 0], squares[..., 1])
+            modulus = squared.sqrt()
+            cubes = squared.mul_(modulus)
+        else:
+            modulus = x.abs()
+            cubes = modulus * modulus * modulus
+        ctx.save_for_backward(x, modulus)
+        return cubes.sum()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        x, modulus = ctx.saved_tensors
+        scale = modulus * (3 * grad)
+        if x.is_complex():
+            return torch.view_as_complex(torch.view_as_real(x) * scale.unsqueeze(-1))
+        return x * scale
+
+
 def _real(x: torch.Tensor) -> torch.Tensor:
     return torch.view_as_real(x) if torch.is_complex(x) else x
 
@@ -296,7 +325,7 @@ class OneToNLoop:
             loss = loss + text_loss * self._cross_entropy(text_logits, target, mask, len(rows))
         if obj.n3:
             factors = [anchor_vec, ents[target], *rels]
-            loss = loss + obj.n3 * sum(x.abs().pow(3).sum() for x in factors) / len(rows)
+            loss = loss + obj.n3 * sum(_N3.apply(x) for x in factors) / len(rows)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         distributed.all_reduce_gradients(model.parameters())

@@ -221,3 +221,21 @@ def test_one_view_fast_path_trains_as_the_attention_pooling_does() -> None:
         return model.score_t(torch.tensor([[0, 0], [1, 1], [2, 4], [5, 2]]))
 
     torch.testing.assert_close(trained(True), trained(False), atol=1e-5, rtol=1e-5)
+
+
+def test_n3_penalty_and_its_gradient_equal_autograds_abs_cubed() -> None:
+    """The N3 term written out (real and complex factors: the modulus cubed, gradient 3 |x| x) equals autograd's
+    ``x.abs().pow(3).sum()``, value and gradient, including at zero."""
+    from kgemb.objective import _N3
+
+    gen = torch.Generator().manual_seed(0)
+    for dtype in (torch.float32, torch.complex64):
+        x0 = torch.randn(40, 16, dtype=dtype, generator=gen)
+        x0[0] = 0
+        want_x, got_x = x0.clone().requires_grad_(True), x0.clone().requires_grad_(True)
+        want = want_x.abs().pow(3).sum()
+        got = _N3.apply(got_x)
+        (2.5 * want).backward()
+        (2.5 * got).backward()
+        torch.testing.assert_close(got, want)
+        torch.testing.assert_close(got_x.grad, want_x.grad)
