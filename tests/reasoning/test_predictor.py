@@ -242,3 +242,21 @@ def test_chunked_scorer_matches_the_model(medical_kg, interaction) -> None:
             assert torch.equal(ids, torch.topk(ref, 4).indices)
             torch.testing.assert_close(values, torch.topk(ref, 4).values)
         torch.testing.assert_close(scorer.exact(side, anchors, rels, ids), torch.topk(ref, 4).values)
+
+
+def test_log_probability_in_place_matches_float64_logsigmoid() -> None:
+    """The in-place log-sigmoid (no gradients) against float64, over large |x| and the infinities; with gradients
+    torch's own (the logits keep their graph)."""
+    from kgemb.reasoning.calibration import Calibration
+
+    cal = Calibration(np.array([1.5, 0.5]), np.array([-2.0, 1.0]), (1.0, 0.0), "sig")
+    scores = torch.cat([torch.linspace(-60, 60, 2001), torch.tensor([float("inf"), float("-inf")])])
+    scores = torch.stack([scores, scores])  # one row per relation
+    rels = torch.tensor([0, 1])
+    want = torch.nn.functional.logsigmoid(cal.logits(scores.double(), rels))
+    got = cal.log_probability(scores, rels)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got.double(), want, rtol=1e-6, atol=1e-6)
+    leaf = scores[:, :5].clone().requires_grad_(True)
+    cal.log_probability(leaf, rels).sum().backward()
+    assert leaf.grad is not None and torch.isfinite(leaf.grad).all()
