@@ -5,7 +5,9 @@ Three modes share one code path, :class:`TextAwareRepresentation`:
 - ``structure``: a learned embedding per entity (a plain PyKEEN model, the baseline);
 - ``text``: a learned projection of the entity's frozen text features (pooled over its views), so an entity never
   seen in training still gets a vector;
-- ``fused``: the text projection plus a gated learned embedding; an entity unseen in training keeps its text part.
+- ``fused``: the text projection ``t`` plus a learned embedding ``s`` weighed per dimension by a gate ``g`` computed
+  from both, ``t + g s`` (``gate``, the default), or mixed, ``(1 - g) t + g s`` (``convex``: the gate can also switch
+  the text part off); an entity unseen in training is its text part ``t``.
   With a *text channel* (dot-product interactions), each entity vector is ``[fused ; text part]`` and each relation
   vector ``[r ; w_r r]``, so every scorer computes ``fused score + w_r · text-part score`` with one product; ``w_r``
   is chosen per relation on validation (:func:`kgemb.channels.fit_text_weights`, :func:`fold_text_channel`).
@@ -39,7 +41,7 @@ if TYPE_CHECKING:
 
 MODES = ("fused", "text", "structure")
 POOLINGS = ("attention", "mean")
-COMBINATIONS = ("gate", "elementwise", "sum")
+COMBINATIONS = ("gate", "convex", "elementwise", "sum")
 
 
 @dataclass(frozen=True)
@@ -200,7 +202,7 @@ class TextAwareRepresentation(Representation):
             else None
         )
         self.gate: nn.Module | None = None
-        if mode == "fused" and combination == "gate":
+        if mode == "fused" and combination in ("gate", "convex"):
             self.gate = nn.Linear(2 * dim, dim)
         elif mode == "fused" and combination == "elementwise":
             self.gate = ElementwiseGate(dim)
@@ -273,14 +275,17 @@ class TextAwareRepresentation(Representation):
         flat = None if indices is None else indices.reshape(-1)
         text = self.project(self._pooled_text(flat)) if self.uses_text else None
         x = text
-        if self.uses_structure:
-            s = self.structure(indices=flat)
-            if self.mode == "fused":
-                keep = self.seen if flat is None else self.seen[flat]
-                if self.training and self.structure_dropout > 0:
-                    keep = keep & (torch.rand(keep.shape, device=keep.device) >= self.structure_dropout)
-                s = s * keep.unsqueeze(1).to(s.dtype)
-            x = s if text is None else self._combine(text, s)
+        if self.mode == "structure":
+            x = self.structure(indices=flat)
+        elif self.mode == "fused":
+            assert text is not None
+            x = self._combine(text, self.structure(indices=flat))
+            keep = self.seen if flat is None else self.seen[flat]
+            if self.training and self.structure_dropout > 0:
+                keep = keep & (torch.rand(keep.shape, device=keep.device) >= self.structure_dropout)
+            # an entity without its structural part (unseen in training, or dropped) is its text part alone
+            if not bool(keep.all()):
+                x = torch.where(keep.unsqueeze(1), x, text)
         assert x is not None
         return x.reshape(*shape, self.dim), None if text is None else text.reshape(*shape, self.dim)
 
@@ -291,7 +296,7 @@ class TextAwareRepresentation(Representation):
                 "this model was trained in 'structure' mode and has no text part; train 'text' or 'fused'"
             )
         x = self.project(standardised.to(self.project.weight.device))
-        if self.text_channel:  # a new entity's fused vector is its text part
+        if self.text_channel:  # a new entity's fused vector is its text part, as an unseen entity's is
             x = torch.cat([x, x], dim=-1)
         return self._normalized_real(x)
 
@@ -301,11 +306,15 @@ class TextAwareRepresentation(Representation):
         return self.normalizer(x)
 
     def _combine(self, t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """The fused vectors of text parts ``t`` and structural parts ``s``."""
         if self.gate is None:
             return t + s
         if isinstance(self.gate, ElementwiseGate):
             return t + torch.sigmoid(self.gate(t, s)) * s
-        return t + torch.sigmoid(self.gate(torch.cat([t, s], dim=-1))) * s
+        g = torch.sigmoid(self.gate(torch.cat([t, s], dim=-1)))
+        if self.combination == "convex":
+            return torch.lerp(t, s, g)
+        return t + g * s
 
     def _pooled_text(self, flat: torch.Tensor | None) -> torch.Tensor:
         assert self.pooling is not None

@@ -58,6 +58,7 @@ def test_fused_combinations_learn_and_reload(tiny_kg, default_encoder, combinati
     )
     gate = model.representation.gate
     assert (gate is None) == (combination == "sum")
+    assert model.config["training"]["structure_dropout"] == 0.0  # dropout is convex's default only
     if gate is not None:  # a gate per dimension: 3 * dim weights, not the full gate's 2 * dim * dim
         assert sum(p.numel() for p in gate.parameters()) == 3 * 16
     assert train_mrr(model) > 0.4
@@ -105,8 +106,38 @@ def test_ranking_every_entity_is_one_matrix_product_with_pykeens_ranks(
     assert calls  # PyKEEN's path this time
 
 
-def test_unseen_entity_falls_back_to_its_text(tiny_kg, default_encoder):
-    """An entity in no training triple gets its text part in fused mode: the vector embed_texts gives its label."""
+def test_the_convex_gate_mixes_text_and_structure_and_can_switch_either_off(tiny_kg, default_encoder):
+    """The convex fused vector is ``(1 - g) t + g s``: a gate shut at 0 gives the text part, open at 1 the
+    structural part, and in between the mix; ``gate`` keeps the whole text part, ``t + g s``."""
+    model = kgemb.train(
+        tiny_kg, encoder=default_encoder, mode="fused", interaction="transe", combination="convex", **FAST
+    )
+    rep = model.representation
+    assert rep.combination == "convex"
+    assert rep.structure_dropout == model.config["training"]["structure_dropout"] == 0.25  # its default
+    s = rep.structure(indices=None).detach()
+    with torch.no_grad():
+        t = rep.project(rep._pooled_text(None))
+        g = torch.sigmoid(rep.gate(torch.cat([t, s], dim=-1)))
+        assert 0.05 < float(g.mean()) < 0.95  # a trained gate that mixes
+        torch.testing.assert_close(rep.real_vectors(None), (1 - g) * t + g * s)
+        for bias, expected in ((-60.0, t), (60.0, s)):
+            rep.gate.weight.zero_()
+            rep.gate.bias.fill_(bias)
+            torch.testing.assert_close(rep.real_vectors(None), expected)
+        rep.combination = "gate"
+        torch.testing.assert_close(rep.real_vectors(None), t + s)
+
+
+@pytest.mark.parametrize(
+    ("interaction", "combination"), [("transe", "convex"), ("transe", "gate"), ("complex", "convex")]
+)
+def test_unseen_entity_falls_back_to_its_text(
+    tiny_kg, default_encoder, interaction, combination, monkeypatch
+):
+    """An entity in no training triple gets in fused mode what its text alone gives: the vector embed_texts gives
+    its label (with a text channel, ``[fused ; text part]`` of it)."""
+    import kgemb.channels
     from kgemb.graph import GraphBuilder
 
     b = GraphBuilder()
@@ -116,10 +147,23 @@ def test_unseen_entity_falls_back_to_its_text(tiny_kg, default_encoder):
             for t in texts:
                 b.add_label(e.key, t, lang)
     b.add_label("pneumonia", "pneumonia", "en")  # in the graph, in no triple
-    for h, r, t in tiny_kg.triples("train").tolist():
-        b.add_triple(tiny_kg.entities[h].key, tiny_kg.relations[r], tiny_kg.entities[t].key)
+    channel = interaction == "complex"
+    if channel:  # a validation split, and a text channel folded in with weight 1 for every relation
+        monkeypatch.setattr(kgemb.channels, "TEXT_WEIGHTS", (1.0,))
+    for i, (h, r, t) in enumerate(tiny_kg.triples("train").tolist()):
+        split = "valid" if channel and i % 8 == 0 else "train"
+        b.add_triple(tiny_kg.entities[h].key, tiny_kg.relations[r], tiny_kg.entities[t].key, split=split)
     kg = b.build()
-    model = kgemb.train(kg, encoder=default_encoder, mode="fused", interaction="transe", **FAST)
+    model = kgemb.train(
+        kg,
+        encoder=default_encoder,
+        mode="fused",
+        interaction=interaction,
+        combination=combination,
+        rules=False,
+        **FAST,
+    )
+    assert model.representation.text_channel == channel
     i = kg.entity_id("pneumonia")
     assert not bool(model.representation.seen[i])
     np.testing.assert_allclose(
