@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -186,21 +188,11 @@ def test_one_view_fast_path_trains_as_the_attention_pooling_does() -> None:
     path skips the pooling and must train to the same weights and scores as the plain path."""
     from pykeen.triples import KGInfo
 
-    from kgemb.features import TextFeatures
     from kgemb.model import build_model
     from kgemb.objective import Objective
 
     n, r = 12, 3
-    gen = torch.Generator().manual_seed(0)
-    features = TextFeatures(torch.randn(n, 8, generator=gen), torch.arange(n + 1), torch.zeros(8), 1.0)
-    triples = np.stack(
-        [
-            torch.randint(n, (40,), generator=gen).numpy(),
-            np.arange(40) % r,
-            torch.randint(n, (40,), generator=gen),
-        ],
-        axis=1,
-    )
+    features, triples = _one_view_graph(n, r)
 
     def trained(fast: bool) -> torch.Tensor:
         model = build_model(
@@ -239,3 +231,49 @@ def test_n3_penalty_and_its_gradient_equal_autograds_abs_cubed() -> None:
         (2.5 * got).backward()
         torch.testing.assert_close(got, want)
         torch.testing.assert_close(got_x.grad, want_x.grad)
+
+
+def test_the_text_parts_loss_trains_the_text_part_not_the_relations() -> None:
+    """A convex fused model's text-part loss moves the text projection but not the relations: their gradient is the
+    fused loss's alone. With the ``gate`` combination that loss trains the relations too."""
+    from pykeen.triples import KGInfo
+
+    from kgemb.model import build_model
+    from kgemb.objective import Objective
+
+    n, r = 12, 3
+    features, triples = _one_view_graph(n, r)
+
+    def gradients(text_loss: float, combination: str = "convex") -> dict[str, torch.Tensor]:
+        model = build_model(
+            KGInfo(n, r, False),
+            mode="fused",
+            interaction="complex",
+            dim=8,
+            features=features,
+            reciprocal=True,
+            combination=combination,
+        )
+        loop = OneToNLoop(model, triples, Objective(text_loss=text_loss))
+        loop._step(torch.arange(16))
+        return {name: p.grad.to_dense().clone() for name, p in model.named_parameters() if p.grad is not None}
+
+    alone, with_text = gradients(0.0), gradients(1.0)
+    relations = [name for name in alone if name.startswith("relation_representations")]
+    assert relations
+    for name in relations:
+        torch.testing.assert_close(with_text[name], alone[name])
+    projection = "entity_representations.0.project.weight"
+    assert not torch.allclose(with_text[projection], alone[projection])
+    gate_alone, gate_with_text = gradients(0.0, "gate"), gradients(1.0, "gate")
+    assert not all(torch.allclose(gate_with_text[name], gate_alone[name]) for name in relations)
+
+
+def _one_view_graph(n: int, r: int) -> tuple[Any, np.ndarray]:
+    """Random text features, one view for each of ``n`` entities, and 40 random triples over ``r`` relations."""
+    from kgemb.features import TextFeatures
+
+    gen = torch.Generator().manual_seed(0)
+    features = TextFeatures(torch.randn(n, 8, generator=gen), torch.arange(n + 1), torch.zeros(8), 1.0)
+    heads, tails = (torch.randint(n, (40,), generator=gen).numpy() for _ in range(2))
+    return features, np.stack([heads, np.arange(40) % r, tails], axis=1)
