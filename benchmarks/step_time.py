@@ -3,7 +3,8 @@ optimiser, and the rest (scores, loss, masks), in milliseconds per step of kgemb
 
 Issue 13's row "triples per second of a training epoch per mode (fused ≤ 1.3× the time of structure)": the
 benchmark's triples/s includes validation and, on a shared machine, waiting for a core; this times the steps alone,
-the modes one after the other in one process. A mode may name a fused combination, e.g. ``fused:elementwise``.
+the modes one after the other in one process. A mode may name a fused combination and options, e.g. ``fused:elementwise`` or
+``fused:gate:text_channel=true``.
 
     python benchmarks/step_time.py --dataset umls --modes structure,text,fused,fused:elementwise
 """
@@ -11,6 +12,7 @@ the modes one after the other in one process. A mode may name a fused combinatio
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 import warnings
@@ -31,10 +33,11 @@ def time_mode(
 
     from kgemb.training import TrainingConfig, _make_loop, model_for
 
-    name, _, combination = mode.partition(":")
+    name, *extra = mode.split(":")
     options: dict[str, Any] = {"mode": name, "show_progress": False, "batch_size": batch_size}
-    if combination:
-        options["combination"] = combination
+    for part in extra:  # a fused combination, or an option as NAME=JSON
+        key, eq, value = part.partition("=")
+        options.update({key: json.loads(value)} if eq else {"combination": part})
     cfg = TrainingConfig.from_options(options).resolved(len(kg.triples("train")), kg.num_entities)
     model = model_for(kg, cfg, features if name != "structure" else None)
     loop = _make_loop(model, kg.to_triples_factory("train"), cfg, features)
