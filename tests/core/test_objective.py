@@ -10,7 +10,14 @@ import torch
 from kgemb.connectors import tabular
 
 import kgemb
-from kgemb.objective import KnownAnswers, OneToNLoop, RowAdam, reciprocal_examples, shared_candidates
+from kgemb.objective import (
+    KnownAnswers,
+    Objective,
+    OneToNLoop,
+    RowAdam,
+    reciprocal_examples,
+    shared_candidates,
+)
 
 FAST = dict(dim=16, epochs=12, batch_size=16, lr=0.02, show_progress=False, seed=0)
 
@@ -36,7 +43,6 @@ def test_candidates_hold_every_query_entity_and_answer() -> None:
 def test_other_true_answers_are_masked_never_the_target(tiny_kg, sampled) -> None:
     model = kgemb.train(tiny_kg, mode="structure", **{**FAST, "epochs": 1})
     triples = tiny_kg.triples("train")
-    from kgemb.objective import Objective
 
     loop = OneToNLoop(model.pykeen_model, triples, Objective(negatives=8 if sampled else None))
     rows = torch.arange(len(loop.examples))
@@ -186,23 +192,9 @@ def test_row_adam_updates_dense_complex_weights_as_adam_does() -> None:
 def test_one_view_fast_path_trains_as_the_attention_pooling_does() -> None:
     """With one view per entity the pooled text is the constant view itself (attention weight exactly 1): the fast
     path skips the pooling and must train to the same weights and scores as the plain path."""
-    from pykeen.triples import KGInfo
-
-    from kgemb.model import build_model
-    from kgemb.objective import Objective
-
-    n, r = 12, 3
-    features, triples = _one_view_graph(n, r)
 
     def trained(fast: bool) -> torch.Tensor:
-        model = build_model(
-            KGInfo(n, r, False),
-            mode="fused",
-            interaction="complex",
-            dim=8,
-            features=features,
-            reciprocal=True,
-        )
+        model, triples = _small_fused_model()
         rep = model.entity_representations[0]
         assert rep.one_view
         rep.one_view = fast
@@ -236,24 +228,9 @@ def test_n3_penalty_and_its_gradient_equal_autograds_abs_cubed() -> None:
 def test_the_text_parts_loss_trains_the_text_part_not_the_relations() -> None:
     """A convex fused model's text-part loss moves the text projection but not the relations: their gradient is the
     fused loss's alone. With the ``gate`` combination that loss trains the relations too."""
-    from pykeen.triples import KGInfo
-
-    from kgemb.model import build_model
-    from kgemb.objective import Objective
-
-    n, r = 12, 3
-    features, triples = _one_view_graph(n, r)
 
     def gradients(text_loss: float, combination: str = "convex") -> dict[str, torch.Tensor]:
-        model = build_model(
-            KGInfo(n, r, False),
-            mode="fused",
-            interaction="complex",
-            dim=8,
-            features=features,
-            reciprocal=True,
-            combination=combination,
-        )
+        model, triples = _small_fused_model(combination)
         loop = OneToNLoop(model, triples, Objective(text_loss=text_loss))
         loop._step(torch.arange(16))
         return {name: p.grad.to_dense().clone() for name, p in model.named_parameters() if p.grad is not None}
@@ -269,11 +246,25 @@ def test_the_text_parts_loss_trains_the_text_part_not_the_relations() -> None:
     assert not all(torch.allclose(gate_with_text[name], gate_alone[name]) for name in relations)
 
 
-def _one_view_graph(n: int, r: int) -> tuple[Any, np.ndarray]:
-    """Random text features, one view for each of ``n`` entities, and 40 random triples over ``r`` relations."""
-    from kgemb.features import TextFeatures
+def _small_fused_model(combination: str = "gate") -> tuple[Any, np.ndarray]:
+    """A fused ComplEx model (dim 8, reciprocal) over 12 entities with one random text view each, and 40 random
+    triples over 3 relations; the same every call."""
+    from pykeen.triples import KGInfo
 
+    from kgemb.features import TextFeatures
+    from kgemb.model import build_model
+
+    n, r = 12, 3
     gen = torch.Generator().manual_seed(0)
     features = TextFeatures(torch.randn(n, 8, generator=gen), torch.arange(n + 1), torch.zeros(8), 1.0)
     heads, tails = (torch.randint(n, (40,), generator=gen).numpy() for _ in range(2))
-    return features, np.stack([heads, np.arange(40) % r, tails], axis=1)
+    model = build_model(
+        KGInfo(n, r, False),
+        mode="fused",
+        interaction="complex",
+        dim=8,
+        features=features,
+        reciprocal=True,
+        combination=combination,
+    )
+    return model, np.stack([heads, np.arange(40) % r, tails], axis=1)
