@@ -3,8 +3,8 @@ optimiser, and the rest (scores, loss, masks), in milliseconds per step of kgemb
 
 Issue 13's row "triples per second of a training epoch per mode (fused ≤ 1.3× the time of structure)": the
 benchmark's triples/s includes validation and, on a shared machine, waiting for a core; this times the steps alone,
-the modes one after the other in one process. A mode may name a fused combination and options, e.g. ``fused:elementwise`` or
-``fused:gate:text_channel=true``.
+the modes one after the other in one process. A mode may name a fused combination and options, e.g.
+``fused:elementwise`` or ``fused:convex:structure_dropout=0``.
 
     python benchmarks/step_time.py --dataset umls --modes structure,text,fused,fused:elementwise
 """

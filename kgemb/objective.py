@@ -18,8 +18,8 @@ vectors with the same relations), so that it ranks well alone: the text channel 
 unseen in training use it. With the ``convex`` combination that loss trains the text part only, the relations
 being the fused loss's, held fixed in it (shared, they were pulled towards the text part: Nations test MRR 0.782
 against 0.809 held fixed, mean of three seeds; with ``gate`` holding them made no difference,
-``benchmarks/results/linkpred_fused_convex.md``). The optimiser (:class:`RowAdam`) updates only the embedding rows a batch touched when the candidates are
-sampled.
+``benchmarks/results/linkpred_fused_convex.md``). The optimiser (:class:`RowAdam`) updates only the embedding rows
+a batch touched when the candidates are sampled.
 
 :class:`OneToNLoop` has the attributes PyKEEN's training loops expose to callbacks (``model``, ``optimizer``,
 ``_epoch``, ``losses_per_epochs``, ``_should_stop``), so early stopping, the time limit and checkpoints are shared
