@@ -151,6 +151,8 @@ class TrainingConfig:
         self.loss = _choice("loss", self.loss, tuple(LOSSES))
         self.pooling = _choice("pooling", self.pooling, POOLINGS)
         self.combination = _choice("combination", self.combination, COMBINATIONS)
+        if self.structure_dropout is None:  # depends on the combination only, not on the graph
+            self.structure_dropout = CONVEX_DROPOUT if self.combination == "convex" else 0.0
         if self.sampler is not None:
             self.sampler = _choice("sampler", self.sampler, SAMPLERS)
         if self.dim is not None:
@@ -170,7 +172,7 @@ class TrainingConfig:
         if not self.lr > 0:
             raise ConfigError(f"lr={self.lr!r} must be positive (e.g. 1e-3)")
         for name in ("hard_negatives", "in_batch_negatives", "structure_dropout"):
-            if getattr(self, name) is not None and not 0 <= getattr(self, name) <= 1:
+            if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"{name}={getattr(self, name)!r} must lie between 0 and 1")
         if self.margin is not None and "margin" not in LOSSES[self.loss][1]:
             raise ConfigError(
@@ -245,8 +247,6 @@ class TrainingConfig:
             out.batch_size = 256 if num_train < 1_000 else 1024
         if out.sampler is None:
             out.sampler = "hard" if out.loss == "infonce" and out.mode != "structure" else "basic"
-        if out.structure_dropout is None:
-            out.structure_dropout = CONVEX_DROPOUT if out.combination == "convex" else 0.0
         return out
 
     def describe(self, kg: KnowledgeGraph) -> str:
@@ -690,7 +690,7 @@ def model_for(
         heads=cfg.heads,
         combination=cfg.combination,
         seen=seen_entities(kg) if seen is None else seen,
-        structure_dropout=cfg.structure_dropout or 0.0,
+        structure_dropout=cfg.structure_dropout,
         relation_init=relation_init,
         loss=LOSSES[cfg.loss][0],
         loss_kwargs=cfg.loss_kwargs(),
