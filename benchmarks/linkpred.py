@@ -165,6 +165,12 @@ def run_kgemb(spec: dict[str, Any]) -> dict[str, Any]:
         / max(model.config["training"].get("fit_cpu_seconds") or fit, 1e-9),
         "epochs": model.config["training"]["epochs_run"],
         "best_epoch": model.config["training"].get("best_epoch"),
+        # a late fused model: its structural and text parts' epochs (best), trained one after the other
+        "part_epochs": {
+            mode: [part["epochs_run"], part.get("best_epoch")]
+            for mode, part in (model.config["training"].get("parts") or {}).items()
+        }
+        or None,
     }
 
 
@@ -343,6 +349,8 @@ def table(rows: list[dict[str, Any]]) -> str:
             lines.append(f"| {r['data']} | {r['setting']} | {r['model']} | error: {m['error']} |" + " |" * 14)
             continue
         epochs = f"{m['epochs']}" + (f" ({m['best_epoch']})" if m.get("best_epoch") else "")
+        if m.get("part_epochs"):
+            epochs = " + ".join(f"{ran} ({best})" for ran, best in m["part_epochs"].values())
         lines.append(
             f"| {r['data']} | {r['setting']} | {r['model']} | {_fmt(m['mrr'])} | {_fmt(m['hits@1'])} | "
             f"{_fmt(m['hits@3'])} | {_fmt(m['hits@10'])} | {m['n']} | {epochs} | {_fmt(m['minutes'], 1)} | "

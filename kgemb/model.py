@@ -5,9 +5,15 @@ Three modes share one code path, :class:`TextAwareRepresentation`:
 - ``structure``: a learned embedding per entity (a plain PyKEEN model, the baseline);
 - ``text``: a learned projection of the entity's frozen text features (pooled over its views), so an entity never
   seen in training still gets a vector;
-- ``fused``: the text projection ``t`` plus a learned embedding ``s`` weighed per dimension by a gate ``g`` computed
-  from both, ``t + g s`` (``gate``, the default), or mixed, ``(1 - g) t + g s`` (``convex``: the gate can also switch
-  the text part off); an entity unseen in training is its text part ``t``.
+- ``fused``, ``late`` combination (the default for dot-product interactions): a learned embedding ``s`` and the text
+  projection ``t``, each scored with relation vectors of its own (``[s ; t]`` against ``[r_s ; w_r r_t]``), so the
+  score is ``structure score + w_r · text score``; the parts are trained apart, as the structure and text models they
+  are (:func:`kgemb.training.train`), and ``w_r`` is 1 unless validation shows another weight significantly better
+  (:func:`kgemb.channels.fit_text_weights`). An entity unseen in training gets ``s`` estimated from ``t`` (a ridge
+  regression over the seen entities, :meth:`TextAwareRepresentation.fit_structure_map`).
+- ``fused``, the other combinations: ``t`` plus ``s`` weighed per dimension by a gate ``g`` computed from both,
+  ``t + g s`` (``gate``, the default for the other interactions), or mixed, ``(1 - g) t + g s`` (``convex``: the gate
+  can also switch the text part off); an entity unseen in training is its text part ``t``.
   With a *text channel* (dot-product interactions), each entity vector is ``[fused ; text part]`` and each relation
   vector ``[r ; w_r r]``, so every scorer computes ``fused score + w_r · text-part score`` with one product; ``w_r``
   is chosen per relation on validation (:func:`kgemb.channels.fit_text_weights`, :func:`fold_text_channel`).
@@ -41,7 +47,7 @@ if TYPE_CHECKING:
 
 MODES = ("fused", "text", "structure")
 POOLINGS = ("attention", "mean")
-COMBINATIONS = ("gate", "convex", "elementwise", "sum")
+COMBINATIONS = ("gate", "convex", "elementwise", "sum", "late")
 
 
 @dataclass(frozen=True)
@@ -183,6 +189,8 @@ class TextAwareRepresentation(Representation):
             raise ConfigError(f"unknown combination {combination!r}; choose one of {', '.join(COMBINATIONS)}")
         if text_channel and mode != "fused":
             raise ConfigError("a text channel belongs to 'fused' models; the other modes have one part")
+        late = mode == "fused" and combination == "late"
+        text_channel = text_channel or late  # late: always [structural part ; text part]
         out_dim = 2 * dim if text_channel else dim  # [fused ; text part]
         super().__init__(
             max_id=max_id,
@@ -192,7 +200,7 @@ class TextAwareRepresentation(Representation):
             unique=True,
         )
         self.mode, self.dim, self.complex, self.combination = mode, dim, complex_, combination
-        self.text_channel, self.out_dim = text_channel, out_dim
+        self.text_channel, self.out_dim, self.late = text_channel, out_dim, late
         self.structure_dropout = structure_dropout
         self.uses_text = mode in ("text", "fused")
         self.uses_structure = mode in ("structure", "fused")
@@ -230,6 +238,8 @@ class TextAwareRepresentation(Representation):
         # entities seen in training triples; in fused mode the others fall back to their text part
         seen = torch.ones(max_id, dtype=torch.bool) if seen is None else seen.bool()
         self.register_buffer("seen", seen)
+        if late:  # [W ; b]: an unseen entity's structural part estimated from its text part, t W + b
+            self.register_buffer("structure_map", torch.zeros(dim + 1, dim))
         self._cache: tuple[Any, torch.Tensor] | None = None
 
     # -- PyKEEN Representation API -------------------------------------------------------------------------------
@@ -273,19 +283,21 @@ class TextAwareRepresentation(Representation):
     def _parts(self, indices: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         shape = (self.max_id,) if indices is None else tuple(indices.shape)
         flat = None if indices is None else indices.reshape(-1)
-        text = self.project(self._pooled_text(flat)) if self.uses_text else None
+        text = self.text_part(flat) if self.uses_text else None
         x = text
         if self.mode == "structure":
             x = self.structure(indices=flat)
         elif self.mode == "fused":
             assert text is not None
-            x = self._combine(text, self.structure(indices=flat))
+            s = self.structure(indices=flat)
+            x = s if self.late else self._combine(text, s)
             keep = self.seen if flat is None else self.seen[flat]
             if self.training and self.structure_dropout > 0:
                 keep = keep & (torch.rand(keep.shape, device=keep.device) >= self.structure_dropout)
-            # an entity without its structural part (unseen in training, or dropped) is its text part alone
+            # an entity without its structural part (unseen in training, or dropped) is its text part alone; in a
+            # late model its structural part is estimated from its text part
             if not bool(keep.all()):
-                x = torch.where(keep.unsqueeze(1), x, text)
+                x = torch.where(keep.unsqueeze(1), x, self._structure_from_text(text) if self.late else text)
         assert x is not None
         return x.reshape(*shape, self.dim), None if text is None else text.reshape(*shape, self.dim)
 
@@ -296,9 +308,51 @@ class TextAwareRepresentation(Representation):
                 "this model was trained in 'structure' mode and has no text part; train 'text' or 'fused'"
             )
         x = self.project(standardised.to(self.project.weight.device))
-        if self.text_channel:  # a new entity's fused vector is its text part, as an unseen entity's is
-            x = torch.cat([x, x], dim=-1)
+        if self.text_channel:  # a new entity's fused vector is that of an unseen one
+            x = torch.cat([self._structure_from_text(x) if self.late else x, x], dim=-1)
         return self._normalized_real(x)
+
+    def text_part(self, indices: torch.Tensor | None = None) -> torch.Tensor:
+        """The text parts (reals, ``(n, dim)``, before any normaliser) of entities ``indices`` (None: all)."""
+        return self.project(self._pooled_text(indices))
+
+    def _structure_from_text(self, text: torch.Tensor) -> torch.Tensor:
+        """A late model's estimate of structural parts from text parts (reals, ``(n, dim)``)."""
+        return torch.addmm(self.structure_map[-1], text, self.structure_map[:-1])
+
+    @torch.no_grad()
+    def fit_structure_map(
+        self, ridges: Sequence[float] = (1e-3, 1e-2, 1e-1, 1.0, 10.0), seed: int = 0
+    ) -> float:
+        """Fit a late model's :attr:`structure_map` (ridge regression of the seen entities' structural parts on
+        their text parts, the penalty chosen on a tenth of them held out, then refit on all); returns the held-out
+        R². Unseen entities then rank among seen ones by an estimate of where the graph would put them, not by 0."""
+        if not self.late:
+            raise ConfigError("only a late fused model maps text parts to structural parts")
+        seen = torch.nonzero(self.seen).flatten()
+        t = self.text_part(seen).float()
+        s = self.structure(indices=seen).float()
+        order = torch.randperm(len(seen), generator=torch.Generator().manual_seed(seed))
+        held = torch.zeros(len(seen), dtype=torch.bool)
+        held[order[: max(1, len(seen) // 10)]] = True
+
+        def fit(rows: torch.Tensor, ridge: float) -> torch.Tensor:
+            tm, sm = t[rows].mean(0), s[rows].mean(0)
+            tc = t[rows] - tm
+            gram = tc.T @ tc
+            eye = torch.eye(len(gram), dtype=gram.dtype)
+            w = torch.linalg.solve(gram + ridge * gram.diagonal().mean() * eye, tc.T @ (s[rows] - sm))
+            return torch.cat([w, (sm - tm @ w).unsqueeze(0)])
+
+        def r2(m: torch.Tensor) -> float:
+            pred = torch.addmm(m[-1], t[held], m[:-1])
+            return float(1 - ((pred - s[held]) ** 2).sum() / ((s[held] - s[held].mean(0)) ** 2).sum())
+
+        scores = {ridge: r2(fit(~held, ridge)) for ridge in ridges} if len(seen) >= 20 else {ridges[-1]: 0.0}
+        best = max(scores, key=scores.get)
+        self.structure_map.copy_(fit(torch.ones(len(seen), dtype=torch.bool), best))
+        self._cache = None
+        return scores[best]
 
     def _normalized_real(self, x: torch.Tensor) -> torch.Tensor:
         if self.normalizer is None:
@@ -638,9 +692,11 @@ def build_model(
     ``reciprocal``: one more relation representation per relation, its inverse (see :class:`TextAwareModel`).
     ``text_channel``: the layout of :func:`fold_text_channel` (vectors twice as long), to load a folded model."""
     spec = interaction_spec(interaction)
+    text_channel = text_channel or (mode == "fused" and combination == "late")
     if text_channel and not scores_by_dot(interaction):
         raise ConfigError(
-            f"a text channel needs a dot-product interaction (complex, distmult), not {interaction}"
+            f"a text channel (and combination 'late') needs a dot-product interaction (complex, distmult), "
+            f"not {interaction}"
         )
     num_base_relations = info.num_relations
     if reciprocal:
@@ -701,28 +757,48 @@ def build_model(
     )
 
 
-def fold_text_channel(state: dict[str, torch.Tensor], weights: Any) -> dict[str, torch.Tensor]:
+def fold_text_channel(
+    state: dict[str, torch.Tensor], weights: Any, late: bool = False
+) -> dict[str, torch.Tensor]:
     """The state dict of a fused model (trained with its text part's own loss, :mod:`kgemb.objective`) with its text
     channel folded in: relation row ``r`` becomes ``[r ; w_r r]``, so that on the representation's
-    ``[fused ; text part]`` vectors a dot-product interaction scores ``fused + w_r · text part``. Load it into
-    ``build_model(..., text_channel=True)``; :func:`unfold_text_channel` undoes it."""
+    ``[fused ; text part]`` vectors a dot-product interaction scores ``fused + w_r · text part``. A ``late`` model's
+    rows are ``[r_s ; r_t]`` already and become ``[r_s ; w_r r_t]``. Load it into ``build_model(...,
+    text_channel=True)``; :func:`unfold_text_channel` undoes it."""
     w = torch.as_tensor(np.asarray(weights, dtype=np.float32))
     out = dict(state)
-    for name, value in state.items():
-        if name.startswith("relation_representations") and name.endswith("_embeddings.weight"):
-            if len(w) != len(value):
-                raise ValueError(f"{len(w)} text weights for {len(value)} relation rows")
-            out[name] = torch.cat([value, value * w.to(value.dtype).unsqueeze(1)], dim=1)
+    for name, value in relation_rows(state):
+        if len(w) != len(value):
+            raise ValueError(f"{len(w)} text weights for {len(value)} relation rows")
+        w_r = w.to(value.dtype).unsqueeze(1)
+        half = value.shape[1] // 2
+        out[name] = torch.cat(
+            [value[:, :half], value[:, half:] * w_r] if late else [value, value * w_r], dim=1
+        )
     return out
 
 
-def unfold_text_channel(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """A folded state dict (:func:`fold_text_channel`) back in the training layout (the relation rows' first half)."""
+def unfold_text_channel(state: dict[str, torch.Tensor], late_weights: Any = None) -> dict[str, torch.Tensor]:
+    """A folded state dict (:func:`fold_text_channel`) back in the training layout: the relation rows' first half,
+    or for a late model (``late_weights``: its text weights, all positive) ``[r_s ; r_t]``."""
     out = dict(state)
-    for name, value in state.items():
-        if name.startswith("relation_representations") and name.endswith("_embeddings.weight"):
-            out[name] = value[:, : value.shape[1] // 2].contiguous()
+    for name, value in relation_rows(state):
+        half = value.shape[1] // 2
+        if late_weights is None:
+            out[name] = value[:, :half].contiguous()
+        else:
+            w = torch.as_tensor(np.asarray(late_weights, dtype=np.float32)).to(value.dtype).unsqueeze(1)
+            out[name] = torch.cat([value[:, :half], value[:, half:] / w], dim=1)
     return out
+
+
+def relation_rows(state: dict[str, torch.Tensor]) -> list[tuple[str, torch.Tensor]]:
+    """The relation embedding tables of a model's state dict."""
+    return [
+        (name, value)
+        for name, value in state.items()
+        if name.startswith("relation_representations") and name.endswith("_embeddings.weight")
+    ]
 
 
 def _index(values: Any, upper: int, what: str) -> torch.Tensor:

@@ -18,7 +18,9 @@ vectors with the same relations), so that it ranks well alone: the text channel 
 unseen in training use it. With the ``convex`` combination that loss trains the text part only, the relations
 being the fused loss's, held fixed in it (shared, they were pulled towards the text part: Nations test MRR 0.782
 against 0.809 held fixed, mean of three seeds; with ``gate`` holding them made no difference,
-``benchmarks/results/linkpred_fused_convex.md``). The optimiser (:class:`RowAdam`) updates only the embedding rows
+``benchmarks/results/linkpred_fused_convex.md``). A ``late`` model's two parts each answer with their own half of
+the relation vectors, so the two losses train two models side by side (``update`` trains them so; ``train`` trains
+them one after the other). The optimiser (:class:`RowAdam`) updates only the embedding rows
 a batch touched when the candidates are sampled.
 
 :class:`OneToNLoop` has the attributes PyKEEN's training loops expose to callbacks (``model``, ``optimizer``,
@@ -314,23 +316,30 @@ class OneToNLoop:
             anchor_pos = torch.searchsorted(candidates, anchors.contiguous())
         else:
             candidates, target, anchor_pos = None, answers, anchors
-        if text_loss:
+        if text_loss or entity_rep.late:
             ents, text_ents = entity_rep.parts(candidates)
         else:
             ents, text_ents = entity_rep(indices=candidates), None
         anchor_vec = ents[anchor_pos]
         rels = [rep(indices=relations) for rep in model.relation_representations]
+        text_rels = rels
+        if entity_rep.late:  # each part answers with relation vectors of its own, [r_s ; r_t]
+            text_rels = [r[..., r.shape[-1] // 2 :] for r in rels]
+            rels = [r[..., : r.shape[-1] // 2] for r in rels]
+        elif entity_rep.combination == "convex":
+            # the text part learns to answer with the relations the fused loss trains, without moving them
+            text_rels = [r.detach() for r in rels]
         logits = self._scores(anchor_vec, rels, ents)
         mask = self._mask(self.known.query_of[mine], target, candidates, logits.shape[1])
         loss = self._cross_entropy(logits, target, mask, len(rows))
         if text_ents is not None:
-            # convex: the text part learns to answer with the relations the fused loss trains, without moving them
-            convex = entity_rep.combination == "convex"
-            text_rels = [r.detach() for r in rels] if convex else rels
             text_logits = self._scores(text_ents[anchor_pos], text_rels, text_ents)
             loss = loss + text_loss * self._cross_entropy(text_logits, target, mask, len(rows))
         if obj.n3:
             factors = [anchor_vec, ents[target], *rels]
+            if entity_rep.late:  # the text part is a model of its own, regularised as one
+                assert text_ents is not None
+                factors += [text_ents[anchor_pos], text_ents[target], *text_rels]
             loss = loss + obj.n3 * sum(_N3.apply(x) for x in factors) / len(rows)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -385,3 +394,63 @@ class OneToNLoop:
         mask = torch.zeros(len(queries), width, dtype=torch.bool, device=target.device)
         mask[rows[other], cols[other]] = True
         return mask
+
+
+def train_structure_map(
+    model: TextAwareModel,
+    triples: np.ndarray,
+    *,
+    epochs: int = 1,
+    batch_size: int = 1024,
+    negatives: int | None = None,
+    lr: float = 0.01,
+    label_smoothing: float = 0.1,
+) -> list[float]:
+    """Train a late model's text -> structural part map (:meth:`~kgemb.model.TextAwareRepresentation.fit_structure_map`
+    gives its start) for what it is used for: ranking. Everything else is held fixed; on the training triples the
+    structural part's queries rank the entities by their *estimated* structural parts, and queries from estimated
+    anchors rank them by their real ones (an unseen entity is a candidate, or the query's anchor). Softmax
+    cross-entropy over every entity, or ``negatives`` shared ones; returns the mean loss of each epoch."""
+    rep = model.entity_representations[0]
+    examples = torch.from_numpy(reciprocal_examples(np.asarray(triples), model.num_base_relations))
+    with torch.no_grad():
+        text = rep.text_part().detach()
+        structure = rep.structure(indices=None).detach()
+        relations = model.relation_representations[0](indices=None).detach()
+        relations = relations[..., : relations.shape[-1] // 2]  # the structural part's half
+    weight = torch.nn.Parameter(rep.structure_map.detach().clone())
+    optimizer = torch.optim.Adam([weight], lr=lr)
+    n = rep.max_id
+
+    def scores(anchor: torch.Tensor, rel: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        q = query_vector(model.interaction, "tail", rep._as_interaction_layout(anchor), rel)
+        return to_real_layout(q) @ candidates.T
+
+    losses = []
+    for _ in range(epochs):
+        order, total = torch.randperm(len(examples)), 0.0
+        for start in range(0, len(examples), batch_size):
+            batch = examples[order[start : start + batch_size]]
+            anchors, answers = batch[:, 0], batch[:, 2]
+            if negatives is None or negatives >= n:
+                candidates, target = torch.arange(n), answers
+            else:
+                candidates = shared_candidates(n, negatives, anchors, answers)
+                target = torch.searchsorted(candidates, answers)
+            estimated = torch.addmm(weight[-1], text[candidates], weight[:-1])
+            anchor_estimated = torch.addmm(weight[-1], text[anchors], weight[:-1])
+            rel = relations[batch[:, 1]]
+            loss = torch.nn.functional.cross_entropy(
+                scores(structure[anchors], rel, estimated), target, label_smoothing=label_smoothing
+            ) + torch.nn.functional.cross_entropy(
+                scores(anchor_estimated, rel, structure[candidates]), target, label_smoothing=label_smoothing
+            )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * len(batch)
+        losses.append(total / len(examples))
+    with torch.no_grad():
+        rep.structure_map.copy_(weight)
+    rep.clear_cache()
+    return losses

@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
@@ -40,6 +40,7 @@ from kgemb.model import (
     check_dim,
     fold_text_channel,
     interaction_spec,
+    relation_rows,
     relation_text_initializer,
     scores_by_dot,
     unfold_text_channel,
@@ -72,6 +73,8 @@ DEFAULT_N3 = {"complex": 0.01, "distmult": 0.01}
 #: entity's text part ranks poorly against them (WN18RR inductive test MRR 0.133 against 0.190 at 0.25; 0.189 for
 #: the "gate" default; benchmarks/results/linkpred_fused_convex.md)
 CONVEX_DROPOUT = 0.25
+#: epochs that train a late model's text -> structural part map for ranking (kgemb.objective.train_structure_map)
+STRUCTURE_MAP_EPOCHS = 2
 #: weight of a fused model's text-part loss beside its fused loss (TrainingConfig.text_channel)
 TEXT_LOSS = 1.0
 #: update() continues at this fraction of the original learning rate (Adam moves every candidate row)
@@ -112,8 +115,10 @@ class TrainingConfig:
     in_batch_negatives: float = 0.25  # fraction of negatives from the batch (hard sampler)
     pooling: str = "attention"  # over an entity's views: "attention" or "mean"
     heads: int = 4
-    # fused: "gate" (t + g·s), "convex" ((1-g)·t + g·s), "elementwise" (t + g·s, a gate per dimension) or "sum"
-    combination: str = "gate"
+    # fused: "late" (the structural and the text part scored apart, as two models, and their scores added with a
+    # weight per relation), "gate" (t + g·s), "convex" ((1-g)·t + g·s), "elementwise" (t + g·s, a gate per
+    # dimension) or "sum"; None: "late" where it applies (softmax loss, complex or distmult), else "gate"
+    combination: str | None = None
     # fused: chance that an entity's structural part is dropped in a training step (it is then its text part, as an
     # entity unseen in training is); None: 0.25 for "convex", whose unseen entities need it, else 0
     structure_dropout: float | None = None
@@ -150,9 +155,17 @@ class TrainingConfig:
         self.interaction = self.interaction.lower()
         self.loss = _choice("loss", self.loss, tuple(LOSSES))
         self.pooling = _choice("pooling", self.pooling, POOLINGS)
+        if self.combination is None:
+            self.combination = "late" if self.trains_text_channel else "gate"
         self.combination = _choice("combination", self.combination, COMBINATIONS)
         if self.structure_dropout is None:  # depends on the combination only, not on the graph
             self.structure_dropout = CONVEX_DROPOUT if self.combination == "convex" else 0.0
+        if self.combination == "late" and self.mode == "fused" and not self.trains_text_channel:
+            raise ConfigError(
+                "combination='late' scores the text part on its own, as a text channel: it needs text_channel=True, "
+                f"loss='softmax' and a dot-product interaction (complex, distmult), not {self.interaction!r} with "
+                f"loss {self.loss!r}; or choose combination='gate'"
+            )
         if self.sampler is not None:
             self.sampler = _choice("sampler", self.sampler, SAMPLERS)
         if self.dim is not None:
@@ -263,7 +276,13 @@ class TrainingConfig:
             objective = f"{self.loss} loss, {self.negatives} negatives per triple (PyKEEN loop)"
         return (
             f"graph: {kg.num_entities:,} entities, {kg.num_relations:,} relations, triples {splits}\n"
-            f"training: {self.mode} {self.interaction}, dim {self.dim}, {objective}; batch {self.batch_size}, "
+            f"training: {self.mode} {self.interaction}"
+            + (
+                " (late: the structural part, then the text part)"
+                if self.mode == "fused" and self.combination == "late"
+                else ""
+            )
+            + f", dim {self.dim}, {objective}; batch {self.batch_size}, "
             f"up to {self.epochs} epochs, lr {self.lr}"
             + (
                 f", validation every {self.eval_every} (patience {self.patience})"
@@ -743,7 +762,10 @@ def train(kg: KnowledgeGraph, *, encoder: Any = "default", **options: Any) -> Tr
         relation_init = _relation_init(kg, enc, cfg)
         model = model_for(kg, cfg, features, relation_init=relation_init)
         info = encoder_info(enc, encoder) if enc is not None else None
-        summary = _fit(kg, model, cfg, features, info)
+        if model.entity_representations[0].late:
+            summary = _fit_late(kg, model, cfg, features, info, relation_init)
+        else:
+            summary = _fit(kg, model, cfg, features, info)
         text_channel = rules = None
         if distributed.is_main():  # the other ranks' copies are dropped: rank 0 writes the model
             model, text_channel = attach_text_channel(kg, model, cfg, features)
@@ -865,6 +887,69 @@ def _fit(
     return summary
 
 
+def _fit_late(
+    kg: KnowledgeGraph,
+    model: TextAwareModel,
+    cfg: TrainingConfig,
+    features: TextFeatures | None,
+    encoder: dict[str, Any] | None,
+    relation_init: list[Any] | None,
+) -> dict[str, Any]:
+    """Train a late model's two parts as the structure and the text model they are, one after the other, each with
+    its own early stopping (their best epochs differ), and put their weights side by side in ``model``: the same
+    weights as ``train(mode="structure")`` and ``train(mode="text")`` with these settings. Returns the summary,
+    with each part's under ``parts``."""
+    trained = {}
+    parts: dict[str, Any] = {}
+    for mode in ("structure", "text"):
+        part_cfg = replace(
+            cfg,
+            mode=mode,
+            max_minutes=cfg.max_minutes / 2 if cfg.max_minutes else None,  # half the time limit each
+            checkpoint_dir=str(Path(cfg.checkpoint_dir) / mode) if cfg.checkpoint_dir else None,
+        )
+        part = model_for(kg, part_cfg, features if mode == "text" else None, relation_init=relation_init)
+        parts[mode] = _fit(kg, part, part_cfg, features, encoder)
+        trained[mode] = part.state_dict()
+    state = model.state_dict()
+    relations = dict(relation_rows(state))
+    for name in state:
+        if name in relations:  # [r_s ; r_t]
+            state[name] = torch.cat([trained["structure"][name], trained["text"][name]], dim=1)
+        elif not name.endswith(".seen"):  # ".seen" and the structure map are the late model's own
+            for mode in ("structure", "text"):
+                if name in trained[mode]:
+                    state[name] = trained[mode][name]
+    model.load_state_dict(state)
+    model.eval()
+    from kgemb.objective import train_structure_map
+
+    # an unseen entity's structural part from its text part: a ridge regression (its held-out R²), then trained for
+    # ranking
+    map_r2 = model.entity_representations[0].fit_structure_map(seed=cfg.seed)
+    torch.manual_seed(cfg.seed)
+    map_losses = train_structure_map(
+        model,
+        kg.triples("train"),
+        epochs=STRUCTURE_MAP_EPOCHS,
+        batch_size=cfg.batch_size,
+        negatives=cfg.negatives,
+    )
+    valid = kg.triples("valid") if "valid" in kg.splits else np.empty((0, 3), dtype=np.int64)
+    summary: dict[str, Any] = {
+        "epochs_run": max(p["epochs_run"] for p in parts.values()),
+        "fit_seconds": round(sum(p["fit_seconds"] for p in parts.values()), 1),
+        "fit_cpu_seconds": round(sum(p["fit_cpu_seconds"] for p in parts.values()), 1),
+        "stopped_by_time_limit": any(p["stopped_by_time_limit"] for p in parts.values()),
+        "parts": {mode: {k: v for k, v in p.items() if k != "valid_metrics"} for mode, p in parts.items()},
+        "structure_map_r2": round(map_r2, 4),
+        "structure_map_losses": [round(x, 4) for x in map_losses],
+    }
+    if len(valid) and distributed.is_main():
+        summary["valid_metrics"] = rank_metrics(model, valid, [kg.triples(s) for s in kg.splits])
+    return summary
+
+
 def attach_text_channel(
     kg: KnowledgeGraph, model: TextAwareModel, cfg: TrainingConfig, features: TextFeatures | None
 ) -> tuple[TextAwareModel, dict[str, Any] | None]:
@@ -880,8 +965,9 @@ def attach_text_channel(
     info = {"used": bool(weights.any()), "weights": [float(x) for x in weights], **summary}
     if not info["used"]:
         return model, info
+    late = model.entity_representations[0].late
     folded = model_for(kg, cfg, features, seen=model.entity_representations[0].seen, text_channel=True)
-    folded.load_state_dict(fold_text_channel(model.state_dict(), weights))
+    folded.load_state_dict(fold_text_channel(model.state_dict(), weights, late=late))
     return folded.eval(), info
 
 
@@ -966,14 +1052,18 @@ def update(
         features = _extended_features(trained, new_kg, entity_map, cfg)
     model = model_for(new_kg, cfg, features)
     old_state = trained.pykeen_model.state_dict()
-    if (trained.config.get("text_channel") or {}).get("used"):
-        old_state = unfold_text_channel(old_state)  # trained in the training layout; folded again below
+    old_channel = trained.config.get("text_channel") or {}
+    if old_channel.get("used"):  # trained in the training layout; folded again below
+        late = trained.representation.late
+        old_state = unfold_text_channel(old_state, old_channel["weights"] if late else None)
     _transfer_weights(old_state, model, entity_map, relation_map)
     factory = new_kg.to_triples_factory("train").clone_and_exchange_triples(torch.as_tensor(schedule))
     with _threads(_auto_threads(cfg.threads, len(schedule))):
         summary = _fit(
             new_kg, model, cfg, features, trained.config.get("encoder"), factory, continue_from_weights=True
         )
+    if model.entity_representations[0].late:  # the structural parts moved: refit their estimate from text
+        model.entity_representations[0].fit_structure_map(seed=cfg.seed)
     model, text_channel = attach_text_channel(new_kg, model, cfg, features)
     rules = attach_rules(new_kg, model, cfg) if trained.pykeen_model.rule_channel is not None else None
     config = json.loads(json.dumps(trained.config))

@@ -45,7 +45,10 @@ def test_every_mode_and_interaction_learns_the_tiny_graph(tiny_kg, default_encod
     np.testing.assert_allclose(
         heads[np.arange(8), train[:8, 0]].numpy(), inverse_scores.numpy(), rtol=1e-4, atol=1e-4
     )
-    assert model.entity_vectors().shape == (n, d)
+    # fused with a dot-product interaction is "late" by default: [structural part ; text part]
+    late = mode == "fused" and interaction in ("complex", "distmult")
+    assert model.representation.late == late
+    assert model.entity_vectors().shape == (n, 2 * d if late else d)
     assert model.relation_vectors().shape[0] == 2 * r_count
     # it learned the graph: far above the ~0.15 MRR of random scores over 26 entities
     assert train_mrr(model) > 0.4, (mode, interaction)
@@ -130,13 +133,14 @@ def test_the_convex_gate_mixes_text_and_structure_and_can_switch_either_off(tiny
 
 
 @pytest.mark.parametrize(
-    ("interaction", "combination"), [("transe", "convex"), ("transe", "gate"), ("complex", "convex")]
+    ("interaction", "combination"),
+    [("transe", "convex"), ("transe", "gate"), ("complex", "convex"), ("complex", "late")],
 )
 def test_unseen_entity_falls_back_to_its_text(
     tiny_kg, default_encoder, interaction, combination, monkeypatch
 ):
     """An entity in no training triple gets in fused mode what its text alone gives: the vector embed_texts gives
-    its label (with a text channel, ``[fused ; text part]`` of it)."""
+    its label (with a text channel, ``[fused ; text part]`` of it; a late model's structural part is 0)."""
     import kgemb.channels
     from kgemb.graph import GraphBuilder
 
@@ -150,6 +154,7 @@ def test_unseen_entity_falls_back_to_its_text(
     channel = interaction == "complex"
     if channel:  # a validation split, and a text channel folded in with weight 1 for every relation
         monkeypatch.setattr(kgemb.channels, "TEXT_WEIGHTS", (1.0,))
+        monkeypatch.setattr(kgemb.channels, "LATE_WEIGHTS", (1.0,))
     for i, (h, r, t) in enumerate(tiny_kg.triples("train").tolist()):
         split = "valid" if channel and i % 8 == 0 else "train"
         b.add_triple(tiny_kg.entities[h].key, tiny_kg.relations[r], tiny_kg.entities[t].key, split=split)
@@ -210,6 +215,8 @@ def test_attention_pooling_starts_as_the_mean_and_learns_weights():
         (dict(loss="crossentropy", margin=1.0), "no margin"),
         (dict(resume=True), "checkpoint_dir"),
         (dict(learning_rate=0.1), "unknown training option"),
+        (dict(mode="fused", interaction="rotate", combination="late"), "late"),
+        (dict(mode="fused", combination="late", text_channel=False), "late"),
     ],
 )
 def test_bad_settings_are_clear_errors(tiny_kg, options, message):

@@ -132,32 +132,43 @@ def test_umls_with_the_default_objective_and_rules(tmp_path) -> None:
     np.testing.assert_allclose(ex.scores[ex.labels == 1][:5], whole.numpy(), rtol=1e-5, atol=1e-4)
 
 
-def test_text_channel_is_folded_into_every_scorer(tmp_path) -> None:
+@pytest.mark.parametrize("combination", ["gate", "late"])
+def test_text_channel_is_folded_into_every_scorer(tmp_path, combination) -> None:
     """A fused ComplEx model's text channel: the folded model scores ``fused + w[r] * text part`` with the weights
     chosen on validation (the inverse relation's weight for head queries), and the LinkPredictor and a reloaded
-    model see the same scores. On validation the combination is never below either part alone."""
+    model see the same scores. On validation the combination is never below either part alone. A late model's
+    fused part is its structural part, and each part has its own half of the relation rows."""
     kg = tabular.load("pykeen:UMLS")
     train = kg.triples("train")
     keep = np.random.default_rng(0).random(len(train)) < 0.9  # the rest comes in by update() below
     first = kgemb.KnowledgeGraph(
         kg.entities, kg.relations, kg.relation_labels, {**kg.splits, "train": train[keep]}
     )
-    model = kgemb.train(first, mode="fused", dim=64, epochs=10, show_progress=False, rules=False)
+    model = kgemb.train(
+        first, mode="fused", dim=64, epochs=10, show_progress=False, rules=False, combination=combination
+    )
     channel = model.config["text_channel"]
     assert channel["used"], channel
     assert channel["valid_mrr_combined"] >= max(
         channel["valid_mrr_embedding"], channel["valid_mrr_text_first"]
     )
+    late = combination == "late"
+    if late:  # a late model's text part always counts
+        assert 0.0 not in channel["weights"]
     assert model.representation.out_dim == 128 and model.entity_vectors().shape == (kg.num_entities, 128)
     w = torch.tensor(channel["weights"])
     r_base = kg.num_relations
     r = int(torch.argmax(w[:r_base]))  # a relation whose text weight is positive
     fused, text = model.representation.parts(None)
-    relation = model.pykeen_model.relation_representations[0](indices=None)[:, :32]  # the unfolded rows
+    folded = model.pykeen_model.relation_representations[0](indices=None)
+    relation = folded[:, :32]  # the unfolded rows
+    text_relation = folded[:, 32:] / w.unsqueeze(1) if late else relation
+    if late:
+        assert not torch.allclose(text_relation, relation)
 
     def by_hand(anchor: int, rel: int) -> torch.Tensor:
         f = (fused[anchor] * relation[rel] * fused.conj()).sum(-1).real
-        t = (text[anchor] * relation[rel] * text.conj()).sum(-1).real
+        t = (text[anchor] * text_relation[rel] * text.conj()).sum(-1).real
         return f + w[rel] * t
 
     torch.testing.assert_close(model.score_tails([3], [r])[0], by_hand(3, r), rtol=1e-4, atol=1e-4)
@@ -268,3 +279,75 @@ def _small_fused_model(combination: str = "gate") -> tuple[Any, np.ndarray]:
         combination=combination,
     )
     return model, np.stack([heads, np.arange(40) % r, tails], axis=1)
+
+
+def test_a_late_models_parts_train_as_two_models() -> None:
+    """``combination="late"``: the structural part answers with the first half of each relation row, the text part
+    with the second, each with a loss of its own; the text part's loss moves neither the structural part nor its
+    half of the relations, and trains the text part's half."""
+
+    def gradients(text_loss: float) -> dict[str, torch.Tensor]:
+        model, triples = _small_fused_model("late")
+        loop = OneToNLoop(model, triples, Objective(text_loss=text_loss, n3=0.01))
+        loop._step(torch.arange(16))
+        return {name: p.grad.to_dense().clone() for name, p in model.named_parameters() if p.grad is not None}
+
+    alone, with_text = gradients(0.0), gradients(1.0)
+    structure = "entity_representations.0.structure._embeddings.weight"
+    torch.testing.assert_close(with_text[structure], alone[structure])
+    relation = "relation_representations.0._embeddings.weight"
+    half = with_text[relation].shape[1] // 2
+    torch.testing.assert_close(with_text[relation][:, :half], alone[relation][:, :half])
+    assert not torch.allclose(with_text[relation][:, half:], alone[relation][:, half:])
+    assert "entity_representations.0.gate.weight" not in with_text  # no gate: the parts are scored apart
+
+
+def test_late_text_weights_leave_one_only_on_a_significant_validation_gain() -> None:
+    """The text weights of a late model stay 1 unless validation shows a significant gain (paired, in standard
+    errors); picked by the largest mean they would follow the noise of every relation."""
+    from kgemb.channels import LATE_WEIGHTS, _fit
+
+    kg = tabular.load("pykeen:UMLS")
+    n, r2 = kg.num_entities, 2 * kg.num_relations
+    gen = torch.Generator().manual_seed(0)
+    base_table, extra_table = torch.randn(r2, n, n, generator=gen), torch.randn(r2, n, n, generator=gen)
+    helped = int(torch.bincount(torch.as_tensor(kg.triples("valid")[:, 1])).argmax())  # most validation triples
+
+    def base(batch: torch.Tensor) -> torch.Tensor:
+        return base_table[batch[:, 1], batch[:, 0]]
+
+    def noise(batch: torch.Tensor) -> torch.Tensor:
+        return extra_table[batch[:, 1], batch[:, 0]]
+
+    def knowing(batch: torch.Tensor) -> torch.Tensor:  # noise, except that it knows the answers of one relation
+        out = noise(batch).clone()
+        rows = torch.nonzero(batch[:, 1] == helped).flatten()
+        out[rows, batch[rows, 2]] += 3.0
+        return out
+
+    guarded, _ = _fit(base, noise, LATE_WEIGHTS, kg, None, 0, "text", prefer=1.0)
+    greedy, _ = _fit(base, noise, LATE_WEIGHTS, kg, None, 0, "text")
+    assert (guarded != 1).mean() < 0.1 < 0.5 < (greedy != 1).mean()
+    helped_weights, _ = _fit(base, knowing, LATE_WEIGHTS, kg, None, 0, "text", prefer=1.0)
+    assert helped_weights[helped] > 1
+
+
+def test_a_late_models_structure_map_is_trained_for_ranking() -> None:
+    """The text -> structural part map starts from the ridge regression and its ranking loss falls; nothing else
+    moves."""
+    from kgemb.objective import train_structure_map
+
+    model, triples = _small_fused_model("late")
+    loop = OneToNLoop(model, triples, Objective(text_loss=1.0, n3=0.01))
+    torch.manual_seed(0)
+    loop.train(num_epochs=20, batch_size=8, use_tqdm=False)
+    model.eval()
+    rep = model.entity_representations[0]
+    rep.fit_structure_map()
+    ridge = rep.structure_map.clone()
+    before = {k: v.clone() for k, v in model.state_dict().items() if not k.endswith("structure_map")}
+    losses = train_structure_map(model, triples, epochs=10, batch_size=8)
+    assert losses[-1] < 0.9 * losses[0]
+    assert not torch.allclose(rep.structure_map, ridge)
+    after = model.state_dict()
+    assert all(torch.equal(value, after[name]) for name, value in before.items())

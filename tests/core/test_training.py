@@ -42,20 +42,38 @@ def test_same_seed_same_model_other_seed_other_model(tiny_split, default_encoder
     assert not np.allclose(runs[0].entity_vectors(), runs[2].entity_vectors())
 
 
-def test_resume_ends_where_an_uninterrupted_run_ends(tiny_split, default_encoder, tmp_path):
-    options = dict(encoder=default_encoder, mode="fused", eval_every=2, patience=10, **{**FAST, "epochs": 6})
+@pytest.mark.parametrize("combination", ["gate", "late"])
+def test_resume_ends_where_an_uninterrupted_run_ends(tiny_split, default_encoder, tmp_path, combination):
+    """A late model's parts are trained one after the other, each with its checkpoints in a folder of its own."""
+    options = dict(
+        encoder=default_encoder,
+        mode="fused",
+        combination=combination,
+        eval_every=2,
+        patience=10,
+        **{**FAST, "epochs": 6},
+    )
     whole = kgemb.train(tiny_split, **options)
     ckpt = tmp_path / "ckpt"
     kgemb.train(tiny_split, **{**options, "epochs": 3}, checkpoint_dir=str(ckpt), checkpoint_every=3)
-    assert (ckpt / "checkpoint.json").is_file() and (ckpt / "checkpoint.safetensors").is_file()
+    folders = [ckpt / "structure", ckpt / "text"] if combination == "late" else [ckpt]
+    for folder in folders:
+        assert (folder / "checkpoint.json").is_file() and (folder / "checkpoint.safetensors").is_file()
     resumed = kgemb.train(tiny_split, **options, checkpoint_dir=str(ckpt), checkpoint_every=3, resume=True)
     np.testing.assert_array_equal(whole.entity_vectors(), resumed.entity_vectors())
-    assert resumed.config["training"]["valid_history"] == whole.config["training"]["valid_history"]
+    histories = [
+        [
+            part["valid_history"]
+            for part in (model.config["training"].get("parts") or {"": model.config["training"]}).values()
+        ]
+        for model in (whole, resumed)
+    ]
+    assert histories[0] == histories[1] and all(histories[0])
     # a checkpoint of other settings is refused, not silently mixed in
     with pytest.raises(InputError, match="other settings"):
         kgemb.train(tiny_split, **{**options, "lr": 0.05}, checkpoint_dir=str(ckpt), resume=True)
     # a damaged checkpoint is refused
-    (ckpt / "checkpoint.safetensors").write_bytes(b"garbage")
+    (folders[0] / "checkpoint.safetensors").write_bytes(b"garbage")
     with pytest.raises(InputError, match="damaged"):
         kgemb.train(tiny_split, **options, checkpoint_dir=str(ckpt), resume=True)
 
