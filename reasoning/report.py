@@ -41,24 +41,31 @@ def _save(fig: Any, path: Path) -> None:
 
 
 def plot_training(model: TrainedModel, path: Path) -> bool:
-    """Loss per epoch and validation MRR per check; False when the model kept no history."""
+    """Loss per epoch and validation MRR per check (of each part of a late fused model, trained one after the
+    other); False when the model kept no history."""
     training = model.config.get("training", {})
-    losses = training.get("loss_history") or []
-    valid = training.get("valid_history") or []
-    if not losses and not valid:
+    runs = training.get("parts") or {"": training}
+    if not any(run.get("loss_history") or run.get("valid_history") for run in runs.values()):
         return False
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
-    if losses:
-        ax.plot(range(1, len(losses) + 1), losses, color="tab:blue", label="training loss")
-        ax.set_ylabel("loss", color="tab:blue")
+    ax2 = ax.twinx()
+    for (part, run), style in zip(runs.items(), ("-", "--"), strict=False):
+        name = f" ({part} part)" if part else ""
+        losses = run.get("loss_history") or []
+        if losses:
+            ax.plot(range(1, len(losses) + 1), losses, style, color="tab:blue", label=f"training loss{name}")
+        if run.get("valid_history"):
+            epochs, mrr = zip(*run["valid_history"], strict=True)
+            ax2.plot(epochs, mrr, "o" + style, color="tab:orange", label=f"validation MRR{name}")
+    ax.set_ylabel("loss", color="tab:blue")
     ax.set_xlabel("epoch")
-    if valid:
-        ax2 = ax.twinx()
-        epochs, mrr = zip(*valid, strict=True)
-        ax2.plot(epochs, mrr, "o-", color="tab:orange", label="validation MRR")
-        ax2.set_ylabel("validation MRR", color="tab:orange")
-        ax2.set_ylim(0, 1)
+    ax2.set_ylabel("validation MRR", color="tab:orange")
+    ax2.set_ylim(0, 1)
+    if len(runs) > 1:
+        handles = ax.get_legend_handles_labels()
+        more = ax2.get_legend_handles_labels()
+        ax.legend(handles[0] + more[0], handles[1] + more[1], fontsize="small")
     ax.set_title(f"training: {model.config.get('mode')} {model.config.get('interaction')}")
     _save(fig, path)
     plt.close(fig)
