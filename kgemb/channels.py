@@ -112,11 +112,13 @@ def fit_text_weights(
     if form != "dot":
         raise ValueError(f"the text channel needs a dot-product interaction, not {form}")
 
-    def scores(table: torch.Tensor, half: slice) -> Any:
+    def scores(table: torch.Tensor, half: slice, rules: bool = False) -> Any:
         def score(batch: torch.Tensor) -> torch.Tensor:
             rel = model.relation_representations[0](indices=batch[:, 1])
             q = to_real_layout(query_vector(model.interaction, "tail", table[batch[:, 0]], rel[..., half]))
-            return product_scores(form, q, to_real_layout(table)).float()
+            out = product_scores(form, q, to_real_layout(table)).float()
+            extra = model.rule_scores("tail", batch[:, 0], batch[:, 1]) if rules else None
+            return out if extra is None else out + extra
 
         return score
 
@@ -124,11 +126,11 @@ def fit_text_weights(
         return _fit(
             scores(fused, slice(None)), scores(text, slice(None)), TEXT_WEIGHTS, kg, max_triples, seed, "text"
         )
+    # a late model's text weights are chosen on the scores it will give: with its rule channel, when it has one
     half = model.relation_representations[0](indices=torch.zeros(1, dtype=torch.long)).shape[-1] // 2
     first, second = slice(None, half), slice(half, None)
-    return _fit(
-        scores(fused, first), scores(text, second), LATE_WEIGHTS, kg, max_triples, seed, "text", prefer=1.0
-    )
+    base = scores(fused, first, rules=True)
+    return _fit(base, scores(text, second), LATE_WEIGHTS, kg, max_triples, seed, "text", prefer=1.0)
 
 
 def _significant_best(reciprocal: torch.Tensor, start: int, z: float) -> int:
