@@ -921,19 +921,7 @@ def _fit_late(
                     state[name] = trained[mode][name]
     model.load_state_dict(state)
     model.eval()
-    from kgemb.objective import train_structure_map
-
-    # an unseen entity's structural part from its text part: a ridge regression (its held-out R²), then trained for
-    # ranking
-    map_r2 = model.entity_representations[0].fit_structure_map(seed=cfg.seed)
-    torch.manual_seed(cfg.seed)
-    map_losses = train_structure_map(
-        model,
-        kg.triples("train"),
-        epochs=STRUCTURE_MAP_EPOCHS,
-        batch_size=cfg.batch_size,
-        negatives=cfg.negatives,
-    )
+    structure_map = fit_unseen_map(model, kg.triples("train"), cfg)
     valid = kg.triples("valid") if "valid" in kg.splits else np.empty((0, 3), dtype=np.int64)
     summary: dict[str, Any] = {
         "epochs_run": max(p["epochs_run"] for p in parts.values()),
@@ -941,12 +929,25 @@ def _fit_late(
         "fit_cpu_seconds": round(sum(p["fit_cpu_seconds"] for p in parts.values()), 1),
         "stopped_by_time_limit": any(p["stopped_by_time_limit"] for p in parts.values()),
         "parts": {mode: {k: v for k, v in p.items() if k != "valid_metrics"} for mode, p in parts.items()},
-        "structure_map_r2": round(map_r2, 4),
-        "structure_map_losses": [round(x, 4) for x in map_losses],
+        **structure_map,
     }
     if len(valid) and distributed.is_main():
         summary["valid_metrics"] = rank_metrics(model, valid, [kg.triples(s) for s in kg.splits])
     return summary
+
+
+def fit_unseen_map(model: TextAwareModel, triples: np.ndarray, cfg: TrainingConfig) -> dict[str, Any]:
+    """A late model's estimate of an unseen entity's structural part from its text part: a ridge regression over the
+    seen entities, then trained for ranking on ``triples`` (:func:`kgemb.objective.train_structure_map`); what the
+    run summary records (the ridge's held-out R², the ranking loss per epoch)."""
+    from kgemb.objective import train_structure_map
+
+    r2 = model.entity_representations[0].fit_structure_map(seed=cfg.seed)
+    torch.manual_seed(cfg.seed)
+    losses = train_structure_map(
+        model, triples, epochs=STRUCTURE_MAP_EPOCHS, batch_size=cfg.batch_size, negatives=cfg.negatives
+    )
+    return {"structure_map_r2": round(r2, 4), "structure_map_losses": [round(x, 4) for x in losses]}
 
 
 def attach_channels(
@@ -1092,7 +1093,7 @@ def update(
             new_kg, model, cfg, features, trained.config.get("encoder"), factory, continue_from_weights=True
         )
     if model.entity_representations[0].late:  # the structural parts moved: refit their estimate from text
-        model.entity_representations[0].fit_structure_map(seed=cfg.seed)
+        summary.update(fit_unseen_map(model, schedule, cfg))
     with_rules = trained.pykeen_model.rule_channel is not None
     model, text_channel, rules = attach_channels(new_kg, model, cfg, features, with_rules)
     config = json.loads(json.dumps(trained.config))

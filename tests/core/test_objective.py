@@ -311,7 +311,9 @@ def test_late_text_weights_leave_one_only_on_a_significant_validation_gain() -> 
     n, r2 = kg.num_entities, 2 * kg.num_relations
     gen = torch.Generator().manual_seed(0)
     base_table, extra_table = torch.randn(r2, n, n, generator=gen), torch.randn(r2, n, n, generator=gen)
-    helped = int(torch.bincount(torch.as_tensor(kg.triples("valid")[:, 1])).argmax())  # most validation triples
+    helped = int(
+        torch.bincount(torch.as_tensor(kg.triples("valid")[:, 1])).argmax()
+    )  # most validation triples
 
     def base(batch: torch.Tensor) -> torch.Tensor:
         return base_table[batch[:, 1], batch[:, 0]]
@@ -319,7 +321,9 @@ def test_late_text_weights_leave_one_only_on_a_significant_validation_gain() -> 
     def noise(batch: torch.Tensor) -> torch.Tensor:
         return extra_table[batch[:, 1], batch[:, 0]]
 
-    def knowing(batch: torch.Tensor) -> torch.Tensor:  # noise, except that it knows the answers of one relation
+    def knowing(
+        batch: torch.Tensor,
+    ) -> torch.Tensor:  # noise, except that it knows the answers of one relation
         out = noise(batch).clone()
         rows = torch.nonzero(batch[:, 1] == helped).flatten()
         out[rows, batch[rows, 2]] += 3.0
