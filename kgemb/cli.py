@@ -492,6 +492,7 @@ _TRAIN_OPTIONS = (
     "loss",
     "negatives",
     "pooling",
+    "combination",
     "seed",
     "device",
     "threads",
@@ -720,15 +721,24 @@ def _cmd_update(args: argparse.Namespace) -> int:
 def _add_training_options(p: Any) -> None:
     """The training options of ``kgemb train``, also taken by ``kgemb enrich --train``."""
     p.add_argument("--mode", choices=["fused", "text", "structure"], help="default: fused")
-    p.add_argument("--interaction", help="rotate (default), transe, distmult, complex, pairre")
+    p.add_argument("--interaction", help="complex (default), distmult, rotate, transe, pairre")
     p.add_argument("--encoder", default="default", help="'default' (USE multilingual), a HF id or a folder")
-    p.add_argument("--dim", type=int, help="reals per entity vector, even for rotate/complex (default 512)")
+    p.add_argument(
+        "--dim",
+        type=int,
+        help="reals per entity vector, even for rotate/complex (default: 512 or 256 by size)",
+    )
     p.add_argument("--epochs", type=int, help="default: chosen from the graph's size")
     p.add_argument("--batch-size", type=int, help="default: chosen from the graph's size")
     p.add_argument("--lr", type=float, help="Adam learning rate")
-    p.add_argument("--loss", help="infonce (default), nssa, margin, softplus, bce, crossentropy")
-    p.add_argument("--negatives", type=int, help="negatives per positive triple")
+    p.add_argument("--loss", help="softmax (default), infonce, nssa, margin, softplus, crossentropy")
+    p.add_argument("--negatives", type=int, help="shared negatives per batch (softmax) or per triple")
     p.add_argument("--pooling", choices=["attention", "mean"], help="over an entity's texts")
+    p.add_argument(
+        "--combination",
+        help="fused: late (default for complex/distmult: structure and text scored apart and added), gate (the "
+        "better choice when many entities will be new), convex, elementwise, sum",
+    )
     p.add_argument(
         "--relation-text-init", action="store_true", help="start relation vectors from their names"
     )

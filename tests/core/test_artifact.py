@@ -118,6 +118,19 @@ def test_cli_train_then_evaluate_json(tiny_split, tmp_path):
     # user errors: one line on stderr, exit code 2
     run = subprocess.run([KGEMB, "evaluate", str(out), "--split", "nope"], capture_output=True, text=True)
     assert run.returncode == 2 and run.stderr.count("\n") == 1 and "no split 'nope'" in run.stderr
+    # a fused combination from the command line (the default for complex is "late"), and a bad one
+    train = [KGEMB, "train", str(source), "--mode", "fused", "--dim", "16", "--epochs", "2", "--quiet"]
+    run = subprocess.run(
+        [*train, "--out", str(tmp_path / "g"), "--combination", "gate"], capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr
+    assert json.loads((tmp_path / "g" / "config.json").read_text())["training"]["combination"] == "gate"
+    run = subprocess.run(
+        [*train, "--out", str(tmp_path / "b"), "--combination", "blend"], capture_output=True, text=True
+    )
+    assert (
+        run.returncode == 2 and "unknown combination 'blend'" in run.stderr and not (tmp_path / "b").exists()
+    )
 
 
 def test_write_atomic_keeps_the_old_file_when_writing_fails(tmp_path):
