@@ -43,7 +43,7 @@ from torch.optim.adam import adam
 from tqdm.auto import tqdm
 
 from kgemb import distributed
-from kgemb.model import TextAwareModel, query_vector, to_real_layout
+from kgemb.model import TextAwareModel, query_vector, to_interaction_layout, to_real_layout
 
 
 @dataclass(frozen=True)
@@ -423,7 +423,7 @@ def train_structure_map(
     n = rep.max_id
 
     def scores(anchor: torch.Tensor, rel: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
-        q = query_vector(model.interaction, "tail", rep._as_interaction_layout(anchor), rel)
+        q = query_vector(model.interaction, "tail", to_interaction_layout(anchor, rep.complex), rel)
         return to_real_layout(q) @ candidates.T
 
     losses = []
