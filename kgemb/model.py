@@ -692,12 +692,6 @@ def build_model(
     ``reciprocal``: one more relation representation per relation, its inverse (see :class:`TextAwareModel`).
     ``text_channel``: the layout of :func:`fold_text_channel` (vectors twice as long), to load a folded model."""
     spec = interaction_spec(interaction)
-    text_channel = text_channel or (mode == "fused" and combination == "late")
-    if text_channel and not scores_by_dot(interaction):
-        raise ConfigError(
-            f"a text channel (and combination 'late') needs a dot-product interaction (complex, distmult), "
-            f"not {interaction}"
-        )
     num_base_relations = info.num_relations
     if reciprocal:
         info = KGInfo(
@@ -726,7 +720,17 @@ def build_model(
         normalize=spec.normalize_entities,
         text_channel=text_channel,
     )
-    rel_dim = (dim // 2 if spec.complex else dim) * (2 if text_channel else 1)
+    if entity.text_channel:  # asked for, or a late model's layout
+        if not scores_by_dot(interaction):
+            raise ConfigError(
+                f"a text channel (and combination 'late') needs a dot-product interaction (complex, distmult), "
+                f"not {interaction}"
+            )
+        if relation_init is not None:  # both halves of a relation row start where its name puts it
+            relation_init = [
+                PretrainedInitializer(torch.cat([init.tensor, init.tensor], dim=1)) for init in relation_init
+            ]
+    rel_dim = (dim // 2 if spec.complex else dim) * (2 if entity.text_channel else 1)
     relation_kwargs = []
     for k in range(spec.relation_reps):
         kwargs: dict[str, Any] = {"shape": rel_dim}

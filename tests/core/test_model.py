@@ -239,6 +239,9 @@ def test_relation_vectors_can_start_from_relation_names(tiny_kg, default_encoder
         **{**FAST, "epochs": 2},
     )
     assert model.config["training"]["relation_text_init"] is True
+    # a late model (the complex default): both halves of its relation rows start from the names
+    late = kgemb.train(tiny_kg, encoder=default_encoder, relation_text_init=True, **{**FAST, "epochs": 2})
+    assert late.representation.late and late.config["training"]["relation_text_init"] is True
 
 
 @pytest.mark.parametrize("rows", [1, 2, 10, 32, 33, 70])
