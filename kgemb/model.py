@@ -9,7 +9,7 @@ Three modes share one code path, :class:`TextAwareRepresentation`:
   projection ``t``, each scored with relation vectors of its own (``[s ; t]`` against ``[r_s ; w_r r_t]``), so the
   score is ``structure score + w_r · text score``; the parts are trained apart, as the structure and text models they
   are (:func:`kgemb.training.train`), and ``w_r`` is 1 unless validation shows another weight significantly better
-  (:func:`kgemb.channels.fit_text_weights`). An entity unseen in training gets ``s`` estimated from ``t`` (a ridge
+  (:func:`kgemb.channels.fit_late_weights`). An entity unseen in training gets ``s`` estimated from ``t`` (a ridge
   regression over the seen entities, :meth:`TextAwareRepresentation.fit_structure_map`).
 - ``fused``, the other combinations: ``t`` plus ``s`` weighed per dimension by a gate ``g`` computed from both,
   ``t + g s`` (``gate``, the default for the other interactions), or mixed, ``(1 - g) t + g s`` (``convex``: the gate

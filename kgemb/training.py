@@ -957,17 +957,26 @@ def attach_channels(
     features: TextFeatures | None,
     with_rules: bool = True,
 ) -> tuple[TextAwareModel, dict[str, Any] | None, dict[str, Any] | None]:
-    """The trained ``model`` with its text channel (:func:`attach_text_channel`) and rule channel
-    (:func:`attach_rules`, unless ``with_rules`` is off), and what config.json records of each. A late model's text
-    weights are chosen on the score it gives, rules included (weighed for the unweighted model first, then again
-    for the weighted one; on WN18RR this gave the same test MRR as choosing them without the rules, 0.527)."""
-    mined = None
-    if with_rules and cfg.rules and len(kg.splits.get("valid", ())) and model.entity_representations[0].late:
-        mined = mine_rules(kg)
-        attach_rules(kg, model, cfg, mined)
-    model, text_channel = attach_text_channel(kg, model, cfg, features)
-    rules = attach_rules(kg, model, cfg, mined) if with_rules else None
-    return model, text_channel, rules
+    """The trained ``model`` with its text channel and rule channel (unless ``with_rules`` is off), each weighted
+    per relation on the validation triples (:mod:`kgemb.channels`), and what config.json records of each. A late
+    model's are chosen together, as for the sum of its structure model and its text model with the rule channel
+    each would have alone (:func:`kgemb.channels.fit_late_weights`)."""
+    with_rules = with_rules and cfg.rules
+    if not model.entity_representations[0].late:
+        model, text_channel = attach_text_channel(kg, model, cfg, features)
+        return model, text_channel, attach_rules(kg, model, cfg) if with_rules else None
+    model.rule_channel = None
+    if len(kg.splits.get("valid", ())) == 0:
+        return model, None, None  # the parts' scores added: the training layout as it is
+    from kgemb.channels import fit_late_weights
+
+    started = time.perf_counter()
+    mined = mine_rules(kg) if with_rules else None
+    weights, summary, rule_weights, rule_summary = fit_late_weights(model, kg, mined, seed=cfg.seed)
+    model, text_channel = _fold_text_channel(kg, model, cfg, features, weights, summary)
+    if mined is None:
+        return model, text_channel, None
+    return model, text_channel, _set_rules(model, mined, rule_weights, rule_summary, started)
 
 
 def mine_rules(kg: KnowledgeGraph) -> Any:
@@ -980,41 +989,61 @@ def mine_rules(kg: KnowledgeGraph) -> Any:
 def attach_text_channel(
     kg: KnowledgeGraph, model: TextAwareModel, cfg: TrainingConfig, features: TextFeatures | None
 ) -> tuple[TextAwareModel, dict[str, Any] | None]:
-    """The trained fused ``model`` with its text channel folded in (:mod:`kgemb.channels`), weights per relation
-    chosen on the validation triples, and what config.json records; ``model`` itself and None when the run has
-    no text channel, the graph no validation triples, or no relation gains from the text part."""
+    """The trained gated fused ``model`` with its text channel folded in (:mod:`kgemb.channels`), weights per
+    relation chosen on the validation triples, and what config.json records; ``model`` itself and None when the
+    run has no text channel or the graph no validation triples."""
     if not cfg.trains_text_channel or len(kg.splits.get("valid", ())) == 0:
         return model, None
     from kgemb.channels import fit_text_weights
 
     weights, summary = fit_text_weights(model, kg, seed=cfg.seed)
+    return _fold_text_channel(kg, model, cfg, features, weights, summary)
+
+
+def _fold_text_channel(
+    kg: KnowledgeGraph,
+    model: TextAwareModel,
+    cfg: TrainingConfig,
+    features: TextFeatures | None,
+    weights: np.ndarray,
+    summary: dict[str, float],
+) -> tuple[TextAwareModel, dict[str, Any]]:
+    """``model`` with the text channel weights folded into its relation rows (a new model; ``model`` itself when
+    no relation gains from the text part), and what config.json records."""
     log.info("text channel: validation MRR %s", summary)
     info = {"used": bool(weights.any()), "weights": [float(x) for x in weights], **summary}
     if not info["used"]:
         return model, info
-    late = model.entity_representations[0].late
-    folded = model_for(kg, cfg, features, seen=model.entity_representations[0].seen, text_channel=True)
-    folded.load_state_dict(fold_text_channel(model.state_dict(), weights, late=late))
+    rep = model.entity_representations[0]
+    folded = model_for(kg, cfg, features, seen=rep.seen, text_channel=True)
+    folded.load_state_dict(fold_text_channel(model.state_dict(), weights, late=rep.late))
     folded.rule_channel = model.rule_channel
     return folded.eval(), info
 
 
-def attach_rules(
-    kg: KnowledgeGraph, model: TextAwareModel, cfg: TrainingConfig, rules: Any = None
-) -> dict[str, Any] | None:
-    """Give ``model`` its rule channel: ``rules`` (mined from ``kg``'s training triples when None) with the weights
-    per relation chosen on the validation triples (see :mod:`kgemb.channels`); what config.json records, or None
-    when ``cfg.rules`` is off, the graph has no validation triples, or no relation gains from the rules."""
+def attach_rules(kg: KnowledgeGraph, model: TextAwareModel, cfg: TrainingConfig) -> dict[str, Any] | None:
+    """Give ``model`` its rule channel: rules mined from ``kg``'s training triples with the weights per relation
+    chosen on the validation triples (see :mod:`kgemb.channels`); what config.json records, or None when
+    ``cfg.rules`` is off or the graph has no validation triples."""
     model.rule_channel = None
     if not cfg.rules or len(kg.splits.get("valid", ())) == 0:
         return None
-    from kgemb.channels import RuleChannel, fit_weights
+    from kgemb.channels import fit_weights
 
     started = time.perf_counter()
-    rules = mine_rules(kg) if rules is None else rules
+    rules = mine_rules(kg)
     weights, summary = fit_weights(model, rules, kg, seed=cfg.seed)
-    if (weights > 0).any():
-        model.rule_channel = RuleChannel(rules, weights)
+    return _set_rules(model, rules, weights, summary, started)
+
+
+def _set_rules(
+    model: TextAwareModel, rules: Any, weights: np.ndarray, summary: dict[str, Any], started: float
+) -> dict[str, Any]:
+    """Give ``model`` the rule channel of ``rules`` with ``weights`` (none when no weight is positive); what
+    config.json records of it (``summary``, rounded, and the seconds since ``started``)."""
+    from kgemb.channels import RuleChannel
+
+    model.rule_channel = RuleChannel(rules, weights) if (weights > 0).any() else None
     log.info("rules: %d mined, validation MRR %s", len(rules), summary)
     return {
         "used": model.rule_channel is not None,

@@ -302,6 +302,30 @@ def test_a_late_models_parts_train_as_two_models() -> None:
     assert "entity_representations.0.gate.weight" not in with_text  # no gate: the parts are scored apart
 
 
+def test_a_late_model_is_its_structure_and_text_models_added_with_their_rules() -> None:
+    """A late model scores as the structure model and the text model of the same settings, each with the rule
+    channel it has alone, added with the text weights: rule weights ``a_s + w·a_t`` and scores
+    ``structure + w·text``, both directions."""
+    kg = tabular.load("pykeen:Nations")
+    settings = dict(dim=32, epochs=15, show_progress=False, seed=0, threads=1)
+    alone = {mode: kgemb.train(kg, mode=mode, **settings) for mode in ("structure", "text")}
+    late = kgemb.train(kg, mode="fused", **settings)
+    assert late.representation.late
+    w = np.asarray(late.config["text_channel"]["weights"])
+    a_s, a_t = (np.asarray(alone[mode].config["rules"]["weights"]) for mode in ("structure", "text"))
+    assert late.config["rules"]["used"] and (a_s > 0).any() and (a_t > 0).any()
+    np.testing.assert_allclose(late.config["rules"]["weights"], a_s + w * a_t, rtol=1e-6)
+    r_base = kg.num_relations
+    heads, relations = np.arange(kg.num_entities) % 7, np.arange(kg.num_entities) % r_base
+    both = torch.as_tensor(np.concatenate([w[relations], w[relations + r_base]])).float().unsqueeze(1)
+
+    def scores(model: Any) -> torch.Tensor:
+        return torch.cat([model.score_tails(heads, relations), model.score_heads(relations, heads)])
+
+    expected = scores(alone["structure"]) + both * scores(alone["text"])
+    torch.testing.assert_close(scores(late), expected, rtol=1e-4, atol=1e-3)
+
+
 def test_late_text_weights_leave_one_only_on_a_significant_validation_gain() -> None:
     """The text weights of a late model stay 1 unless validation shows a significant gain (paired, in standard
     errors); picked by the largest mean they would follow the noise of every relation."""
