@@ -302,7 +302,7 @@ def test_a_late_models_parts_train_as_two_models() -> None:
     assert "entity_representations.0.gate.weight" not in with_text  # no gate: the parts are scored apart
 
 
-def test_a_late_model_is_its_structure_and_text_models_added_with_their_rules() -> None:
+def test_a_late_model_is_its_structure_and_text_models_added_with_their_rules(tmp_path) -> None:
     """A late model scores as the structure model and the text model of the same settings, each with the rule
     channel it has alone, added with the text weights: rule weights ``a_s + w·a_t`` (moved only where validation
     shows a significant gain on the sum) and scores ``structure + w·text``, both directions."""
@@ -327,6 +327,12 @@ def test_a_late_model_is_its_structure_and_text_models_added_with_their_rules() 
 
     expected = scores(alone["structure"]) + both * scores(alone["text"])
     torch.testing.assert_close(scores(late), expected, rtol=1e-4, atol=1e-3)
+    late.save(tmp_path / "m")  # the summed rule weights are kept as they are
+    again = kgemb.load(tmp_path / "m")
+    torch.testing.assert_close(
+        again.pykeen_model.rule_channel.weights, late.pykeen_model.rule_channel.weights
+    )
+    torch.testing.assert_close(scores(again), scores(late))
 
 
 def test_late_text_weights_leave_one_only_on_a_significant_validation_gain() -> None:
