@@ -238,6 +238,20 @@ def test_update_learns_new_triples_and_entities_without_forgetting(tiny_kg, defa
     assert old_mrr(updated) > old_mrr(base) - 0.07
 
 
+def test_a_new_entity_of_a_late_model_starts_where_it_was_scored_while_unseen(tiny_kg, default_encoder):
+    """update(): a late model's new entity starts with the structural part the model gave it while unseen (the map
+    from its text part), not 0; at lr 1e-12 training does not move it, so its vector is the old model's vector of its text."""
+    base = kgemb.train(tiny_kg, encoder=default_encoder, mode="fused", **{**FAST, "epochs": 5})
+    assert base.representation.late
+    unseen = torch.as_tensor(base.embed_texts(["pneumonia"])[0])
+    updated = base.update([("pneumonia", "has_symptom", "fever")], epochs=1, lr=1e-12)
+    vector = torch.as_tensor(updated.entity_vectors()[updated.kg.entity_id("pneumonia")])
+    half = len(vector) // 2
+    torch.testing.assert_close(vector[half:], unseen[half:], rtol=1e-4, atol=1e-5)  # the same text part
+    torch.testing.assert_close(vector[:half], unseen[:half], rtol=1e-4, atol=1e-5)
+    assert vector[:half].abs().sum() > 0
+
+
 def test_encoder_options_are_recorded_but_not_this_machines(tiny_kg, tmp_path):
     """config.json keeps the options that shape the vectors (a reloaded model re-creates the same encoder), not
     threads, cache or device, and never trust_remote_code."""
