@@ -260,11 +260,11 @@ def _fit(
             rank = (s > true).sum(1) + 0.5 * ((s == true).sum(1) - 1) + 1  # PyKEEN's realistic rank
             reciprocal[start : start + len(batch), j] = 1.0 / rank.float()
     if own is not None:
-        overall = len(grid)
+        overall = len(grid)  # each relation's own weight
+    elif prefer is None:
+        overall = 0
     else:
-        overall = (
-            0 if prefer is None else _significant_best(reciprocal, grid.index(prefer), SIGNIFICANT_OVERALL)
-        )
+        overall = _significant_best(reciprocal, grid.index(prefer), SIGNIFICANT_OVERALL)
     choice = np.full(r2, overall)
     for r in range(r2):
         rows = queries[:, 1] == r
