@@ -296,16 +296,13 @@ def _fit(
             true = s.gather(1, target)
             rank = (s > true).sum(1) + 0.5 * ((s == true).sum(1) - 1) + 1  # PyKEEN's realistic rank
             reciprocal[start : start + len(batch), j] = 1.0 / rank.float()
-    if own is not None:
-        overall = len(grid)  # each relation's own weight
-    elif prefer is None:
-        overall = 0
-    else:
-        overall = _significant_best(reciprocal, grid.index(prefer), SIGNIFICANT_OVERALL)
     relation = queries[:, 1]
     if own is not None:
         choice = _greedy_unless_it_overfits(reciprocal, relation, r2, len(valid), seed)
     else:
+        overall = (
+            0 if prefer is None else _significant_best(reciprocal, grid.index(prefer), SIGNIFICANT_OVERALL)
+        )
         choice = np.full(r2, overall)
         for r in range(r2):
             rows = relation == r

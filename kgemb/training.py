@@ -1251,7 +1251,8 @@ def _transfer_weights(
         target[rows] = value
     new.load_state_dict(new_state)
     rep = new.entity_representations[0]
-    fresh = torch.as_tensor(np.setdiff1d(np.arange(rep.max_id), entity_map))
-    if rep.late and len(fresh):  # a new entity's structural part starts where it was scored while unseen
-        with torch.no_grad():
-            rep.structure._embeddings.weight[fresh] = rep._structure_from_text(rep.text_part(fresh))
+    if rep.late:  # a new entity's structural part starts where it was scored while unseen, not at 0
+        fresh = torch.as_tensor(np.setdiff1d(np.arange(rep.max_id), entity_map))
+        if len(fresh):  # text_part() takes no empty index
+            with torch.no_grad():
+                rep.structure._embeddings.weight[fresh] = rep._structure_from_text(rep.text_part(fresh))
