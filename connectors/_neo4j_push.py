@@ -99,7 +99,9 @@ def push(
     With ``graph`` (default) a graph from elsewhere also gets its type labels and its relationships (all splits),
     ``MERGE``d, so kgemb's procedures (``CALL kgemb.predict.tails`` …) can leave known links and wrong types out.
     The model node carries every relation row (2R for a reciprocal model) and the per-relation calibration:
-    ``calibration``, else the one saved in the model ``directory``, else one fitted now. ``vector_index=False``
+    ``calibration``, else the one saved in the model ``directory``, else one fitted now; and, for a model with a
+    rule channel, its rules, their weights and the training triples they ground on, so that
+    ``kgemb.predict.tails/heads`` add the rules as ``LinkPredictor`` does. ``vector_index=False``
     skips the vector index (kgemb's procedures do not need it; the plugin-free Cypher path does).
 
     For ``CALL kgemb.rank`` (the port of :mod:`kgemb.reasoning.evidence`) the model node also gets the model's
@@ -522,7 +524,9 @@ def _write_model_node(
         database,
         f"MATCH (m:{MODEL_LABEL} {{name: $name}}) SET m += $props, m.relation_dim = $relation_dim, "
         "m.relation_rows = $relation_rows, m.relation_vectors = $relation_vectors, m.reciprocal = $reciprocal, "
-        "m.transe_p = $p, m.type_labels = $type_labels, m.updated_at = datetime()"
+        "m.transe_p = $p, m.type_labels = $type_labels, m.rule_weights = $rules.weights, "
+        "m.rule_relations = $rules.relations, m.rule_aggregate = $rules.aggregate, m.rule_table = $rules.table, "
+        "m.rule_confidence = $rules.confidence, m.rule_triples = $rules.triples, m.updated_at = datetime()"
         + (_SHARD_DONE if shard else ", m.complete = true"),
         name=name,
         **_shard_params(shard),
@@ -533,4 +537,23 @@ def _write_model_node(
         reciprocal=bool(model.config.get("reciprocal", False)),
         p=int(getattr(interaction, "p", 2) or 2),
         type_labels=sorted(set(labels.values())),
+        rules=_rule_properties(model),
     )
+
+
+def _rule_properties(model: TrainedModel) -> dict[str, Any]:
+    """The model's rule channel as the plugin reads it (``RuleChannel.java``): the per-relation weights (2R), the
+    rule table (flat, 7 columns), the confidences, the aggregate and the training triples the rules ground on
+    (flat, entity ids); all None (the properties removed) for a model without one."""
+    channel = model.pykeen_model.rule_channel
+    if channel is None:
+        return dict.fromkeys(("weights", "relations", "aggregate", "table", "confidence", "triples"))
+    rules = channel.rules
+    return {
+        "weights": [float(w) for w in channel.weights.tolist()],
+        "relations": int(rules.num_relations),
+        "aggregate": rules.aggregate,
+        "table": rules.rules.reshape(-1).tolist(),
+        "confidence": rules.confidence.tolist(),
+        "triples": rules.triples.reshape(-1).tolist(),
+    }

@@ -43,7 +43,7 @@ def models(medical_kg) -> dict:
             early_stopping=False,
             show_progress=False,
             seed=0,
-            rules=False,  # the plugin scores by the vectors; the rule channel is Python's only
+            rules=False,  # the vectors alone (the rule channel: test_the_rule_channel_equals_python)
         )
         out[name] = (model, LinkPredictor(model))
     return out
@@ -89,14 +89,16 @@ def _procedure(driver, side: str, key: str, rel: str, k: int, config: dict) -> l
     return [(r["key"], r["score"], r["probability"]) for r in rows]
 
 
-def _compare(got, want) -> None:
+def _compare(got, want, rtol: float = 0.0) -> None:
+    """``rtol``: for scores with a rule channel, which Python adds in float32 (weights up to 1,000)."""
     assert len(got) == len(want)
-    assert np.allclose([g[1] for g in got], [w.raw for w in want], atol=TOL, rtol=0)
+    assert np.allclose([g[1] for g in got], [w.raw for w in want], atol=TOL, rtol=rtol)
     assert np.allclose([g[2] for g in got], [w.score for w in want], atol=TOL, rtol=0)
     # same keys in the same order, except where two scores tie within the tolerance
     for g, w in zip(got, want, strict=True):
         if g[0] != w.key:
-            assert abs(g[1] - w.raw) <= TOL and any(abs(x.raw - g[1]) <= TOL and x.key == g[0] for x in want)
+            near = TOL + rtol * abs(w.raw)
+            assert abs(g[1] - w.raw) <= near and any(abs(x.raw - g[1]) <= near and x.key == g[0] for x in want)
 
 
 @pytest.mark.parametrize("interaction", INTERACTIONS)
@@ -373,3 +375,52 @@ def test_rank_through_the_hierarchy_equals_python(neo4j_driver) -> None:
                 assert np.allclose(
                     [c[2] for c in x["c"]], [c.likelihood_ratio for c in w.contributions], atol=TOL
                 )
+
+
+@pytest.mark.parametrize("graph", ["medical", "nations"])
+def test_the_rule_channel_equals_python(neo4j_driver, medical_kg, models, graph: str) -> None:
+    """A model with mined rules: kgemb.predict.tails/heads add the rule channel as LinkPredictor does (the same
+    top k, scores and probabilities), over every rule kind (the medical graph: path3, const, any; Nations: path1,
+    path2 and more), the rules lifting some answers above the model's own score; a push without rules removes them."""
+    from kgemb.connectors import tabular
+    from kgemb.reasoning import LinkPredictor
+    from kgemb.rules import KINDS
+
+    kg = medical_kg if graph == "medical" else tabular.load("pykeen:nations")
+    model = kgemb.train(
+        kg, mode="structure", dim=16, epochs=10, batch_size=64, early_stopping=False, show_progress=False, seed=0
+    )
+    channel = model.pykeen_model.rule_channel
+    assert channel is not None and (channel.weights > 0).sum() >= 2
+    kinds = {KINDS[k] for k in set(channel.rules.rules[:, 1].tolist())}
+    assert kinds >= ({"path3", "const", "any"} if graph == "medical" else {"path1", "path2"})
+    predictor = LinkPredictor(model)
+    push(model, predictor, neo4j_driver, "kgemb")
+    lifted = compared = 0
+    for r, rel in enumerate(kg.relations[:12]):
+        for side, column in (("tails", 0), ("heads", 2)):
+            for e in _anchors(model, r, column, 4):
+                key = kg.entities[e].key
+                got = _procedure(neo4j_driver, side, key, rel, 10, {})
+                want = predictor.tails(key, r, k=10) if side == "tails" else predictor.heads(r, key, k=10)
+                _compare(got, want, rtol=1e-6)
+                compared += 1
+                pairs = [(key, rel, g[0]) if side == "tails" else (g[0], rel, key) for g in got]
+                own = call(
+                    neo4j_driver,
+                    "UNWIND $rows AS row MATCH (h:KgembEntity {key: row[0]}), (t:KgembEntity {key: row[2]}) "
+                    "RETURN kgemb.score(h, row[1], t) AS s",
+                    rows=[list(p) for p in pairs],
+                )
+                lifted += sum(g[1] > x["s"] + 1e-3 for g, x in zip(got, own, strict=True))
+    assert compared >= 16 and lifted >= 10, (compared, lifted)
+    # a model without rules pushed under the same name leaves no rule channel behind
+    if graph == "medical":
+        plain, plain_predictor = models["complex"]
+        push(plain, plain_predictor, neo4j_driver, "kgemb")
+        assert call(neo4j_driver, "MATCH (m:KgembModel) RETURN m.rule_weights AS w, m.rule_triples AS t")[0].values() == [
+            None,
+            None,
+        ]
+        h = kg.entities[_anchors(plain, 0, 0)[0]].key
+        _compare(_procedure(neo4j_driver, "tails", h, kg.relations[0], 10, {}), plain_predictor.tails(h, 0, k=10))

@@ -22,7 +22,8 @@ import org.neo4j.procedure.Procedure;
 import org.neo4j.procedure.UserFunction;
 
 /**
- * kgemb's link prediction inside Neo4j: exact scores of a pushed model over its in-memory vectors.
+ * kgemb's link prediction inside Neo4j: exact scores of a pushed model over its in-memory vectors, plus its rule
+ * channel ({@link RuleChannel}) where the model has one.
  *
  * <p>Config keys (all optional): {@code model} (the pushed model's name, default {@code kgemb}), {@code filterKnown}
  * (leave out links the graph has, default true), {@code constraints} (only candidates of the types the relation
@@ -108,7 +109,8 @@ public class KgembProcedures {
 
     @Procedure(name = "kgemb.predict.tails", mode = Mode.READ)
     @Description("kgemb.predict.tails(head, relType, k = 10, config = {}) :: (node, score, probability, rank) -- the k"
-            + " most probable new tails of (head)-[:relType]->(?), exact model scores, calibrated probabilities")
+            + " most probable new tails of (head)-[:relType]->(?), exact model scores (plus the model's mined rules where"
+            + " it has them, as Python's LinkPredictor), calibrated probabilities")
     public Stream<Prediction> tails(@Name("head") Node head, @Name("relType") String relType,
             @Name(value = "k", defaultValue = "10") Long k,
             @Name(value = "config", defaultValue = "{}") Map<String, Object> config) {
@@ -293,16 +295,34 @@ public class KgembProcedures {
         float[] av = m.row(a);
         float[] q = Scoring.query(m.interaction, asTail, av, 0, m.relations, ro, dim);
         int[] ids = Scoring.top(m.table, Scoring.Form.of(m.interaction, m.p), q, kk + Scoring.MARGIN, skip);
+        // the rule channel (rules answer (?, r, t) as (t, r + R, ?)): its scores only lift, so the k best are among
+        // the embedding's best and the candidates a rule fires for
+        Map<Integer, Float> fired = m.rules == null ? Map.of() : m.rules.scores(a, tailSide ? r : r + m.numRelations);
+        if (!fired.isEmpty()) {
+            java.util.LinkedHashSet<Integer> cand = new java.util.LinkedHashSet<>();
+            for (int id : ids) {
+                cand.add(id);
+            }
+            for (int id : fired.keySet()) {
+                if (skip == null || !skip.get(id)) {
+                    cand.add(id);
+                }
+            }
+            ids = cand.stream().mapToInt(Integer::intValue).toArray();
+        }
         double[] exact = new double[ids.length];
         Integer[] order = new Integer[ids.length];
         for (int j = 0; j < ids.length; j++) {
             float[] cv = m.row(ids[j]);
-            exact[j] = asTail
+            exact[j] = (asTail
                     ? Scoring.exact(m.interaction, m.p, av, 0, m.relations, ro, cv, 0, dim)
-                    : Scoring.exact(m.interaction, m.p, cv, 0, m.relations, ro, av, 0, dim);
+                    : Scoring.exact(m.interaction, m.p, cv, 0, m.relations, ro, av, 0, dim))
+                    + fired.getOrDefault(ids[j], 0f);
             order[j] = j;
         }
-        java.util.Arrays.sort(order, (x, y) -> Double.compare(exact[y], exact[x]));
+        int[] rows = ids;
+        java.util.Arrays.sort(order, (x, y) -> exact[x] != exact[y] ? Double.compare(exact[y], exact[x])
+                : Integer.compare(m.order[rows[x]], m.order[rows[y]]));
         List<Prediction> out = new ArrayList<>();
         for (int j = 0; j < Math.min(kk, ids.length); j++) {
             int at = order[j];

@@ -52,6 +52,8 @@ final class LoadedModel {
     final int[] order;
     final Table table;
     final int[][] entityTypes;
+    /** The model's rule channel (rules, weights and the graph they ground on); null when pushed without one. */
+    final RuleChannel rules;
     private final LongIntMap index;
     private final Map<String, BitSet> blocked = new ConcurrentHashMap<>();
     private final Map<String, Evidence.Annotations> annotations = new ConcurrentHashMap<>();
@@ -168,6 +170,7 @@ final class LoadedModel {
         this.order = Arrays.copyOf(ord, count);
         this.table = tab;
         this.entityTypes = Arrays.copyOf(types, count);
+        this.rules = RuleChannel.read(m, name, order, count);
     }
 
     static LoadedModel load(Transaction tx, Node m, String name, String version) {
