@@ -1011,7 +1011,8 @@ def _fold_text_channel(
     """``model`` with the text channel weights folded into its relation rows (a new model; ``model`` itself when
     no relation gains from the text part), and what config.json records."""
     log.info("text channel: validation MRR %s", summary)
-    info = {"used": bool(weights.any()), "weights": [float(x) for x in weights], **summary}
+    info = {"used": bool(weights.any()), "weights": [float(x) for x in weights]}
+    info |= {k: round(v, 4) for k, v in summary.items()}  # as the rule channel's summary
     if not info["used"]:
         return model, info
     rep = model.entity_representations[0]

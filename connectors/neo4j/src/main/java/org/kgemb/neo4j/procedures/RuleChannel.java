@@ -140,9 +140,10 @@ final class RuleChannel {
         try {
             int numRelations = ((Number) model.getProperty("rule_relations")).intValue();
             float[] weights = LoadedModel.floats(w);
-            long[] table = (long[]) model.getProperty("rule_table");
-            double[] confidence = LoadedModel.doubles(model.getProperty("rule_confidence"));
-            long[] triples = (long[]) model.getProperty("rule_triples");
+            long[] table = longs(model.getProperty("rule_table"));
+            Object conf = model.getProperty("rule_confidence");
+            double[] confidence = isEmpty(conf) ? new double[0] : LoadedModel.doubles(conf);
+            long[] triples = longs(model.getProperty("rule_triples"));
             String aggregate = (String) model.getProperty("rule_aggregate");
             if (weights.length != 2 * numRelations || table.length != COLUMNS * confidence.length
                     || triples.length % 3 != 0
@@ -163,6 +164,21 @@ final class RuleChannel {
             throw new IllegalArgumentException("model '" + name + "' has a rule channel that cannot be read ("
                     + e.getMessage() + "): push it again with `kgemb neo4j push`");
         }
+    }
+
+    /** A list of integers as Neo4j stores it (an empty list has no element type: any empty array). */
+    private static long[] longs(Object v) {
+        if (v instanceof long[] l) {
+            return l;
+        }
+        if (isEmpty(v)) {
+            return new long[0];
+        }
+        throw new IllegalArgumentException("expected a list of integers, got " + v);
+    }
+
+    private static boolean isEmpty(Object v) {
+        return v != null && v.getClass().isArray() && java.lang.reflect.Array.getLength(v) == 0;
     }
 
     /** Whether relation {@code h} (oriented) has a weight above 0. */
