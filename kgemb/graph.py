@@ -203,6 +203,10 @@ class KnowledgeGraph:
             raise InputError(f"unknown split {split!r}; this graph has {sorted(self.splits)}")
         return self.splits[split]
 
+    def has_triples(self, split: str) -> bool:
+        """Whether the graph has split ``split`` and it holds at least one triple."""
+        return len(self.splits.get(split, ())) > 0
+
     def all_triples(self) -> np.ndarray:
         """Train, valid and test triples stacked (in that order)."""
         return np.concatenate([self.splits[s] for s in SPLITS], axis=0)

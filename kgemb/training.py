@@ -265,7 +265,7 @@ class TrainingConfig:
     def describe(self, kg: KnowledgeGraph) -> str:
         """What a run will do, in two lines: the graph's counts and the settings (printed before training)."""
         splits = ", ".join(f"{len(a):,} {name}" for name, a in kg.splits.items())
-        has_valid = len(kg.splits.get("valid", ())) > 0
+        has_valid = kg.has_triples("valid")
         if self.loss == "softmax":
             candidates = "every entity" if self.negatives is None else f"{self.negatives:,} shared negatives"
             objective = (
@@ -966,7 +966,7 @@ def attach_channels(
         model, text_channel = attach_text_channel(kg, model, cfg, features)
         return model, text_channel, attach_rules(kg, model, cfg) if with_rules else None
     model.rule_channel = None
-    if len(kg.splits.get("valid", ())) == 0:
+    if not kg.has_triples("valid"):
         return model, None, None  # the parts' scores added: the training layout as it is
     from kgemb.channels import fit_late_weights
 
@@ -992,7 +992,7 @@ def attach_text_channel(
     """The trained gated fused ``model`` with its text channel folded in (:mod:`kgemb.channels`), weights per
     relation chosen on the validation triples, and what config.json records; ``model`` itself and None when the
     run has no text channel or the graph no validation triples."""
-    if not cfg.trains_text_channel or len(kg.splits.get("valid", ())) == 0:
+    if not cfg.trains_text_channel or not kg.has_triples("valid"):
         return model, None
     from kgemb.channels import fit_text_weights
 
@@ -1027,7 +1027,7 @@ def attach_rules(kg: KnowledgeGraph, model: TextAwareModel, cfg: TrainingConfig)
     chosen on the validation triples (see :mod:`kgemb.channels`); what config.json records, or None when
     ``cfg.rules`` is off or the graph has no validation triples."""
     model.rule_channel = None
-    if not cfg.rules or len(kg.splits.get("valid", ())) == 0:
+    if not cfg.rules or not kg.has_triples("valid"):
         return None
     from kgemb.channels import fit_weights
 
