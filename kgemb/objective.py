@@ -431,7 +431,7 @@ def train_structure_map(
         order, total = torch.randperm(len(examples)), 0.0
         for start in range(0, len(examples), batch_size):
             batch = examples[order[start : start + batch_size]]
-            anchors, answers = batch[:, 0], batch[:, 2]
+            anchors, answers = batch[:, 0], batch[:, 2].contiguous()
             if negatives is None or negatives >= n:
                 candidates, target = torch.arange(n), answers
             else:
