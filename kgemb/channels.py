@@ -147,7 +147,9 @@ def fit_late_weights(
     alpha, rule_summary, alone = {}, {}, {}
     for name, score in parts.items():  # each part's validation MRR, with the rules it would have alone
         if rule is None:
-            alone[name] = _fit(score, score, (0.0,), kg, max_triples, seed, "alone")[1]["valid_mrr_embedding"]
+            alone[name] = _fit(score, _nothing, (0.0,), kg, max_triples, seed, "alone")[1][
+                "valid_mrr_embedding"
+            ]
             continue
         alpha[name], fitted = _fit(score, rule, WEIGHTS, kg, max_triples, seed, "rules")
         alone[name] = fitted["valid_mrr_combined"]
@@ -189,6 +191,11 @@ def _part_scores(
         return product_scores(form, q, candidates).float()
 
     return score
+
+
+def _nothing(batch: torch.Tensor) -> torch.Tensor:
+    """No extra score (for :func:`_fit` to measure a scorer alone)."""
+    return torch.zeros(())
 
 
 def _rule_scores(rules: RuleSet) -> Callable[[torch.Tensor], torch.Tensor]:
