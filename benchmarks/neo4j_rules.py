@@ -63,7 +63,9 @@ def procedure_ranks(driver: Any, kg: Any, test: np.ndarray, k: int, batch: int =
         found: dict[int, list[str]] = {}
         config = {"filterKnown": False, "constraints": False}
         for start in range(0, len(rows), batch):
-            for record in driver.execute_query(QUERY[side], rows=rows[start : start + batch], config=config).records:
+            for record in driver.execute_query(
+                QUERY[side], rows=rows[start : start + batch], config=config
+            ).records:
                 found[record["i"]] = record["keys"]
         for i, answer in enumerate(wanted):
             listed = [x for x in found.get(i, []) if x not in others[i]]
@@ -86,11 +88,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="also write the Markdown report here")
     args = parser.parse_args()
 
-    import kgemb
     from kgemb.connectors import neo4j as kn
     from kgemb.connectors.neo4j_dev import DevServer
     from kgemb.reasoning import LinkPredictor
     from linkpred import load_graph
+
+    import kgemb
 
     kg = load_graph(args.dataset, args.data)
     test = kg.triples("test")
@@ -105,7 +108,12 @@ def main() -> None:
     py = np.concatenate(python_ranks)
     calibration = LinkPredictor(model).calibration
     rows = [
-        ("Python: TrainedModel.evaluate (rules included)", f"{full['mrr']:.4f}", f"{mrr_at(py, args.k):.4f}", ""),
+        (
+            "Python: TrainedModel.evaluate (rules included)",
+            f"{full['mrr']:.4f}",
+            f"{mrr_at(py, args.k):.4f}",
+            "",
+        ),
     ]
     server = DevServer(data_dir=Path(tempfile.mkdtemp(prefix="kgemb-neo4j-rules-")) / "data", heap=args.heap)
     server.start()
@@ -146,9 +154,13 @@ def main() -> None:
         f"{args.k} best counts 0. {os.cpu_count()} CPUs.\n\n"
         f"| scorer | test MRR | MRR@{args.k} | note |\n|---|---|---|---|\n"
     )
-    report = head + "\n".join("| " + " | ".join(r) + " |" for r in rows) + (
-        f"\n\nReproduce: `nice .venv/bin/python benchmarks/neo4j_rules.py --dataset {args.dataset} "
-        f"--mode {args.mode} --epochs {args.epochs}`\n"
+    report = (
+        head
+        + "\n".join("| " + " | ".join(r) + " |" for r in rows)
+        + (
+            f"\n\nReproduce: `nice .venv/bin/python benchmarks/neo4j_rules.py --dataset {args.dataset} "
+            f"--mode {args.mode} --epochs {args.epochs}`\n"
+        )
     )
     print(report)
     if args.out:

@@ -526,7 +526,8 @@ def _write_model_node(
         "m.relation_rows = $relation_rows, m.relation_vectors = $relation_vectors, m.reciprocal = $reciprocal, "
         "m.transe_p = $p, m.type_labels = $type_labels, m.rule_weights = $rules.weights, "
         "m.rule_relations = $rules.relations, m.rule_aggregate = $rules.aggregate, m.rule_table = $rules.table, "
-        "m.rule_confidence = $rules.confidence, m.rule_triples = $rules.triples, m.updated_at = datetime()"
+        "m.rule_confidence = $rules.confidence, m.rule_support = $rules.support, "
+        "m.rule_body_support = $rules.body_support, m.rule_triples = $rules.triples, m.updated_at = datetime()"
         + (_SHARD_DONE if shard else ", m.complete = true"),
         name=name,
         **_shard_params(shard),
@@ -543,11 +544,13 @@ def _write_model_node(
 
 def _rule_properties(model: TrainedModel) -> dict[str, Any]:
     """The model's rule channel as the plugin reads it (``RuleChannel.java``): the per-relation weights (2R), the
-    rule table (flat, 7 columns), the confidences, the aggregate and the training triples the rules ground on
-    (flat, entity ids); all None (the properties removed) for a model without one."""
+    rule table (flat, 7 columns), the confidences, supports and body supports (for ``kgemb.explain.rules``), the
+    aggregate and the training triples the rules ground on (flat, entity ids); all None (the properties removed)
+    for a model without one."""
     channel = model.pykeen_model.rule_channel
+    keys = ("weights", "relations", "aggregate", "table", "confidence", "support", "body_support", "triples")
     if channel is None:
-        return dict.fromkeys(("weights", "relations", "aggregate", "table", "confidence", "triples"))
+        return dict.fromkeys(keys)
     rules = channel.rules
     return {
         "weights": [float(w) for w in channel.weights.tolist()],
@@ -555,5 +558,7 @@ def _rule_properties(model: TrainedModel) -> dict[str, Any]:
         "aggregate": rules.aggregate,
         "table": rules.rules.reshape(-1).tolist(),
         "confidence": rules.confidence.tolist(),
+        "support": rules.support.tolist(),
+        "body_support": rules.body_support.tolist(),
         "triples": rules.triples.reshape(-1).tolist(),
     }

@@ -66,7 +66,13 @@ def test_procedures_are_listed(neo4j_driver) -> None:
     funcs = {
         r["name"] for r in call(neo4j_driver, "SHOW FUNCTIONS YIELD name WHERE name STARTS WITH 'kgemb.'")
     }
-    assert {"kgemb.predict.tails", "kgemb.predict.heads", "kgemb.similar", "kgemb.models"} <= procs
+    assert {
+        "kgemb.predict.tails",
+        "kgemb.predict.heads",
+        "kgemb.explain.rules",
+        "kgemb.similar",
+        "kgemb.models",
+    } <= procs
     assert "kgemb.score" in funcs
 
 
@@ -98,7 +104,9 @@ def _compare(got, want, rtol: float = 0.0) -> None:
     for g, w in zip(got, want, strict=True):
         if g[0] != w.key:
             near = TOL + rtol * abs(w.raw)
-            assert abs(g[1] - w.raw) <= near and any(abs(x.raw - g[1]) <= near and x.key == g[0] for x in want)
+            assert abs(g[1] - w.raw) <= near and any(
+                abs(x.raw - g[1]) <= near and x.key == g[0] for x in want
+            )
 
 
 @pytest.mark.parametrize("interaction", INTERACTIONS)
@@ -381,14 +389,23 @@ def test_rank_through_the_hierarchy_equals_python(neo4j_driver) -> None:
 def test_the_rule_channel_equals_python(neo4j_driver, medical_kg, models, graph: str) -> None:
     """A model with mined rules: kgemb.predict.tails/heads add the rule channel as LinkPredictor does (the same
     top k, scores and probabilities), over every rule kind (the medical graph: path3, const, any; Nations: path1,
-    path2 and more), the rules lifting some answers above the model's own score; a push without rules removes them."""
+    path2 and more), the rules lifting some answers above the model's own score; kgemb.explain.rules lists the rules
+    that fired for those answers as LinkPredictor.explain does; a push without rules removes them."""
     from kgemb.connectors import tabular
     from kgemb.reasoning import LinkPredictor
+
     from kgemb.rules import KINDS
 
     kg = medical_kg if graph == "medical" else tabular.load("pykeen:nations")
     model = kgemb.train(
-        kg, mode="structure", dim=16, epochs=10, batch_size=64, early_stopping=False, show_progress=False, seed=0
+        kg,
+        mode="structure",
+        dim=16,
+        epochs=10,
+        batch_size=64,
+        early_stopping=False,
+        show_progress=False,
+        seed=0,
     )
     channel = model.pykeen_model.rule_channel
     assert channel is not None and (channel.weights > 0).sum() >= 2
@@ -397,6 +414,7 @@ def test_the_rule_channel_equals_python(neo4j_driver, medical_kg, models, graph:
     predictor = LinkPredictor(model)
     push(model, predictor, neo4j_driver, "kgemb")
     lifted = compared = 0
+    explained: list[tuple[str, str, str]] = []
     for r, rel in enumerate(kg.relations[:12]):
         for side, column in (("tails", 0), ("heads", 2)):
             for e in _anchors(model, r, column, 4):
@@ -412,15 +430,44 @@ def test_the_rule_channel_equals_python(neo4j_driver, medical_kg, models, graph:
                     "RETURN kgemb.score(h, row[1], t) AS s",
                     rows=[list(p) for p in pairs],
                 )
-                lifted += sum(g[1] > x["s"] + 1e-3 for g, x in zip(got, own, strict=True))
+                lifted_here = [p for g, x, p in zip(got, own, pairs, strict=True) if g[1] > x["s"] + 1e-3]
+                lifted += len(lifted_here)
+                explained.extend(lifted_here[:2])
     assert compared >= 16 and lifted >= 10, (compared, lifted)
+    # kgemb.explain.rules lists the rules that fired as LinkPredictor.explain does: text, kind, confidence,
+    # support, body support and the grounding's nodes
+    from kgemb.reasoning.explain import fired_rules
+
+    grounded = 0
+    for h_key, rel, t_key in explained:
+        rows = call(
+            neo4j_driver,
+            "MATCH (h:KgembEntity {key: $h}), (t:KgembEntity {key: $t}) "
+            "CALL kgemb.explain.rules(h, $rel, t, 5) YIELD rule, kind, confidence, support, bodySupport, path "
+            "RETURN rule, kind, confidence, support, bodySupport, [n IN path | n.key] AS path",
+            h=h_key,
+            t=t_key,
+            rel=rel,
+        )
+        want = fired_rules(predictor, kg.entity_id(h_key), kg.relation_id(rel), kg.entity_id(t_key), 5)
+        got = [
+            (r["rule"], r["kind"], round(r["confidence"], 4), r["support"], r["bodySupport"], r["path"])
+            for r in rows
+        ]
+        assert got == [(f.rule, f.kind, f.confidence, f.support, f.body_support, f.path) for f in want]
+        grounded += len(got)
+    assert len(explained) >= 5 and grounded >= len(explained)
     # a model without rules pushed under the same name leaves no rule channel behind
     if graph == "medical":
         plain, plain_predictor = models["complex"]
         push(plain, plain_predictor, neo4j_driver, "kgemb")
-        assert call(neo4j_driver, "MATCH (m:KgembModel) RETURN m.rule_weights AS w, m.rule_triples AS t")[0].values() == [
+        assert call(neo4j_driver, "MATCH (m:KgembModel) RETURN m.rule_weights AS w, m.rule_triples AS t")[
+            0
+        ].values() == [
             None,
             None,
         ]
         h = kg.entities[_anchors(plain, 0, 0)[0]].key
-        _compare(_procedure(neo4j_driver, "tails", h, kg.relations[0], 10, {}), plain_predictor.tails(h, 0, k=10))
+        _compare(
+            _procedure(neo4j_driver, "tails", h, kg.relations[0], 10, {}), plain_predictor.tails(h, 0, k=10)
+        )

@@ -83,6 +83,25 @@ public class KgembProcedures {
         }
     }
 
+    /** One mined rule that predicts a link, with one grounding of its body. */
+    public static class FiredRule {
+        public String rule;
+        public String kind;
+        public double confidence;
+        public long support;
+        public long bodySupport;
+        public List<Node> path;
+
+        FiredRule(String rule, String kind, double confidence, long support, long bodySupport, List<Node> path) {
+            this.rule = rule;
+            this.kind = kind;
+            this.confidence = confidence;
+            this.support = support;
+            this.bodySupport = bodySupport;
+            this.path = path;
+        }
+    }
+
     /** One pushed model. */
     public static class ModelInfo {
         public String name;
@@ -190,6 +209,36 @@ public class KgembProcedures {
                 contributions.add(c);
             }
             out.add(new Ranked(nodeOf(m, x), found.probability()[j], found.total()[j], j + 1, contributions));
+        }
+        return out.stream();
+    }
+
+    @Procedure(name = "kgemb.explain.rules", mode = Mode.READ)
+    @Description("kgemb.explain.rules(head, relType, tail, k = 5, config = {}) :: (rule, kind, confidence, support,"
+            + " bodySupport, path) -- the k strongest of the model's mined rules that predict"
+            + " (head)-[:relType]->(tail), each with one grounding of its body (the nodes along it, from head), as"
+            + " Python's LinkPredictor.explain lists them; none for a model pushed without rules")
+    public Stream<FiredRule> explainRules(@Name("head") Node head, @Name("relType") String relType,
+            @Name("tail") Node tail, @Name(value = "k", defaultValue = "5") Long k,
+            @Name(value = "config", defaultValue = "{}") Map<String, Object> config) {
+        Map<String, Object> cfg = config == null ? Map.of() : config;
+        int kk = checkK(k);
+        LoadedModel m = model(cfg);
+        int r = m.relation(relType);
+        int h = anchor(m, head, "head");
+        int t = anchor(m, tail, "tail");
+        List<FiredRule> out = new ArrayList<>();
+        if (m.rules == null) {
+            return out.stream();
+        }
+        for (RuleChannel.Fired f : m.rules.explain(h, r, t, kk, m.order)) {
+            List<Node> path = new ArrayList<>();
+            for (int e : f.path()) {
+                path.add(nodeOf(m, e));
+            }
+            String text = m.rules.text(f.rule(), m.relationKeys, e -> e < 0 ? "?" : String.valueOf(
+                    nodeOf(m, e).getProperty("name", nodeOf(m, e).getElementId())));
+            out.add(new FiredRule(text, f.kind(), f.confidence(), f.support(), f.bodySupport(), path));
         }
         return out.stream();
     }

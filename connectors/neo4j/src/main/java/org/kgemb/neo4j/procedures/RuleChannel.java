@@ -35,6 +35,7 @@ final class RuleChannel {
     private static final double SCALE = 1 << 24; // maxplus / max: confidences kept to 2^-24, as Python packs them
 
     private final int n;
+    private final int numRelations;
     private final int r2;
     private final float[] weights;
     private final String aggregate;
@@ -43,6 +44,17 @@ final class RuleChannel {
     private final int[] start;
     private final int[] edgeRel;
     private final int[] edgeTarget;
+    /** The rule table as pushed (strongest first; constants as rows, -1 for none or an entity without a node). */
+    private final int[] head;
+    private final int[] kind;
+    private final int[] b;
+    private final int[] u;
+    private final int[] v;
+    private final int[] d;
+    private final int[] c;
+    private final double[] confidence;
+    private final long[] support;
+    private final long[] bodySupport;
     /** Per head relation: its path rules (b, u, v, confidence), its constant rules by (b, d) and by b. */
     private final List<double[]>[] paths;
     private final List<Map<Long, List<double[]>>> consts;
@@ -50,8 +62,9 @@ final class RuleChannel {
 
     @SuppressWarnings("unchecked")
     private RuleChannel(int n, int numRelations, float[] weights, String aggregate, long[] table, double[] confidence,
-            long[] triples, int[] rowOf) {
+            long[] support, long[] bodySupport, long[] triples, int[] rowOf) {
         this.n = n;
+        this.numRelations = numRelations;
         this.r2 = 2 * numRelations;
         this.weights = weights;
         this.aggregate = aggregate;
@@ -99,33 +112,46 @@ final class RuleChannel {
             consts.add(new HashMap<>());
             anys.add(new HashMap<>());
         }
-        for (int i = 0; i < confidence.length; i++) {
+        int rules = confidence.length;
+        this.confidence = confidence;
+        this.support = support;
+        this.bodySupport = bodySupport;
+        head = new int[rules];
+        kind = new int[rules];
+        b = new int[rules];
+        u = new int[rules];
+        v = new int[rules];
+        d = new int[rules];
+        c = new int[rules];
+        for (int i = 0; i < rules; i++) {
+            head[i] = (int) table[COLUMNS * i];
+            kind[i] = (int) table[COLUMNS * i + 1];
+            b[i] = (int) table[COLUMNS * i + 2];
+            u[i] = (int) table[COLUMNS * i + 3];
+            v[i] = (int) table[COLUMNS * i + 4];
+            d[i] = row(rowOf, table[COLUMNS * i + 5]);
+            c[i] = row(rowOf, table[COLUMNS * i + 6]);
+            if (head[i] < 0 || head[i] >= r2 || kind[i] < PATH1 || kind[i] > ANY) {
+                throw new IllegalArgumentException("rule " + i + " has head " + head[i] + " and kind " + kind[i]);
+            }
             double conf = confidence[i];
-            int head = (int) table[COLUMNS * i];
-            int kind = (int) table[COLUMNS * i + 1];
-            int b = (int) table[COLUMNS * i + 2];
-            if (!(conf > 0) || head < 0 || head >= r2) {
+            if (!(conf > 0)) {
                 continue; // a rule of confidence 0 never fires
             }
-            switch (kind) {
-                case PATH1, PATH2, PATH3 -> paths[head].add(new double[] {kind, b, table[COLUMNS * i + 3],
-                        table[COLUMNS * i + 4], conf});
+            int h = head[i];
+            switch (kind[i]) {
                 case CONST -> {
-                    int d = row(rowOf, table[COLUMNS * i + 5]);
-                    int c = row(rowOf, table[COLUMNS * i + 6]);
-                    if (d >= 0 && c >= 0) {
-                        consts.get(head).computeIfAbsent((long) b * n + d, k -> new ArrayList<>())
-                                .add(new double[] {c, conf});
+                    if (d[i] >= 0 && c[i] >= 0) {
+                        consts.get(h).computeIfAbsent((long) b[i] * n + d[i], k -> new ArrayList<>())
+                                .add(new double[] {c[i], conf});
                     }
                 }
                 case ANY -> {
-                    int c = row(rowOf, table[COLUMNS * i + 6]);
-                    if (c >= 0) {
-                        anys.get(head).computeIfAbsent(b, k -> new ArrayList<>()).add(new double[] {c, conf});
+                    if (c[i] >= 0) {
+                        anys.get(h).computeIfAbsent(b[i], k -> new ArrayList<>()).add(new double[] {c[i], conf});
                     }
                 }
-                default -> throw new IllegalArgumentException("rule " + i + " has an unknown kind " + kind
-                        + ": push the model again with this kgemb");
+                default -> paths[h].add(new double[] {kind[i], b[i], u[i], v[i], conf});
             }
         }
     }
@@ -143,9 +169,12 @@ final class RuleChannel {
             long[] table = longs(model.getProperty("rule_table"));
             Object conf = model.getProperty("rule_confidence");
             double[] confidence = isEmpty(conf) ? new double[0] : LoadedModel.doubles(conf);
+            long[] support = longs(model.getProperty("rule_support"));
+            long[] bodySupport = longs(model.getProperty("rule_body_support"));
             long[] triples = longs(model.getProperty("rule_triples"));
             String aggregate = (String) model.getProperty("rule_aggregate");
             if (weights.length != 2 * numRelations || table.length != COLUMNS * confidence.length
+                    || support.length != confidence.length || bodySupport.length != confidence.length
                     || triples.length % 3 != 0
                     || !(aggregate.equals("maxplus") || aggregate.equals("max") || aggregate.equals("noisy-or"))) {
                 throw new IllegalArgumentException("the arrays do not agree");
@@ -159,7 +188,8 @@ final class RuleChannel {
             for (int row = 0; row < n; row++) {
                 rowOf[order[row]] = row;
             }
-            return new RuleChannel(n, numRelations, weights, aggregate, table, confidence, triples, rowOf);
+            return new RuleChannel(n, numRelations, weights, aggregate, table, confidence, support, bodySupport,
+                    triples, rowOf);
         } catch (ClassCastException | NullPointerException | IllegalArgumentException e) {
             throw new IllegalArgumentException("model '" + name + "' has a rule channel that cannot be read ("
                     + e.getMessage() + "): push it again with `kgemb neo4j push`");
@@ -289,6 +319,137 @@ final class RuleChannel {
             out += c[c.length - 3] * (TIE * TIE);
         }
         return out;
+    }
+
+    /** One rule that predicts a link, with one grounding of its body: the rows along it, from the head. */
+    record Fired(int rule, String kind, double confidence, long support, long bodySupport, int[] path) {}
+
+    /**
+     * The {@code k} strongest rules that predict {@code (h, r, t)} (r forward, 0..R-1), each with one grounding of
+     * its body, as Python's {@code RuleSet.explain} finds them: the rules in the pushed order (strongest first), the
+     * grounding through the entities of smallest id ({@code order[row]}).
+     */
+    List<Fired> explain(int h, int r, int t, int k, int[] order) {
+        List<Fired> out = new ArrayList<>();
+        if (h == t) {
+            return out;
+        }
+        for (int i = 0; i < head.length && out.size() < k; i++) {
+            if (head[i] != r) {
+                continue;
+            }
+            int[] path = switch (kind[i]) {
+                case PATH1 -> has(h, b[i], t) ? new int[] {h, t} : null;
+                case PATH2 -> {
+                    int z = smallest(common(targets(h, b[i]), targets(t, inverse(u[i])), h, t, -1), order);
+                    yield z < 0 ? null : new int[] {h, z, t};
+                }
+                case PATH3 -> {
+                    int[] ends = targets(t, inverse(v[i]));
+                    int[] path3 = null;
+                    for (int z1 : byId(targets(h, b[i]), order)) {
+                        if (z1 == h || z1 == t) {
+                            continue;
+                        }
+                        int z2 = smallest(common(targets(z1, u[i]), ends, h, t, z1), order);
+                        if (z2 >= 0) {
+                            path3 = new int[] {h, z1, z2, t};
+                            break;
+                        }
+                    }
+                    yield path3;
+                }
+                case CONST -> c[i] == t && d[i] >= 0 && has(h, b[i], d[i]) ? new int[] {h, d[i]} : null;
+                default -> { // ANY
+                    int z = c[i] == t ? smallest(targets(h, b[i]), order) : -1;
+                    yield z < 0 ? null : new int[] {h, z};
+                }
+            };
+            if (path != null) {
+                out.add(new Fired(i, KINDS[kind[i]], confidence[i], support[i], bodySupport[i], path));
+            }
+        }
+        return out;
+    }
+
+    static final String[] KINDS = {"path1", "path2", "path3", "const", "any"};
+
+    /** Rule {@code i} as text over forward relation names, as Python's {@code RuleSet.rule_text}; constants by
+     *  {@code name}. */
+    String text(int i, String[] relationNames, java.util.function.IntFunction<String> name) {
+        String x = "X";
+        String y = "Y";
+        return switch (kind[i]) {
+            case PATH1 -> atom(head[i], x, y, relationNames) + " <= " + atom(b[i], x, y, relationNames);
+            case PATH2 -> atom(head[i], x, y, relationNames) + " <= " + atom(b[i], x, "Z", relationNames) + ", "
+                    + atom(u[i], "Z", y, relationNames);
+            case PATH3 -> atom(head[i], x, y, relationNames) + " <= " + atom(b[i], x, "A", relationNames) + ", "
+                    + atom(u[i], "A", "B", relationNames) + ", " + atom(v[i], "B", y, relationNames);
+            case CONST -> atom(head[i], x, name.apply(c[i]), relationNames) + " <= "
+                    + atom(b[i], x, name.apply(d[i]), relationNames);
+            default -> atom(head[i], x, name.apply(c[i]), relationNames) + " <= "
+                    + atom(b[i], x, "Z", relationNames);
+        };
+    }
+
+    private String atom(int rel, String a, String z, String[] relationNames) {
+        boolean swap = rel >= numRelations;
+        String relName = relationNames[swap ? rel - numRelations : rel];
+        return swap ? relName + "(" + z + "," + a + ")" : relName + "(" + a + "," + z + ")";
+    }
+
+    private int inverse(int rel) {
+        return rel < numRelations ? rel + numRelations : rel - numRelations;
+    }
+
+    private boolean has(int x, int rel, int y) {
+        for (int e = first(x, rel), end = last(x, rel); e < end; e++) {
+            if (edgeTarget[e] == y) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /** The rows y of the edges rel(x, y). */
+    private int[] targets(int x, int rel) {
+        return Arrays.copyOfRange(edgeTarget, first(x, rel), last(x, rel));
+    }
+
+    /** The rows in both lists (each sorted), other than the three given. */
+    private static int[] common(int[] a, int[] z, int not1, int not2, int not3) {
+        int[] out = new int[Math.min(a.length, z.length)];
+        int count = 0;
+        for (int i = 0, j = 0; i < a.length && j < z.length;) {
+            if (a[i] < z[j]) {
+                i++;
+            } else if (a[i] > z[j]) {
+                j++;
+            } else {
+                if (a[i] != not1 && a[i] != not2 && a[i] != not3) {
+                    out[count++] = a[i];
+                }
+                i++;
+                j++;
+            }
+        }
+        return Arrays.copyOf(out, count);
+    }
+
+    /** The row of smallest entity id, or -1 for none. */
+    private static int smallest(int[] rows, int[] order) {
+        int best = -1;
+        for (int x : rows) {
+            if (best < 0 || order[x] < order[best]) {
+                best = x;
+            }
+        }
+        return best;
+    }
+
+    private static int[] byId(int[] rows, int[] order) {
+        return Arrays.stream(rows).boxed().sorted((p, q) -> Integer.compare(order[p], order[q]))
+                .mapToInt(Integer::intValue).toArray();
     }
 
     /** The first edge of row x with relation rel (edges are sorted by relation within a row). */
