@@ -76,6 +76,9 @@ final class RuleChannel {
             int h = row(rowOf, triples[3 * i]);
             int r = (int) triples[3 * i + 1];
             int t = row(rowOf, triples[3 * i + 2]);
+            if (r < 0 || r >= numRelations) {
+                throw new IllegalArgumentException("training triple " + i + " has relation " + r);
+            }
             if (h < 0 || t < 0) {
                 continue; // an entity without a node in this database: its edges ground nothing here
             }
