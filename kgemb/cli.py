@@ -14,7 +14,7 @@ import platform
 import shutil
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from kgemb._version import __version__
 from kgemb.errors import KgembError
@@ -577,9 +577,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
         with locked(out, "--out"):
             return _launch_ranks(args)
     if worker and (not rank0 or os.environ.get(_LOCK_HELD) == str(out.resolve())):
-        return _train_locked(args, out, kgemb)  # the launcher (or rank 0) holds the lock
-    with locked(out, "--out"):  # a second `kgemb train --out` to the same folder is refused
-        return _train_locked(args, out, kgemb)
+        code = _train_locked(args, out, kgemb)  # the launcher (or rank 0) holds the lock
+    else:
+        with locked(out, "--out"):  # a second `kgemb train --out` to the same folder is refused
+            code = _train_locked(args, out, kgemb)
+    if worker:
+        _end_rank(code)
+    return code
 
 
 #: set by `kgemb train --nproc N` for the ranks it starts: the --out folder whose lock it holds
@@ -604,6 +608,19 @@ def _launch_ranks(args: argparse.Namespace) -> int:
     if args.threads is None:  # torchrun gives each rank one thread; share the cores instead
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.nproc)))
     return subprocess.call(command, env=env)
+
+
+def _end_rank(code: int) -> NoReturn:
+    """The end of one of the ranks torchrun started: every rank waits until rank 0 has written the model folder,
+    they leave the process group together, and the process ends without the interpreter's teardown, in which
+    gloo's worker threads can still abort a rank ("terminate called without an active exception", once in CI
+    with a rank that had left the group while rank 0 was still evaluating)."""
+    from kgemb import distributed
+
+    distributed.finish()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _train_locked(args: argparse.Namespace, out: Any, kgemb: Any) -> int:

@@ -86,6 +86,13 @@ def shutdown() -> None:
         dist.destroy_process_group()
 
 
+def finish() -> None:
+    """Wait until every rank got here (rank 0 after writing its results), then leave the group with them."""
+    if active():
+        dist.barrier()
+    shutdown()
+
+
 def active() -> bool:
     """Whether this process trains as one of several ranks."""
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
@@ -210,7 +217,10 @@ def _all_reduce_sparse(grad: torch.Tensor) -> torch.Tensor:
     dist.all_reduce(summed)
     if torch.is_complex(values):
         summed = torch.view_as_complex(summed)
-    return torch.sparse_coo_tensor(union.unsqueeze(0), summed, grad.shape).coalesce()
+    # union is sorted and unique: the tensor is coalesced as built
+    return torch.sparse_coo_tensor(
+        union.unsqueeze(0), summed, grad.shape, check_invariants=False, is_coalesced=True
+    )
 
 
 def all_reduce_sum(value: float, device: torch.device | None = None) -> float:
