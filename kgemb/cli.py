@@ -613,7 +613,7 @@ def _launch_ranks(args: argparse.Namespace) -> int:
 def _end_rank(code: int) -> NoReturn:
     """The end of one of the ranks torchrun started: every rank waits until rank 0 has written the model folder,
     they leave the process group together, and the process ends without the interpreter's teardown, in which
-    gloo's worker threads can still abort a rank ("terminate called without an active exception", once in CI
+    gloo's worker threads can still abort a rank ("terminate called without an active exception", twice in CI
     with a rank that had left the group while rank 0 was still evaluating)."""
     from kgemb import distributed
 
