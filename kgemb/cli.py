@@ -840,14 +840,21 @@ def _add_model_parsers(sub: Any) -> None:
 
     finetune = sub.add_parser(
         "finetune",
-        help="fine-tune the default encoder on a graph's multilingual labels",
-        description="Fine-tune the default encoder (USE multilingual v3, all weights) on the parallel labels of "
-        "SOURCE (entities labelled in several languages) and write it to --out; train with it by "
-        "`kgemb train SOURCE --encoder OUT` (the model folder then keeps its own copy).",
+        help="fine-tune the default encoder on a graph's multilingual labels or its links",
+        description="Fine-tune the default encoder (USE multilingual v3, all weights) on pairs from SOURCE and "
+        "write it to --out: --pairs labels (the default) takes the parallel labels of entities labelled in "
+        "several languages, --pairs links each training triple's head and tail texts (for entities never seen "
+        "in training); train with it by `kgemb train SOURCE --encoder OUT` (the model folder then keeps its "
+        "own copy).",
     )
     finetune.add_argument("source", metavar="SOURCE")
     finetune.add_argument("--out", required=True, help="folder to write (encoder.safetensors + encoder.json)")
-    finetune.add_argument("--epochs", type=int, default=4, help="passes over the pairs (default 4)")
+    finetune.add_argument(
+        "--pairs", choices=("labels", "links"), default="labels", help="what to train on (default labels)"
+    )
+    finetune.add_argument(
+        "--epochs", type=int, default=None, help="passes over the pairs (default 4 for labels, 2 for links)"
+    )
     finetune.add_argument(
         "--anchor", type=float, default=0.0, help="L2 pull towards the package's weights (default 0)"
     )
@@ -857,24 +864,27 @@ def _add_model_parsers(sub: Any) -> None:
 
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
-    """Fine-tune the default encoder on SOURCE's parallel labels and write it to --out."""
+    """Fine-tune the default encoder on SOURCE's parallel labels or links and write it to --out."""
     from kgemb.encoders.align import MIN_PAIRS
     from kgemb.encoders.finetune import finetune_for_graph
     from kgemb.errors import InputError
 
     _check_positive(args, "epochs")
     kg = load_source(args.source, progress=not args.quiet)
+    epochs = {} if args.epochs is None else {"epochs": args.epochs}
     encoder = finetune_for_graph(
-        kg, epochs=args.epochs, anchor=args.anchor, threads=args.threads, progress=not args.quiet
+        kg, pairs=args.pairs, anchor=args.anchor, threads=args.threads, progress=not args.quiet, **epochs
     )
     if encoder is None:
         raise InputError(
             f"{args.source} has fewer than {MIN_PAIRS} labels in a second language: nothing to fine-tune on; "
             "add labels in other languages or use the default encoder as it is"
+            if args.pairs == "labels"
+            else f"{args.source} has fewer than {MIN_PAIRS} training triples: nothing to fine-tune on"
         )
     encoder.save(args.out)
-    langs = ", ".join(encoder.info["languages"])
-    print(f"fine-tuned on {encoder.info['pairs']:,} parallel labels ({langs}): {args.out}")
+    what = f"parallel labels ({', '.join(encoder.info['languages'])})" if args.pairs == "labels" else "links"
+    print(f"fine-tuned on {encoder.info['pairs']:,} {what}: {args.out}")
     return 0
 
 

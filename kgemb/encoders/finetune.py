@@ -227,7 +227,9 @@ def finetune(
         steps = epochs * math.ceil(n / batch_size)
         with tqdm(total=steps, desc="fine-tuning", disable=not progress) as bar:
             for epoch in range(epochs):
-                if epoch == 0 or refresh_negatives:  # encode: eval mode, no grad, then train mode again
+                if hard_negatives <= 0:
+                    hard = torch.zeros((n, 0), dtype=torch.long)
+                elif epoch == 0 or refresh_negatives:  # encode: eval mode, no grad, then train mode again
                     hard = _mined(module.encode, left, right, group, hard_negatives)
                 for idx in torch.randperm(n, generator=gen).split(batch_size):
                     if len(idx) < 2:
@@ -270,16 +272,34 @@ def finetune(
     return FineTunedEncoder(module, meta)
 
 
-def finetune_for_graph(kg: KnowledgeGraph, **options: Any) -> FineTunedEncoder | None:
-    """Fine-tune the default encoder on ``kg``'s parallel labels (None when it has fewer than ``MIN_PAIRS``)."""
+def finetune_for_graph(kg: KnowledgeGraph, pairs: str = "labels", **options: Any) -> FineTunedEncoder | None:
+    """Fine-tune the default encoder on pairs from ``kg`` (None when it has fewer than ``MIN_PAIRS``).
+
+    ``pairs="labels"``: each entity's labels in a second language against its first (cross-lingual
+    alignment). ``pairs="links"``: each training triple's head text against its tail text (the entity texts
+    the model encodes), so linked entities end up near each other — the text a model gets for an entity never
+    seen in training then carries what the graph taught (``benchmarks/linkpred.py --finetune-links``).
+    """
     from kgemb.encoders.align import MIN_PAIRS, parallel_pairs
 
-    pairs = parallel_pairs(kg)
-    if len(pairs.left) < MIN_PAIRS:
+    info = dict(options.pop("info", None) or {})
+    if pairs == "labels":
+        found = parallel_pairs(kg)
+        left, right, groups = found.left, found.right, found.entities
+        info = {"languages": sorted({lang for pair in found.languages for lang in pair}), **info}
+    elif pairs == "links":
+        triples = kg.triples("train")
+        texts = kg.entity_texts()
+        left, right = [texts[h] for h in triples[:, 0]], [texts[t] for t in triples[:, 2]]
+        groups = triples[:, 2]  # pairs with one tail share its text: never each other's negatives
+        info = {"objective": "links", **info}
+        # in-batch negatives only, in larger batches: tens of thousands of pairs, and mining would encode them all
+        options = {"hard_negatives": 0, "batch_size": 256, "epochs": 2, **options}
+    else:
+        raise ConfigError(f"pairs={pairs!r}: fine-tune on 'labels' (parallel labels) or 'links' (triples)")
+    if len(left) < MIN_PAIRS:
         return None
-    langs = sorted({lang for pair in pairs.languages for lang in pair})
-    info = {"languages": langs, **(options.pop("info", None) or {})}
-    return finetune(pairs.left, pairs.right, pairs.entities, info=info, **options)
+    return finetune(left, right, groups, info=info, **options)
 
 
 class _InitialRows:
