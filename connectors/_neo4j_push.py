@@ -485,6 +485,7 @@ def _write_model_node(
         found = constraints.allowed_types(r, side)  # type: ignore[arg-type]
         return sorted({labels[t] for t in found or () if t in labels})
 
+    irreflexive = model.pykeen_model.irreflexive  # such a relation's queries never answer their anchor
     rows = [
         {
             "key": key,
@@ -496,6 +497,7 @@ def _write_model_node(
             "head_types": allowed(r, "head"),
             "tail_types": allowed(r, "tail"),
             "hierarchy": r in hierarchy,
+            "irreflexive": bool(irreflexive is not None and irreflexive[r]),
         }
         for r, key in enumerate(kg.relations)
     ]
@@ -506,7 +508,7 @@ def _write_model_node(
         f"UNWIND $rows AS row MERGE (r:{RELATION_LABEL} {{model: $name, key: row.key}}) "
         "SET r.id = row.id, r.label = row.label, r.vector = row.vector, r.type = row.type, "
         "r.calibration = row.calibration, r.head_types = row.head_types, r.tail_types = row.tail_types, "
-        "r.hierarchy = row.hierarchy "
+        "r.hierarchy = row.hierarchy, r.irreflexive = row.irreflexive "
         "MERGE (m)-[:HAS_RELATION]->(r)",
         name=name,
         rows=rows,

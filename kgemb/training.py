@@ -104,6 +104,8 @@ class TrainingConfig:
     negatives: int | None = None
     label_smoothing: float = 0.1  # softmax
     rules: bool = True  # mine rules and add them to the score per relation where validation says they help
+    # a relation without self-loops in training (kgemb.rules.irreflexive_relations) never answers its query's anchor
+    irreflexive: bool = True
     # fused, softmax, complex/distmult: train the text part with a loss of its own and add its score per relation
     # where validation says it helps (kgemb.channels)
     text_channel: bool = True
@@ -699,7 +701,7 @@ def model_for(
 ) -> TextAwareModel:
     """The untrained model ``cfg`` describes for ``kg`` (``seen``: entities with training triples, by default
     those of ``kg``'s train split; ``text_channel``: in the folded layout of :func:`attach_text_channel`)."""
-    return build_model(
+    model = build_model(
         kg.to_triples_factory("train"),
         mode=cfg.mode,
         interaction=cfg.interaction,
@@ -717,6 +719,11 @@ def model_for(
         text_channel=text_channel,
         seed=cfg.seed,
     )
+    if cfg.irreflexive:
+        from kgemb.rules import irreflexive_relations
+
+        model.irreflexive = torch.from_numpy(irreflexive_relations(kg.triples("train"), kg.num_relations))
+    return model
 
 
 def _versions() -> dict[str, str]:
@@ -783,12 +790,20 @@ def train(kg: KnowledgeGraph, *, encoder: Any = "default", **options: Any) -> Tr
         "metrics": {"valid": valid_metrics} if valid_metrics else {},
         "text_channel": text_channel,
         "rules": rules,
+        "irreflexive": _irreflexive_keys(kg, model),
         "versions": _versions(),
         "graph": {"entities": kg.num_entities, "relations": kg.num_relations, "train": len(train_triples)},
         "no_text_entities": kg.no_text_count,
         "training_seconds": round(time.perf_counter() - started, 1),
     }
     return TrainedModel(kg, model, config, features, enc)
+
+
+def _irreflexive_keys(kg: KnowledgeGraph, model: TextAwareModel) -> list[str] | None:
+    """The relations whose queries never answer their anchor (config.json), or None when the option is off."""
+    if model.irreflexive is None:
+        return None
+    return [kg.relations[r] for r in np.flatnonzero(model.irreflexive.numpy())]
 
 
 def _shared_features(features: TextFeatures | None) -> TextFeatures:
@@ -1129,6 +1144,7 @@ def update(
     config = json.loads(json.dumps(trained.config))
     config["text_channel"] = text_channel
     config["rules"] = rules
+    config["irreflexive"] = _irreflexive_keys(new_kg, model)
     config["graph"] = {
         "entities": new_kg.num_entities,
         "relations": new_kg.num_relations,

@@ -246,7 +246,7 @@ class CandidateScorer:
         k = max(0, min(int(k), num))
         if b == 0 or k == 0:
             return torch.full((b, k), float("-inf")), torch.full((b, k), -1, dtype=torch.long)
-        masks = _Masks(b, num, exclude, blocked)
+        masks = _Masks(b, num, self._with_anchors(rel, anchor_ids, exclude), blocked)
         o_side, o_rel = self._orient(side, rel)
         out_v = torch.full((b, k), float("-inf"))
         out_i = torch.full((b, k), -1, dtype=torch.long)
@@ -265,6 +265,21 @@ class CandidateScorer:
                 v, i = self._pool_top(o_side, anchor[lo:hi], sub_rel, k, rules, sub, precision)
             out_v[lo:hi], out_i[lo:hi] = v, i
         return out_v, out_i
+
+    def _with_anchors(
+        self, rel: torch.Tensor, anchor_ids: Sequence[int | None] | None, exclude: Sequence[np.ndarray] | None
+    ) -> Sequence[np.ndarray] | None:
+        """``exclude`` with each row's anchor added where its relation is irreflexive (the model's
+        ``irreflexive``, from its training triples): such a query never answers its own anchor."""
+        pykeen_model = self.model.pykeen_model
+        if pykeen_model.irreflexive is None or anchor_ids is None:
+            return exclude
+        flags = pykeen_model.irreflexive[rel.cpu() % pykeen_model.num_base_relations].tolist()
+        out = list(exclude) if exclude is not None else [np.zeros(0, dtype=np.int64)] * len(anchor_ids)
+        for row, (a, flag) in enumerate(zip(anchor_ids, flags, strict=True)):
+            if a is not None and flag:
+                out[row] = np.union1d(out[row], np.asarray([a], dtype=np.int64))
+        return out
 
     def _rules(self, side: Side, anchor_ids: Sequence[int | None], rel: torch.Tensor) -> torch.Tensor | None:
         pykeen_model = self.model.pykeen_model

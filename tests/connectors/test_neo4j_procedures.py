@@ -163,6 +163,33 @@ def test_known_links_and_wrong_types_are_left_out(neo4j_driver, models) -> None:
     assert known <= {kg.entity_id(k) for k, _, _ in kept}
 
 
+def test_an_irreflexive_relations_anchor_is_never_an_answer(neo4j_driver, models) -> None:
+    """Every candidate listed (k = all entities, known links and types kept): the procedures leave the anchor out
+    exactly where Python does, for the relations without self-loops in training; the model's own score of the
+    anchor would otherwise rank it (so the check can fail)."""
+    model, predictor = models["complex"]
+    push(model, predictor, neo4j_driver, "complex")
+    kg = model.kg
+    flags = model.pykeen_model.irreflexive
+    assert flags is not None and bool(flags.all())  # the medical graph has no self-loops
+    stored = call(neo4j_driver, "MATCH (x:KgembRelation {model: 'complex'}) RETURN x.irreflexive AS i")
+    assert [x["i"] for x in stored] == [True] * kg.num_relations
+    config = {"model": "complex", "filterKnown": False, "constraints": False}
+    n = kg.num_entities
+    for r, rel in enumerate(kg.relations):
+        key = kg.entities[_anchors(model, r, 0, 1)[0]].key
+        got = _procedure(neo4j_driver, "tails", key, rel, n, config)
+        want = predictor.tails(key, r, k=n, filter_known=False, constraints="none")
+        assert len(got) == len(want) == n - 1 and key not in [g[0] for g in got]
+        _compare(got, want)
+    model.pykeen_model.irreflexive = None
+    try:
+        key = kg.entities[_anchors(model, 0, 0, 1)[0]].key
+        assert key in [p.key for p in predictor.tails(key, 0, k=n, filter_known=False, constraints="none")]
+    finally:
+        model.pykeen_model.irreflexive = flags
+
+
 def test_graph_is_in_the_database_and_a_second_push_changes_nothing(neo4j_driver, models) -> None:
     model, predictor = models["distmult"]
     kg = model.kg

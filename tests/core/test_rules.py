@@ -142,3 +142,62 @@ def test_umls_rules_alone_rank_well() -> None:
     assert metrics["n"] == 2 * len(kg.triples("test"))
     assert metrics["mrr"] > 0.93  # measured 0.949 (maxplus)
     assert metrics["hits@10"] > 0.97  # measured 0.985
+
+
+def test_irreflexive_relations_need_enough_triples_and_almost_no_self_loops() -> None:
+    from kgemb.rules import irreflexive_relations
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for r, (n, loops) in enumerate(((20, 0), (20, 1), (9, 0), (3000, 3), (3000, 4))):
+        h = rng.integers(0, 50, n)
+        t = (h + 1 + rng.integers(0, 48, n)) % 50  # never h
+        t[:loops] = h[:loops]
+        rows.append(np.stack([h, np.full(n, r), t], axis=1))
+    # 0: no loop; 1: one in 20; 2: too few triples; 3: 3 in 3,000 (0.1%); 4: 4 in 3,000
+    assert irreflexive_relations(np.concatenate(rows), 6).tolist() == [True, False, False, True, False, False]
+
+
+def test_a_model_never_answers_the_anchor_of_an_irreflexive_relation(tmp_path) -> None:
+    """Relation ``near`` has self-loops in training, ``links`` none: every scorer (the model's, so evaluation;
+    the reasoning predictor) leaves the anchor out of ``links`` queries only, the choice is saved with the model,
+    and ``irreflexive=False`` keeps every anchor."""
+    from kgemb.reasoning import LinkPredictor
+
+    import kgemb
+    from kgemb.graph import GraphBuilder
+
+    b = GraphBuilder()
+    names = [f"e{i}" for i in range(30)]
+    for i, key in enumerate(names):
+        b.add_label(key, f"entity number {i}", "en")
+    for rel in ("near", "links"):
+        b.add_relation(rel, {"en": [rel]})
+    for i in range(30):
+        b.add_triple(names[i], "links", names[(i + 1) % 30])
+        b.add_triple(names[i], "near", names[i] if i % 3 == 0 else names[(i + 2) % 30])
+    kg = b.build({"source": "test"})
+    options = {"mode": "structure", "dim": 8, "epochs": 2, "show_progress": False, "rules": False}
+    model = kgemb.train(kg, **options)
+    near, links = kg.relation_id("near"), kg.relation_id("links")
+    assert model.config["irreflexive"] == ["links"]
+    pm = model.pykeen_model
+    anchors = torch.arange(30)
+    with torch.no_grad():
+        for rel, masked in ((links, True), (near, False)):
+            queries = torch.stack([anchors, torch.full((30,), rel)], dim=1)
+            tails = pm.score_t(queries)[anchors, anchors]
+            heads = pm.score_h(queries.flip(1))[anchors, anchors]
+            for own in (tails, heads):
+                assert bool(torch.isinf(own).all()) == masked and bool(torch.isfinite(own).all()) != masked
+    predictor = LinkPredictor(model, filter_known=False)
+    for key in names[:5]:
+        assert key not in [p.key for p in predictor.tails(key, "links", k=30)]
+        assert key not in [p.key for p in predictor.heads("links", key, k=30)]
+        assert len(predictor.tails(key, "links", k=30)) == 29
+    assert all(len(predictor.tails(key, "near", k=30)) == 30 for key in names[:5])  # the anchor among them
+    model.save(tmp_path / "m")
+    assert kgemb.load(tmp_path / "m").pykeen_model.irreflexive.tolist() == pm.irreflexive.tolist()
+    kept = kgemb.train(kg, irreflexive=False, **options)
+    assert kept.config["irreflexive"] is None and kept.pykeen_model.irreflexive is None
+    assert len(LinkPredictor(kept, filter_known=False).tails(names[0], "links", k=30)) == 30

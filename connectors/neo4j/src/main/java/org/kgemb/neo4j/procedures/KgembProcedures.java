@@ -327,6 +327,12 @@ public class KgembProcedures {
         boolean asTail = tailSide || m.reciprocal;
         BitSet blocked = constraints ? m.blocked(r, tailSide) : null;
         BitSet skip = blocked == null ? null : (BitSet) blocked.clone();
+        if (m.irreflexive[r]) { // a relation without self-loops in training never answers its anchor
+            if (skip == null) {
+                skip = new BitSet(m.n);
+            }
+            skip.set(a);
+        }
         if (filterKnown) {
             Direction dir = tailSide ? Direction.OUTGOING : Direction.INCOMING;
             for (Relationship rel : known.getRelationships(dir, RelationshipType.withName(m.relationTypes[r]))) {

@@ -44,6 +44,8 @@ final class LoadedModel {
     final String[][] tailTypes;
     final String[] typeLabels;
     final boolean[] hierarchyRelation;
+    /** Relations without self-loops in training: their queries never answer their anchor (Python's irreflexive). */
+    final boolean[] irreflexive;
     /** The evidence formula's constants and the model's weight in it; null when the push predates them. */
     final Evidence.Params evidence;
     final int n;
@@ -93,6 +95,7 @@ final class LoadedModel {
         headTypes = new String[numRelations][];
         tailTypes = new String[numRelations][];
         hierarchyRelation = new boolean[numRelations];
+        irreflexive = new boolean[numRelations];
         for (int r = 0; r < numRelations; r++) {
             Node rel = rels.get(r);
             relationKeys[r] = str(rel, "key");
@@ -104,6 +107,7 @@ final class LoadedModel {
             headTypes[r] = (String[]) rel.getProperty("head_types", new String[0]);
             tailTypes[r] = (String[]) rel.getProperty("tail_types", new String[0]);
             hierarchyRelation[r] = Boolean.TRUE.equals(rel.getProperty("hierarchy", false));
+            irreflexive[r] = Boolean.TRUE.equals(rel.getProperty("irreflexive", false));
         }
         Object weight = m.getProperty("evidence_weight", null);
         Object params = m.getProperty("evidence_params", null);
