@@ -28,6 +28,7 @@ combined score; new (inductive) entities have no rule groundings and keep the em
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -95,7 +96,9 @@ def fit_weights(
     def embedding(batch: torch.Tensor) -> torch.Tensor:
         return model.score_t(batch[:, :2], rules_off=True).float()
 
-    return _fit(embedding, _rule_scores(rules), WEIGHTS, kg, max_triples, seed, "rules")
+    return _fit(
+        embedding, _rule_scores(rules), WEIGHTS, kg, max_triples, seed, "rules", irreflexive=model.irreflexive
+    )
 
 
 @torch.no_grad()
@@ -112,7 +115,7 @@ def fit_text_weights(
     fused, text = rep.parts(None)
     everything = slice(None)  # both parts answer with the same relation vectors
     base, extra = _part_scores(model, fused, everything), _part_scores(model, text, everything)
-    return _fit(base, extra, TEXT_WEIGHTS, kg, max_triples, seed, "text")
+    return _fit(base, extra, TEXT_WEIGHTS, kg, max_triples, seed, "text", irreflexive=model.irreflexive)
 
 
 @torch.no_grad()
@@ -139,6 +142,7 @@ def fit_late_weights(
     their summary: each part's validation MRR without and with its rules, how many relations ``moved``, and the
     model's validation MRR without and with rules (``valid_mrr_embedding``, ``valid_mrr_combined``)."""
     model.eval()
+    fit = functools.partial(_fit, irreflexive=model.irreflexive)
     structure, text = model.entity_representations[0].parts(None)
     half = model.relation_representations[0].shape[-1] // 2
     parts = {"structure": _part_scores(model, structure, slice(None, half))}
@@ -147,16 +151,16 @@ def fit_late_weights(
     alpha, rule_summary, alone = {}, {}, {}
     for name, score in parts.items():  # each part's validation MRR, with the rules it would have alone
         if rule is None:
-            alone[name] = _fit(score, _nothing, (0.0,), kg, max_triples, seed, "alone")[1][
+            alone[name] = fit(score, _nothing, (0.0,), kg, max_triples, seed, "alone")[1][
                 "valid_mrr_embedding"
             ]
             continue
-        alpha[name], fitted = _fit(score, rule, WEIGHTS, kg, max_triples, seed, "rules")
+        alpha[name], fitted = fit(score, rule, WEIGHTS, kg, max_triples, seed, "rules")
         alone[name] = fitted["valid_mrr_combined"]
         rule_summary[f"valid_mrr_{name}"] = fitted["valid_mrr_embedding"]
         rule_summary[f"valid_mrr_{name}_with_rules"] = fitted["valid_mrr_combined"]
     with_rules = parts if rule is None else {name: _plus(s, alpha[name], rule) for name, s in parts.items()}
-    weights, fitted = _fit(
+    weights, fitted = fit(
         with_rules["structure"], with_rules["text"], LATE_WEIGHTS, kg, max_triples, seed, "text", prefer=1.0
     )
     # the grid's ends (text weight 1/16 and 64) are not the parts alone: report the parts themselves
@@ -168,7 +172,7 @@ def fit_late_weights(
     # the two models' rule weights added, or chosen on the sum where that does not overfit
     start = alpha["structure"] + weights * alpha["text"]
     plain = _plus(parts["structure"], weights, parts["text"])
-    rule_weights, refit = _fit(plain, rule, WEIGHTS, kg, max_triples, seed, "rules", prefer=start)
+    rule_weights, refit = fit(plain, rule, WEIGHTS, kg, max_triples, seed, "rules", prefer=start)
     rule_summary["moved"] = int((rule_weights != start).sum())
     rule_summary["valid_mrr_embedding"] = refit["valid_mrr_embedding"]  # weight 0: the model without rules
     rule_summary["valid_mrr_combined"] = refit["valid_mrr_combined"]
@@ -275,6 +279,7 @@ def _fit(
     seed: int,
     name: str,
     prefer: float | np.ndarray | None = None,
+    irreflexive: torch.Tensor | None = None,
 ) -> tuple[np.ndarray, dict[str, float]]:
     """Per oriented relation, the weight ``w`` of ``grid`` that maximises the filtered validation MRR of
     ``base(batch) + w * extra(batch)`` (both ``(b, num_entities)`` for tail queries ``batch``); first maximum, and
@@ -302,6 +307,9 @@ def _fit(
         other = ents != batch[rows, 2]
         blocked = torch.zeros_like(b, dtype=torch.bool)
         blocked[rows[other], ents[other]] = True
+        if irreflexive is not None:  # as the model scores them: an irreflexive relation's anchor is no answer
+            loops = torch.nonzero(irreflexive[batch[:, 1] % kg.num_relations] & (batch[:, 0] != batch[:, 2]))
+            blocked[loops[:, 0], batch[loops[:, 0], 0]] = True
         target = batch[:, 2:3]
         for j, w in enumerate(weights):
             w = w[batch[:, 1]].unsqueeze(1) if w.dim() else w

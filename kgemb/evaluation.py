@@ -50,7 +50,8 @@ def rank_metrics(
 ) -> dict[str, float]:
     """MRR and Hits@k of a PyKEEN model on id triples, ranking every entity, other true triples filtered out.
 
-    ``ranks_out``, when given, receives the filtered (realistic) rank of every query, both directions.
+    ``ranks_out``, when given, receives the filtered (realistic) rank of every query, both directions. The anchor
+    of a query whose relation the model takes as irreflexive is filtered too.
     ``candidates``: entity ids to rank among instead of every entity (each triple's entities must be among them).
 
     ``batch_size`` (queries scored at once) defaults to what keeps the scores near 1 GB: ``batch × entities``
@@ -61,7 +62,7 @@ def rank_metrics(
     if len(mapped) == 0:
         raise InputError("there are no triples to evaluate on; pick a split that has triples")
     filters = [torch.as_tensor(np.asarray(f), dtype=torch.long).reshape(-1, 3) for f in filter_triples]
-    filters = [f for f in filters if len(f)]
+    filters = [f for f in [*filters, _self_loops(model)] if len(f)]
     restrict = None
     if candidates is not None:
         restrict = torch.as_tensor(np.unique(np.asarray(candidates)), dtype=torch.long)
@@ -102,6 +103,19 @@ def rank_metrics(
             if rank_type == "realistic"
         )
     return out
+
+
+def _self_loops(model: Model) -> torch.Tensor:
+    """``(e, r, e)`` for every entity and every relation the model takes as irreflexive
+    (:func:`kgemb.rules.irreflexive_relations`): filtered like known links, so such a query's anchor is no
+    candidate, as in every other ranking of the model's."""
+    flags = getattr(model, "irreflexive", None)
+    if flags is None or not bool(flags.any()):
+        return torch.zeros((0, 3), dtype=torch.long)
+    entities = torch.arange(model.num_entities)
+    rels = torch.nonzero(flags).flatten()
+    e, r = entities.repeat(len(rels)), rels.repeat_interleave(len(entities))
+    return torch.stack([e, r, e], dim=1)
 
 
 def evaluate(

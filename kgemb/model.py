@@ -570,7 +570,8 @@ class TextAwareModel(ERModel):
         self.num_base_relations = self.num_relations if num_base_relations is None else num_base_relations
         self.reciprocal = self.num_relations == 2 * self.num_base_relations
         self.rule_channel: Any = None  # a kgemb.channels.RuleChannel, added to scores by entity ids
-        # bool per base relation (kgemb.rules.irreflexive_relations): its queries never answer their anchor
+        # bool per base relation (kgemb.rules.irreflexive_relations): its queries never answer their anchor, which
+        # every ranking leaves out as it leaves out known links (kgemb.evaluation, channels, the reasoning scorer)
         self.irreflexive: torch.Tensor | None = None
 
     @property
@@ -593,7 +594,7 @@ class TextAwareModel(ERModel):
             scores = self._score_all("tail", ents, ents[hr_batch[:, 0]], hr_batch[:, 1])
         else:
             scores = super().score_t(hr_batch, slice_size=slice_size, mode=mode, tails=tails)
-        return self._with_channels(scores, "tail", hr_batch[:, 0], hr_batch[:, 1], tails, mode, rules_off)
+        return self._with_rules(scores, "tail", hr_batch[:, 0], hr_batch[:, 1], tails, mode, rules_off)
 
     def score_h(
         self, rt_batch: torch.Tensor, *, slice_size=None, mode=None, heads=None, rules_off: bool = False
@@ -606,7 +607,7 @@ class TextAwareModel(ERModel):
             scores = super().score_t(inverse, slice_size=slice_size, mode=mode, tails=heads)
         else:
             scores = super().score_h(rt_batch, slice_size=slice_size, mode=mode, heads=heads)
-        return self._with_channels(scores, "head", rt_batch[:, 1], rt_batch[:, 0], heads, mode, rules_off)
+        return self._with_rules(scores, "head", rt_batch[:, 1], rt_batch[:, 0], heads, mode, rules_off)
 
     def rule_scores(self, side: Side, anchors: torch.Tensor, relations: torch.Tensor) -> torch.Tensor | None:
         """The rule channel's weighted scores ``(b, num_entities)`` of queries by entity ids, or None."""
@@ -616,27 +617,11 @@ class TextAwareModel(ERModel):
         inverse = relations + self.num_base_relations
         return self.rule_channel.scores(anchors, inverse if side == "head" else relations)
 
-    def _with_channels(self, scores, side, anchors, relations, candidates, mode, rules_off) -> torch.Tensor:
-        """Scores of every entity (no gradients) with the rule channel added (unless ``rules_off``) and, for an
-        irreflexive relation, the anchor itself at ``-inf``."""
-        if candidates is not None or mode is not None or torch.is_grad_enabled():
+    def _with_rules(self, scores, side, anchors, relations, candidates, mode, rules_off) -> torch.Tensor:
+        if rules_off or candidates is not None or mode is not None or torch.is_grad_enabled():
             return scores
-        if not rules_off:
-            extra = self.rule_scores(side, anchors, relations)
-            scores = scores if extra is None else scores + extra.to(scores.device, scores.dtype)
-        return self.without_anchor(scores, anchors, relations)
-
-    def without_anchor(
-        self, scores: torch.Tensor, anchors: torch.Tensor, relations: torch.Tensor
-    ) -> torch.Tensor:
-        """``scores`` (b, num_entities) with each query's anchor at ``-inf`` where its relation (base or inverse
-        id) is irreflexive; in place."""
-        if self.irreflexive is None:
-            return scores
-        rows = torch.nonzero(self.irreflexive[relations.cpu() % self.num_base_relations]).flatten()
-        if len(rows):
-            scores[rows.to(scores.device), anchors[rows.to(anchors.device)].to(scores.device)] = float("-inf")
-        return scores
+        extra = self.rule_scores(side, anchors, relations)
+        return scores if extra is None else scores + extra.to(scores.device, scores.dtype)
 
     def _by_product(self) -> bool:
         return not torch.is_grad_enabled() and self.scoring_form is not None

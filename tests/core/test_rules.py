@@ -159,12 +159,13 @@ def test_irreflexive_relations_need_enough_triples_and_almost_no_self_loops() ->
 
 
 def test_a_model_never_answers_the_anchor_of_an_irreflexive_relation(tmp_path) -> None:
-    """Relation ``near`` has self-loops in training, ``links`` none: every scorer (the model's, so evaluation;
-    the reasoning predictor) leaves the anchor out of ``links`` queries only, the choice is saved with the model,
-    and ``irreflexive=False`` keeps every anchor."""
+    """Relation ``near`` has self-loops in training, ``links`` none: evaluation and the reasoning predictor leave
+    the anchor out of ``links`` queries only, the choice is saved with the model, and ``irreflexive=False`` keeps
+    every anchor."""
     from kgemb.reasoning import LinkPredictor
 
     import kgemb
+    from kgemb.evaluation import rank_metrics
     from kgemb.graph import GraphBuilder
 
     b = GraphBuilder()
@@ -179,17 +180,29 @@ def test_a_model_never_answers_the_anchor_of_an_irreflexive_relation(tmp_path) -
     kg = b.build({"source": "test"})
     options = {"mode": "structure", "dim": 8, "epochs": 2, "show_progress": False, "rules": False}
     model = kgemb.train(kg, **options)
-    near, links = kg.relation_id("near"), kg.relation_id("links")
+    links = kg.relation_id("links")
     assert model.config["irreflexive"] == ["links"]
-    pm = model.pykeen_model
-    anchors = torch.arange(30)
+    pm, triples = model.pykeen_model, kg.triples("train")
+    # evaluation filters the anchor of each ``links`` query: its rank falls by one exactly where the model scores
+    # the anchor above the true answer (a half on a tie)
+    queries = triples[triples[:, 1] == links]
     with torch.no_grad():
-        for rel, masked in ((links, True), (near, False)):
-            queries = torch.stack([anchors, torch.full((30,), rel)], dim=1)
-            tails = pm.score_t(queries)[anchors, anchors]
-            heads = pm.score_h(queries.flip(1))[anchors, anchors]
-            for own in (tails, heads):
-                assert bool(torch.isinf(own).all()) == masked and bool(torch.isfinite(own).all()) != masked
+        tails = model.score_tails(queries[:, 0], queries[:, 1]).numpy()
+        heads = model.score_heads(queries[:, 1], queries[:, 2]).numpy()
+    above = 0.0
+    for scores, anchor, true in (
+        (heads, queries[:, 2], queries[:, 0]),
+        (tails, queries[:, 0], queries[:, 2]),
+    ):
+        own, want = scores[np.arange(len(queries)), anchor], scores[np.arange(len(queries)), true]
+        above += float((own > want).sum() + 0.5 * (own == want).sum())
+    flags, ranks = pm.irreflexive, {}
+    for name, setting in (("filtered", flags), ("kept", None)):
+        pm.irreflexive, ranks[name] = setting, []
+        rank_metrics(pm, queries, [triples], ranks_out=ranks[name])
+    pm.irreflexive = flags
+    gain = np.concatenate(ranks["kept"]) - np.concatenate(ranks["filtered"])
+    assert above >= 5 and gain.sum() == above and set(gain) <= {0.0, 0.5, 1.0}
     predictor = LinkPredictor(model, filter_known=False)
     for key in names[:5]:
         assert key not in [p.key for p in predictor.tails(key, "links", k=30)]
