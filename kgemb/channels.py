@@ -307,7 +307,7 @@ def _fit(
         other = ents != batch[rows, 2]
         blocked = torch.zeros_like(b, dtype=torch.bool)
         blocked[rows[other], ents[other]] = True
-        if irreflexive is not None:  # as evaluation filters them: an irreflexive relation's anchor is no answer
+        if irreflexive is not None:  # an irreflexive relation's anchor is no answer, as evaluation filters it
             loops = torch.nonzero(irreflexive[batch[:, 1] % kg.num_relations] & (batch[:, 0] != batch[:, 2]))
             blocked[loops[:, 0], batch[loops[:, 0], 0]] = True
         target = batch[:, 2:3]

@@ -65,7 +65,9 @@ def test_k_larger_than_the_candidates_returns_them_all(predictor) -> None:
     known = len(predictor.links.tails_of(flu, r))
     assert len(predictor.tails("influenza", "has_symptom", k=1000)) == symptoms - known
     everything = predictor.tails("influenza", "has_symptom", k=1000, constraints="none")
-    assert len(everything) == kg.num_entities - known - 1  # has_symptom is irreflexive: never influenza itself
+    assert (
+        len(everything) == kg.num_entities - known - 1
+    )  # has_symptom is irreflexive: never influenza itself
     assert bool(predictor.model.pykeen_model.irreflexive[r]) and flu not in [p.id for p in everything]
 
 
