@@ -104,7 +104,7 @@ class TrainingConfig:
     negatives: int | None = None
     label_smoothing: float = 0.1  # softmax
     rules: bool = True  # mine rules and add them to the score per relation where validation says they help
-    # a relation without self-loops in training (kgemb.rules.irreflexive_relations) never answers its query's anchor
+    # a relation (nearly) without self-loops in training (kgemb.rules.irreflexive_relations) never answers its anchor
     irreflexive: bool = True
     # fused, softmax, complex/distmult: train the text part with a loss of its own and add its score per relation
     # where validation says it helps (kgemb.channels)
