@@ -11,8 +11,9 @@ WN18RR: ``../shared/data/wn18rr`` (labels and glosses) transductive and, with ``
 (test entities never seen in training). ``--incremental``: train on 80% of the training triples with 5% of the
 entities held out, then ``update`` with the rest; reports the original test MRR before and after and the MRR on
 the new triples. ``--finetune-links N``: also each text-using row with the default encoder fine-tuned for N epochs
-on that split's training triples first (``kgemb finetune --pairs links``). Every row runs in a fresh process, so its peak memory (max RSS) is its own. Filtered MRR and
-Hits@k over both directions (PyKEEN's RankBasedEvaluator); minutes are wall-clock training time.
+on that split's training triples first (``kgemb finetune --pairs links``). Every row runs in a fresh process, so
+its peak memory (max RSS) is its own. Filtered MRR and Hits@k over both directions (PyKEEN's RankBasedEvaluator);
+minutes are wall-clock training time.
 """
 
 from __future__ import annotations
