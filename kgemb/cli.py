@@ -554,6 +554,8 @@ def _training_options(args: argparse.Namespace) -> dict[str, Any]:
         **given,
         "encoder": args.encoder,
         "early_stopping": not args.no_early_stopping,
+        "rules": not args.no_rules,
+        "irreflexive": not args.no_irreflexive,
         "relation_text_init": args.relation_text_init,
         "languages": args.languages.split(",") if args.languages else None,
         "show_progress": not args.quiet,
@@ -764,6 +766,13 @@ def _add_training_options(p: Any) -> None:
     p.add_argument("--inductive", action="store_true", help="with --split: hold out whole entities")
     p.add_argument("--label-separator", help="split entity2text texts into label and description, e.g. ', '")
     p.add_argument("--no-early-stopping", action="store_true")
+    p.add_argument("--no-rules", action="store_true", help="no rule channel (rules are mined by default)")
+    p.add_argument(
+        "--no-irreflexive",
+        action="store_true",
+        help="keep every query's own anchor among its answers (by default a relation without self-loops never "
+        "answers its anchor)",
+    )
     p.add_argument("--eval-every", type=int, help="epochs between validation MRR checks")
     p.add_argument("--patience", type=int, help="checks without improvement before stopping")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")

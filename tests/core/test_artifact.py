@@ -124,7 +124,19 @@ def test_cli_train_then_evaluate_json(tiny_split, tmp_path):
         [*train, "--out", str(tmp_path / "g"), "--combination", "gate"], capture_output=True, text=True
     )
     assert run.returncode == 0, run.stderr
-    assert json.loads((tmp_path / "g" / "config.json").read_text())["training"]["combination"] == "gate"
+    config = json.loads((tmp_path / "g" / "config.json").read_text())
+    assert config["training"]["combination"] == "gate"
+    assert config["training"]["rules"] and config["training"]["irreflexive"]
+    # the rule channel and the irreflexive filter switched off from the command line
+    run = subprocess.run(
+        [*train, "--out", str(tmp_path / "n"), "--no-rules", "--no-irreflexive"],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    config = json.loads((tmp_path / "n" / "config.json").read_text())
+    assert not config["training"]["rules"] and config["rules"] is None
+    assert not config["training"]["irreflexive"] and config["irreflexive"] is None
     run = subprocess.run(
         [*train, "--out", str(tmp_path / "b"), "--combination", "blend"], capture_output=True, text=True
     )
