@@ -164,8 +164,10 @@ def run_kgemb(spec: dict[str, Any]) -> dict[str, Any]:
     anchors_kept = {}
     if model.pykeen_model.irreflexive is not None:  # the same model, its irreflexive relations' anchors kept
         irreflexive, model.pykeen_model.irreflexive = model.pykeen_model.irreflexive, None
-        kept = model.evaluate("test", max_triples=spec.get("max_eval"))
-        model.pykeen_model.irreflexive = irreflexive
+        try:
+            kept = model.evaluate("test", max_triples=spec.get("max_eval"))
+        finally:
+            model.pykeen_model.irreflexive = irreflexive
         anchors_kept = {"anchors_kept": [kept["mrr"], kept["hits@1"], kept["hits@10"]]}
     rules = model.config.get("rules") or {}
     text = model.config.get("text_channel") or {}

@@ -97,7 +97,14 @@ def fit_weights(
         return model.score_t(batch[:, :2], rules_off=True).float()
 
     return _fit(
-        embedding, _rule_scores(rules), WEIGHTS, kg, max_triples, seed, "rules", irreflexive=model.irreflexive
+        embedding,
+        _rule_scores(rules),
+        WEIGHTS,
+        kg,
+        max_triples,
+        seed,
+        "rules",
+        skips_anchor=model.skips_anchor,
     )
 
 
@@ -115,7 +122,7 @@ def fit_text_weights(
     fused, text = rep.parts(None)
     everything = slice(None)  # both parts answer with the same relation vectors
     base, extra = _part_scores(model, fused, everything), _part_scores(model, text, everything)
-    return _fit(base, extra, TEXT_WEIGHTS, kg, max_triples, seed, "text", irreflexive=model.irreflexive)
+    return _fit(base, extra, TEXT_WEIGHTS, kg, max_triples, seed, "text", skips_anchor=model.skips_anchor)
 
 
 @torch.no_grad()
@@ -142,7 +149,7 @@ def fit_late_weights(
     their summary: each part's validation MRR without and with its rules, how many relations ``moved``, and the
     model's validation MRR without and with rules (``valid_mrr_embedding``, ``valid_mrr_combined``)."""
     model.eval()
-    fit = functools.partial(_fit, irreflexive=model.irreflexive)
+    fit = functools.partial(_fit, skips_anchor=model.skips_anchor)
     structure, text = model.entity_representations[0].parts(None)
     half = model.relation_representations[0].shape[-1] // 2
     parts = {"structure": _part_scores(model, structure, slice(None, half))}
@@ -279,7 +286,7 @@ def _fit(
     seed: int,
     name: str,
     prefer: float | np.ndarray | None = None,
-    irreflexive: torch.Tensor | None = None,
+    skips_anchor: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[np.ndarray, dict[str, float]]:
     """Per oriented relation, the weight ``w`` of ``grid`` that maximises the filtered validation MRR of
     ``base(batch) + w * extra(batch)`` (both ``(b, num_entities)`` for tail queries ``batch``); first maximum, and
@@ -288,7 +295,8 @@ def _fit(
     another one's gain over it on all queries is significant (:data:`SIGNIFICANT_OVERALL`), then per relation that
     one unless another one's gain on the relation's queries is (:data:`SIGNIFICANT`); for one weight per oriented
     relation (an array), the largest validation mean per relation among ``grid`` and that weight, unless it
-    overfits (:func:`_greedy_unless_it_overfits`)."""
+    overfits (:func:`_greedy_unless_it_overfits`). ``skips_anchor`` (the model's :meth:`TextAwareModel.skips_anchor`)
+    says per query relation whether its anchor is left out, as every ranking of the model's leaves it out."""
     r2 = 2 * kg.num_relations
     valid = kg.triples("valid")
     if max_triples is not None and len(valid) > max_triples:
@@ -307,8 +315,10 @@ def _fit(
         other = ents != batch[rows, 2]
         blocked = torch.zeros_like(b, dtype=torch.bool)
         blocked[rows[other], ents[other]] = True
-        if irreflexive is not None:  # an irreflexive relation's anchor is no answer, as evaluation filters it
-            loops = torch.nonzero(irreflexive[batch[:, 1] % kg.num_relations] & (batch[:, 0] != batch[:, 2]))
+        if (
+            skips_anchor is not None
+        ):  # an irreflexive relation's anchor is no answer, as evaluation filters it
+            loops = torch.nonzero(skips_anchor(batch[:, 1]) & (batch[:, 0] != batch[:, 2]))
             blocked[loops[:, 0], batch[loops[:, 0], 0]] = True
         target = batch[:, 2:3]
         for j, w in enumerate(weights):

@@ -62,7 +62,7 @@ def rank_metrics(
     if len(mapped) == 0:
         raise InputError("there are no triples to evaluate on; pick a split that has triples")
     filters = [torch.as_tensor(np.asarray(f), dtype=torch.long).reshape(-1, 3) for f in filter_triples]
-    filters = [f for f in [*filters, _self_loops(model)] if len(f)]
+    filters = [f for f in [*filters, _self_loops(model, mapped)] if len(f)]
     restrict = None
     if candidates is not None:
         restrict = torch.as_tensor(np.unique(np.asarray(candidates)), dtype=torch.long)
@@ -105,17 +105,17 @@ def rank_metrics(
     return out
 
 
-def _self_loops(model: Model) -> torch.Tensor:
-    """``(e, r, e)`` for every entity and every relation the model takes as irreflexive
-    (:func:`kgemb.rules.irreflexive_relations`): filtered like known links, so such a query's anchor is no
-    candidate, as in every other ranking of the model's."""
-    flags = getattr(model, "irreflexive", None)
-    if flags is None or not bool(flags.any()):
+def _self_loops(model: Model, triples: torch.Tensor) -> torch.Tensor:
+    """``(h, r, h)`` and ``(t, r, t)`` for every evaluated triple ``(h, r, t)`` whose relation the model takes as
+    irreflexive (:meth:`TextAwareModel.skips_anchor`): filtered like known links, so such a query's anchor is no
+    candidate, as in every other ranking of the model's. (A filter triple acts only on the queries that share its
+    anchor and relation, so the evaluated triples' own anchors are all it takes: two rows per triple, not one per
+    entity and relation.)"""
+    if not isinstance(model, TextAwareModel) or model.irreflexive is None:
         return torch.zeros((0, 3), dtype=torch.long)
-    entities = torch.arange(model.num_entities)
-    rels = torch.nonzero(flags).flatten()
-    e, r = entities.repeat(len(rels)), rels.repeat_interleave(len(entities))
-    return torch.stack([e, r, e], dim=1)
+    flagged = triples[model.skips_anchor(triples[:, 1])]
+    heads, tails = flagged[:, [0, 1, 0]], flagged[:, [2, 1, 2]]
+    return torch.cat([heads, tails]).unique(dim=0)
 
 
 def evaluate(

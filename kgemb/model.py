@@ -574,6 +574,13 @@ class TextAwareModel(ERModel):
         # every ranking leaves out as it leaves out known links (kgemb.evaluation, channels, the reasoning scorer)
         self.irreflexive: torch.Tensor | None = None
 
+    def skips_anchor(self, relations: torch.Tensor) -> torch.Tensor:
+        """Per query relation id (a base relation, or a reciprocal model's inverse ``r + R``), whether its
+        answer is never the query's own anchor: the relation is irreflexive (:attr:`irreflexive`)."""
+        if self.irreflexive is None:
+            return torch.zeros(relations.shape, dtype=torch.bool)
+        return self.irreflexive[relations.cpu() % self.num_base_relations]
+
     @property
     def scoring_form(self) -> str | None:
         """The interaction's :func:`product_form` where this model can use it (one relation representation)."""

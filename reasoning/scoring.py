@@ -271,10 +271,9 @@ class CandidateScorer:
     ) -> Sequence[np.ndarray] | None:
         """``exclude`` with each row's anchor added where its relation is irreflexive (the model's
         ``irreflexive``, from its training triples): such a query never answers its own anchor."""
-        pykeen_model = self.model.pykeen_model
-        if pykeen_model.irreflexive is None or anchor_ids is None:
+        if self.model.pykeen_model.irreflexive is None or anchor_ids is None:
             return exclude
-        flags = pykeen_model.irreflexive[rel.cpu() % pykeen_model.num_base_relations].tolist()
+        flags = self.model.pykeen_model.skips_anchor(rel).tolist()
         out = list(exclude) if exclude is not None else [np.zeros(0, dtype=np.int64)] * len(anchor_ids)
         for row, (a, flag) in enumerate(zip(anchor_ids, flags, strict=True)):
             if a is not None and flag:

@@ -11,6 +11,7 @@ import torch
 import kgemb
 from kgemb.encoders import TextEncoder
 from kgemb.errors import InputError
+from kgemb.evaluation import _self_loops
 from kgemb.graph import GraphBuilder
 from kgemb.sampling import TextHardNegativeSampler, text_neighbours
 
@@ -123,6 +124,9 @@ def test_inductive_split_is_evaluated_on_entities_never_trained(tiny_kg, default
     known = {tuple(t) for s in kg.splits for t in kg.triples(s).tolist()}
     irreflexive = model.pykeen_model.irreflexive.tolist()  # such a query's anchor is filtered too
     assert any(irreflexive[r] for r in test[:, 1])
+    # the anchors are filtered by two rows per evaluated triple, not one per entity and irreflexive relation
+    loops = _self_loops(model.pykeen_model, torch.from_numpy(test))
+    assert 0 < len(loops) <= 2 * len(test) and (loops[:, 0] == loops[:, 2]).all()
     expected = {"head": [], "tail": []}
     for h, r, t in test.tolist():
         for side, scores, true, anchor in (
