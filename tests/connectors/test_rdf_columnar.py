@@ -40,6 +40,7 @@ ex:paris a ex:City , ex:City , ex:Place ;
     ex:inCountry ex:france , ex:france ;
     ex:twin [ a ex:City ; rdfs:label "Rome"@en ; ex:inCountry [ rdfs:label "Italy"@en ] ] .
 ex:attrOnly ex:code "X1" .
+ex:late rdfs:label " "@en ; rdfs:comment "\t" ; ex:inCountry ex:france ; rdfs:label "late"@en .
 _:a ex:near ex:paris ; rdfs:label "somewhere"@en .
 ex:france ex:near _:a ; schema:name "France"@en , "Frankreich"@de ; ex:capital ex:paris .
 ex:inCountry rdfs:label "in country"@en , "im Land"@de ; a owl:ObjectProperty ;
