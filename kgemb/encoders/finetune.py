@@ -213,7 +213,13 @@ def finetune(
     group = torch.as_tensor(np.asarray(groups if groups is not None else np.arange(n)), dtype=torch.long)
     with _threads(threads):
         module = module if module is not None else USEModule()
-        left_ids, right_ids = tokenize(left), tokenize(right)
+        # each distinct text tokenised once and encoded once per step: pairs from a graph repeat their entities'
+        # texts (a batch of 256 UMLS links names at most 135 texts in its 512 slots), and a text's vector does not
+        # depend on the others in its batch, so the loss and its gradients are the same
+        distinct: dict[str, int] = {}
+        left_key = torch.as_tensor([distinct.setdefault(t, len(distinct)) for t in left], dtype=torch.long)
+        right_key = torch.as_tensor([distinct.setdefault(t, len(distinct)) for t in right], dtype=torch.long)
+        token_ids = tokenize(list(distinct))
         log_scale = torch.nn.Parameter(torch.tensor(math.log(1 / temperature)))
         dense = [p for name, p in module.named_parameters() if not name.startswith("embedding.")]
         initial = [p.detach().clone() for p in dense]
@@ -235,16 +241,13 @@ def finetune(
                     if len(idx) < 2:
                         continue
                     cand = torch.cat([idx, hard[idx].reshape(-1)])
-                    a = module([left_ids[i] for i in idx.tolist()])
-                    b = module([right_ids[i] for i in cand.tolist()])
+                    keys, slot = torch.cat([left_key[idx], right_key[cand]]).unique(return_inverse=True)
+                    texts = [token_ids[k] for k in keys.tolist()]
+                    vectors = module(texts)
+                    a, b = vectors[slot[: len(idx)]], vectors[slot[len(idx) :]]
                     loss = info_nce(a, b, group[idx], group[cand], log_scale.clamp(max=math.log(100)).exp())
                     if init_rows is not None:
-                        rows = torch.tensor(
-                            sorted(
-                                {t for i in idx.tolist() for t in left_ids[i]}
-                                | {t for i in cand.tolist() for t in right_ids[i]}
-                            )
-                        )
+                        rows = torch.tensor(sorted({t for text in texts for t in text}))
                         pull = sum(((p - p0) ** 2).sum() for p, p0 in zip(dense, initial, strict=True))
                         pull = pull + ((module.embedding(rows) - init_rows(rows)) ** 2).sum()
                         loss = loss + anchor * pull
@@ -316,12 +319,13 @@ def _mined(
     encode: Any, left: Sequence[str], right: Sequence[str], group: torch.Tensor, k: int
 ) -> torch.Tensor:
     """Each left text's ``k`` hard negatives (:func:`~kgemb.encoders.align.mine_hard_negatives`) in the space of
-    ``encode`` (texts -> numpy vectors), as the encoder stands now."""
+    ``encode`` (texts -> numpy vectors), as the encoder stands now; each distinct text encoded once."""
     from kgemb.encoders.align import mine_hard_negatives
 
-    return mine_hard_negatives(
-        torch.from_numpy(encode(list(left))), torch.from_numpy(encode(list(right))), group, k
-    )
+    distinct = {text: i for i, text in enumerate(dict.fromkeys([*left, *right]))}
+    vectors = torch.from_numpy(encode(list(distinct)))
+    rows = [torch.as_tensor([distinct[text] for text in side], dtype=torch.long) for side in (left, right)]
+    return mine_hard_negatives(vectors[rows[0]], vectors[rows[1]], group, k)
 
 
 class _threads:

@@ -280,3 +280,25 @@ def test_finetuning_on_links_ranks_the_tails_of_entities_it_never_saw(
     print(len(test), "held-out triples: MRR", before, "->", after)
     # measured: 0.382 -> 0.514 over 584 held-out triples (among their 1,000 or so entities)
     assert after >= before + 0.08
+
+
+def test_finetuning_encodes_each_distinct_text_once_per_step(monkeypatch) -> None:
+    """Pairs from a graph repeat their entities' texts: a step encodes each distinct text of its batch once (here
+    4 texts in 2 x 48 slots), and the hard negatives are mined from one encode of the distinct texts."""
+    from kgemb.encoders.default_torch import USEModule
+    from kgemb.encoders.finetune import finetune
+
+    sizes: list[int] = []
+    forward = USEModule.forward
+
+    def counting(self, ids):
+        sizes.append(len(ids))
+        return forward(self, ids)
+
+    monkeypatch.setattr(USEModule, "forward", counting)
+    left = ["fever", "cough"] * 24
+    right = ["influenza", "common cold"] * 24
+    tuned = finetune(left, right, [0, 1] * 24, epochs=1, batch_size=48, hard_negatives=1, threads=1)
+    assert tuned.info["pairs"] == 48
+    assert sizes[-1] == 4  # the one step: 48 left and 48 + 48 right slots, four texts
+    assert sum(sizes[:-1]) == 4  # mining: the four texts once
