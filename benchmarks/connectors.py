@@ -4,9 +4,9 @@ parser, Neo4j push in each vector form and number of sessions, Neo4j pull.
 RDF: a generated graph (``benchmarks/rdf_stream.py``'s generator: labels in two languages, types, definitions,
 relation triples, the relation triples in random order) as N-Triples and as Turtle, and as Turtle grouped by subject
 (the statements sorted by subject, as tools usually write Turtle). Floor: pyoxigraph's parser alone (iterating its
-statements, no work per statement); anchor: the pure-Python reader (``parser="rdflib"``: kgemb's line streamer for N-Triples, rdflib for
-Turtle); kgemb: ``rdf.load`` with its default (``parser="auto"``, pyoxigraph). Rates are statements per CPU-second
-of this process (best of ``--repeats``).
+statements, no work per statement); anchor: the pure-Python reader (``parser="rdflib"``: kgemb's line streamer for
+N-Triples, rdflib for Turtle); kgemb: ``rdf.load`` with its default (``parser="auto"``, pyoxigraph). Rates are
+statements per CPU-second of this process (best of ``--repeats``).
 
 Neo4j: WN18RR (40,943 nodes, 93,003 relationships) in the dev server, as ``benchmarks/neo4j_bench.py`` loads it. Push:
 every node's 512-d vector (untrained RotatE), ``vector_form`` cypher (a list of doubles per node through
