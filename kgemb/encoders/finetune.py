@@ -23,6 +23,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
@@ -231,6 +232,15 @@ def finetune(
         from tqdm.auto import tqdm
 
         steps = epochs * math.ceil(n / batch_size)
+        if progress:  # what it chose, before it starts (as kgemb train does)
+            print(
+                f"fine-tuning the default encoder on {n:,} pairs ({len(distinct):,} distinct texts, "
+                f"{sum(map(len, token_ids)) / max(1, len(token_ids)):.0f} tokens each on average): {epochs} "
+                f"epochs of batches of {batch_size}, {steps:,} steps, {hard_negatives} hard negatives per pair, "
+                f"{torch.get_num_threads()} threads",
+                file=sys.stderr,
+                flush=True,
+            )
         with tqdm(total=steps, desc="fine-tuning", disable=not progress) as bar:
             for epoch in range(epochs):
                 if hard_negatives <= 0:

@@ -225,9 +225,12 @@ def test_cli_finetune_writes_an_encoder_folder_train_reads(tmp_path: Path, capsy
     assert "fewer than 32" in capsys.readouterr().err
     assert not (tmp_path / "enc2").exists()
 
-    links = ["finetune", str(source), "--out", str(tmp_path / "links"), "--pairs", "links", "--quiet"]
-    assert main([*links, "--epochs", "1"]) == 0
-    assert "fine-tuned on 40 links" in capsys.readouterr().out
+    links = ["finetune", str(source), "--out", str(tmp_path / "links"), "--pairs", "links"]
+    assert main([*links, "--epochs", "1"]) == 0  # not quiet: it says what it chose before it starts
+    out = capsys.readouterr()
+    assert "fine-tuned on 40 links" in out.out
+    assert "fine-tuning the default encoder on 40 pairs (40 distinct texts" in out.err
+    assert "1 epochs of batches of 256, 1 steps" in out.err
     assert kgemb.load_encoder(str(tmp_path / "links")).info["objective"] == "links"
     assert main(["finetune", str(few), "--out", str(tmp_path / "enc3"), "--pairs", "links", "--quiet"]) == 2
     assert "fewer than 32 training triples" in capsys.readouterr().err
