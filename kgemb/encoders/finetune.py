@@ -217,10 +217,8 @@ def finetune(
         # each distinct text tokenised once and encoded once per step: pairs from a graph repeat their entities'
         # texts (a batch of 256 UMLS links names at most 135 texts in its 512 slots), and a text's vector does not
         # depend on the others in its batch, so the loss and its gradients are the same
-        distinct: dict[str, int] = {}
-        left_key = torch.as_tensor([distinct.setdefault(t, len(distinct)) for t in left], dtype=torch.long)
-        right_key = torch.as_tensor([distinct.setdefault(t, len(distinct)) for t in right], dtype=torch.long)
-        token_ids = tokenize(list(distinct))
+        distinct, left_key, right_key = _distinct(left, right)
+        token_ids = tokenize(distinct)
         log_scale = torch.nn.Parameter(torch.tensor(math.log(1 / temperature)))
         dense = [p for name, p in module.named_parameters() if not name.startswith("embedding.")]
         initial = [p.detach().clone() for p in dense]
@@ -332,10 +330,20 @@ def _mined(
     ``encode`` (texts -> numpy vectors), as the encoder stands now; each distinct text encoded once."""
     from kgemb.encoders.align import mine_hard_negatives
 
-    distinct = {text: i for i, text in enumerate(dict.fromkeys([*left, *right]))}
-    vectors = torch.from_numpy(encode(list(distinct)))
-    rows = [torch.as_tensor([distinct[text] for text in side], dtype=torch.long) for side in (left, right)]
-    return mine_hard_negatives(vectors[rows[0]], vectors[rows[1]], group, k)
+    distinct, left_key, right_key = _distinct(left, right)
+    vectors = torch.from_numpy(encode(distinct))
+    return mine_hard_negatives(vectors[left_key], vectors[right_key], group, k)
+
+
+def _distinct(left: Sequence[str], right: Sequence[str]) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    """The distinct texts of both sides in first-seen order, and each pair's left and right text as an index
+    into them."""
+    number: dict[str, int] = {}
+    keys = [
+        torch.as_tensor([number.setdefault(text, len(number)) for text in side], dtype=torch.long)
+        for side in (left, right)
+    ]
+    return list(number), keys[0], keys[1]
 
 
 class _threads:
