@@ -77,7 +77,8 @@ def rdf_rows(args: argparse.Namespace, folder: Path) -> list[Row]:
         format=ox.RdfFormat.TURTLE,
         prefixes={"e": "http://example.org/e/", "r": "http://example.org/r/"},
     )
-    # Turtle as tools usually write it: each subject's statements together (';' and ','), here in the subjects' sorted order
+    # Turtle as tools usually write it: each subject's statements together (';' and ','), here in the subjects'
+    # sorted order
     grouped = folder / "graph_grouped.ttl"
     by_subject = sorted(nt.read_bytes().splitlines(keepends=True), key=lambda line: line.split(b" ", 1)[0])
     (folder / "grouped.nt").write_bytes(b"".join(by_subject))

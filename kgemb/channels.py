@@ -96,16 +96,8 @@ def fit_weights(
     def embedding(batch: torch.Tensor) -> torch.Tensor:
         return model.score_t(batch[:, :2], rules_off=True).float()
 
-    return _fit(
-        embedding,
-        _rule_scores(rules),
-        WEIGHTS,
-        kg,
-        max_triples,
-        seed,
-        "rules",
-        skips_anchor=model.skips_anchor,
-    )
+    rule = _rule_scores(rules)
+    return _fit(embedding, rule, WEIGHTS, kg, max_triples, seed, "rules", skips_anchor=model.skips_anchor)
 
 
 @torch.no_grad()
@@ -315,9 +307,8 @@ def _fit(
         other = ents != batch[rows, 2]
         blocked = torch.zeros_like(b, dtype=torch.bool)
         blocked[rows[other], ents[other]] = True
-        if (
-            skips_anchor is not None
-        ):  # an irreflexive relation's anchor is no answer, as evaluation filters it
+        # an irreflexive relation's anchor is no answer, as evaluation filters it
+        if skips_anchor is not None:
             loops = torch.nonzero(skips_anchor(batch[:, 1]) & (batch[:, 0] != batch[:, 2]))
             blocked[loops[:, 0], batch[loops[:, 0], 0]] = True
         target = batch[:, 2:3]
