@@ -171,20 +171,37 @@ def run_kgemb(spec: dict[str, Any]) -> dict[str, Any]:
         anchors_kept = {"anchors_kept": [kept["mrr"], kept["hits@1"], kept["hits@10"]]}
     rules = model.config.get("rules") or {}
     text = model.config.get("text_channel") or {}
+    similarity_off = {}
+    if text.get("used") and model.mode == "text":  # the same model, its similarity channel's weights at 0
+        rows = model.pykeen_model.relation_representations[0]._embeddings.weight
+        folded = rows.detach().clone()
+        with torch.no_grad():
+            rows[:, rows.shape[1] // 2 :] = 0
+        try:
+            off = model.evaluate("test", max_triples=spec.get("max_eval"))
+        finally:
+            with torch.no_grad():
+                rows.copy_(folded)
+        similarity_off = {"similarity_off": [off["mrr"], off["hits@1"], off["hits@10"]]}
     return {
         **metrics,
         **per_direction(ranks),
         **test_graph,
         **tuning,
         **anchors_kept,
+        **similarity_off,
         "rules_used": rules.get("used"),
         "valid_mrr_without_rules": rules.get("valid_mrr_embedding"),
         "valid_mrr_combined": rules.get("valid_mrr_combined"),
-        "valid_text_channel": [  # a late model: its structural part, its text part (with their rules), the sum
+        # a late model: its structural part, its text part (with their rules), the sum; a text model: the model,
+        # the similarity channel's largest weight, the combination
+        "valid_text_channel": [
             text.get(k)
             for k in (
                 ("valid_mrr_structure", "valid_mrr_text", "valid_mrr_combined")
                 if "valid_mrr_structure" in text
+                else ("valid_mrr_embedding", "valid_mrr_similarity_first", "valid_mrr_combined")
+                if "valid_mrr_similarity_first" in text
                 else ("valid_mrr_embedding", "valid_mrr_text_first", "valid_mrr_combined")
             )
         ]
@@ -407,6 +424,12 @@ def table(rows: list[dict[str, Any]]) -> str:
             lines.append(
                 f"\n{r['setting']} {r['model']}: the same model with its irreflexive relations' anchors kept as "
                 f"candidates (`irreflexive=False`'s scoring): MRR {mrr:.3f}, Hits@1 {h1:.3f}, Hits@10 {h10:.3f}."
+            )
+        if r["result"].get("similarity_off"):
+            mrr, h1, h10 = r["result"]["similarity_off"]
+            lines.append(
+                f"\n{r['setting']} {r['model']}: the same model with its similarity channel's weights set to 0 (its "
+                f"rules as fitted beside the channel): MRR {mrr:.3f}, Hits@1 {h1:.3f}, Hits@10 {h10:.3f}."
             )
         if r["result"].get("finetune_minutes"):
             wall, cpu = r["result"]["finetune_minutes"]

@@ -555,6 +555,7 @@ def _training_options(args: argparse.Namespace) -> dict[str, Any]:
         "encoder": args.encoder,
         "early_stopping": not args.no_early_stopping,
         "rules": not args.no_rules,
+        "text_channel": not args.no_text_channel,
         "irreflexive": not args.no_irreflexive,
         "relation_text_init": args.relation_text_init,
         "languages": args.languages.split(",") if args.languages else None,
@@ -767,6 +768,11 @@ def _add_training_options(p: Any) -> None:
     p.add_argument("--label-separator", help="split entity2text texts into label and description, e.g. ', '")
     p.add_argument("--no-early-stopping", action="store_true")
     p.add_argument("--no-rules", action="store_true", help="no rule channel (rules are mined by default)")
+    p.add_argument(
+        "--no-text-channel",
+        action="store_true",
+        help="fused: no text channel; text: no similarity channel (each weighed on validation by default)",
+    )
     p.add_argument(
         "--no-irreflexive",
         action="store_true",

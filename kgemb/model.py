@@ -4,7 +4,12 @@ Three modes share one code path, :class:`TextAwareRepresentation`:
 
 - ``structure``: a learned embedding per entity (a plain PyKEEN model, the baseline);
 - ``text``: a learned projection of the entity's frozen text features (pooled over its views), so an entity never
-  seen in training still gets a vector;
+  seen in training still gets a vector. With a *similarity channel* (dot-product interactions), each entity vector
+  is ``[projection ; c]``, ``c`` the unit-length principal components of its mean text features (``dim`` of them,
+  :func:`similarity_map`), and each relation vector ``[r ; w_r 1]``: the score is ``projection score + w_r ·
+  cos(c_a, c_e)``, ``w_r`` chosen per relation on validation (:func:`kgemb.channels.fit_similarity_weights`). The
+  trained projection ranks entities unseen in training below what their texts' plain similarity says (WN18RR
+  inductive); the channel gives that back where validation shows it helps;
 - ``fused``, ``late`` combination (the default for dot-product interactions): a learned embedding ``s`` and the text
   projection ``t``, each scored with relation vectors of its own (``[s ; t]`` against ``[r_s ; w_r r_t]``), so the
   score is ``structure score + w_r · text score``; the parts are trained apart, as the structure and text models they
@@ -187,11 +192,13 @@ class TextAwareRepresentation(Representation):
             raise ConfigError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
         if combination not in COMBINATIONS:
             raise ConfigError(f"unknown combination {combination!r}; choose one of {', '.join(COMBINATIONS)}")
-        if text_channel and mode != "fused":
-            raise ConfigError("a text channel belongs to 'fused' models; the other modes have one part")
+        if text_channel and mode == "structure":
+            raise ConfigError(
+                "a text or similarity channel belongs to 'fused' and 'text' models, not 'structure'"
+            )
         late = mode == "fused" and combination == "late"
         text_channel = text_channel or late  # late: always [structural part ; text part]
-        out_dim = 2 * dim if text_channel else dim  # [fused ; text part]
+        out_dim = 2 * dim if text_channel else dim  # [fused ; text part], or text: [projection ; similarity]
         super().__init__(
             max_id=max_id,
             shape=(out_dim // 2,) if complex_ else (out_dim,),
@@ -231,6 +238,8 @@ class TextAwareRepresentation(Representation):
             # at most one view per entity: attention weighs each entity's one view by exactly 1, so the pooled text
             # is the (constant) text_mean and the pooling is skipped; its queries get no gradient (it would be 0)
             self.one_view = bool((features.offsets[1:] - features.offsets[:-1]).max() <= 1)
+            if mode == "text" and text_channel:  # [P ; -mean P]: similarity components (similarity_map)
+                self.register_buffer("similarity_map", torch.zeros(features.dim + 1, dim))
         else:
             self.pooling = None
             self.project = None
@@ -270,7 +279,13 @@ class TextAwareRepresentation(Representation):
     def real_vectors(self, indices: torch.Tensor | None = None) -> torch.Tensor:
         """Entity vectors as reals, shape ``(*indices.shape, out_dim)`` (before the PyKEEN normalizer)."""
         x, text = self._parts(indices)
-        return x if not self.text_channel else torch.cat([x, text], dim=-1)
+        if not self.text_channel:
+            return x
+        if self.mode == "text":  # [projection ; similarity components]
+            flat = None if indices is None else indices.reshape(-1)
+            mean = self.text_mean if flat is None else self.text_mean[flat]
+            return torch.cat([x, self._similarity(mean).reshape(x.shape)], dim=-1)
+        return torch.cat([x, text], dim=-1)
 
     def parts(self, indices: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """A fused model's (fused vectors, text-part vectors) in the interaction's layout, normalised like the
@@ -307,14 +322,21 @@ class TextAwareRepresentation(Representation):
             raise ConfigError(
                 "this model was trained in 'structure' mode and has no text part; train 'text' or 'fused'"
             )
-        x = self.project(standardised.to(self.project.weight.device))
-        if self.text_channel:  # a new entity's fused vector is that of an unseen one
+        standardised = standardised.to(self.project.weight.device)
+        x = self.project(standardised)
+        if self.text_channel and self.mode == "text":
+            x = torch.cat([x, self._similarity(standardised)], dim=-1)
+        elif self.text_channel:  # a new entity's fused vector is that of an unseen one
             x = torch.cat([self._structure_from_text(x) if self.late else x, x], dim=-1)
         return self._normalized_real(x)
 
     def text_part(self, indices: torch.Tensor | None = None) -> torch.Tensor:
         """The text parts (reals, ``(n, dim)``, before any normaliser) of entities ``indices`` (None: all)."""
         return self.project(self._pooled_text(indices))
+
+    def _similarity(self, mean_text: torch.Tensor) -> torch.Tensor:
+        """A text model's similarity components (:func:`similarity_vectors`) of mean text features."""
+        return similarity_vectors(mean_text, self.similarity_map)
 
     def _structure_from_text(self, text: torch.Tensor) -> torch.Tensor:
         """A late model's estimate of structural parts from text parts (reals, ``(n, dim)``)."""
@@ -391,6 +413,30 @@ class TextAwareRepresentation(Representation):
         if self._cache is None or self._cache[0] != key:
             self._cache = (key, self._as_interaction_layout(self.real_vectors(None)))
         return self._cache[1]
+
+
+@torch.no_grad()
+def similarity_map(mean_text: torch.Tensor, dim: int, max_rows: int = 50_000, seed: int = 0) -> torch.Tensor:
+    """``[P ; -mean P]``, shape ``(features + 1, dim)``: the first ``dim`` principal directions ``P`` of the
+    entities' mean text features ``mean_text`` (fitted on at most ``max_rows`` of them; zero columns where the
+    features have fewer dimensions), so that :func:`similarity_vectors` keeps the features' cosine similarity
+    where ``dim`` is below their dimension."""
+    x = mean_text.float()
+    if len(x) > max_rows:
+        x = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:max_rows]]
+    mean = x.mean(0)
+    _, _, vt = torch.linalg.svd(x - mean, full_matrices=False)
+    directions = torch.zeros(x.shape[1], dim)
+    k = min(dim, len(vt))
+    directions[:, :k] = vt[:k].T
+    return torch.cat([directions, -(mean @ directions).unsqueeze(0)])
+
+
+def similarity_vectors(mean_text: torch.Tensor, mapping: torch.Tensor) -> torch.Tensor:
+    """Unit-length similarity components of mean text features (``mapping`` from :func:`similarity_map`): their
+    dot products are the features' cosine similarities, centred, in the principal subspace."""
+    c = torch.addmm(mapping[-1], mean_text.to(mapping.dtype), mapping[:-1])
+    return c / c.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
 def to_interaction_layout(vectors: torch.Tensor, complex_: bool) -> torch.Tensor:
@@ -771,14 +817,23 @@ def build_model(
     )
 
 
+#: a text model's similarity map in its state dict (:func:`similarity_map`)
+SIMILARITY_KEY = "entity_representations.0.similarity_map"
+
+
 def fold_text_channel(
-    state: dict[str, torch.Tensor], weights: Any, late: bool = False
+    state: dict[str, torch.Tensor],
+    weights: Any,
+    late: bool = False,
+    similarity: torch.Tensor | None = None,
+    complex_: bool = False,
 ) -> dict[str, torch.Tensor]:
     """The state dict of a fused model (trained with its text part's own loss, :mod:`kgemb.objective`) with its text
     channel folded in: relation row ``r`` becomes ``[r ; w_r r]``, so that on the representation's
     ``[fused ; text part]`` vectors a dot-product interaction scores ``fused + w_r · text part``. A ``late`` model's
-    rows are ``[r_s ; r_t]`` already and become ``[r_s ; w_r r_t]``. Load it into ``build_model(...,
-    text_channel=True)``; :func:`unfold_text_channel` undoes it."""
+    rows are ``[r_s ; r_t]`` already and become ``[r_s ; w_r r_t]``. A text model's similarity channel
+    (``similarity``: its :func:`similarity_map`; ``complex_``: rows of interleaved complex numbers) makes them
+    ``[r ; w_r 1]``. Load it into ``build_model(..., text_channel=True)``; :func:`unfold_text_channel` undoes it."""
     w = torch.as_tensor(np.asarray(weights, dtype=np.float32))
     out = dict(state)
     for name, value in relation_rows(state):
@@ -786,16 +841,25 @@ def fold_text_channel(
             raise ValueError(f"{len(w)} text weights for {len(value)} relation rows")
         w_r = w.to(value.dtype).unsqueeze(1)
         half = value.shape[1] // 2
-        out[name] = torch.cat(
-            [value[:, :half], value[:, half:] * w_r] if late else [value, value * w_r], dim=1
-        )
+        if similarity is not None:
+            one = torch.ones_like(value)
+            if complex_:
+                one[:, 1::2] = 0  # 1 + 0i: the product of two components is their dot product
+            out[name] = torch.cat([value, one * w_r], dim=1)
+        else:
+            out[name] = torch.cat(
+                [value[:, :half], value[:, half:] * w_r] if late else [value, value * w_r], dim=1
+            )
+    if similarity is not None:
+        out[SIMILARITY_KEY] = similarity
     return out
 
 
 def unfold_text_channel(state: dict[str, torch.Tensor], late_weights: Any = None) -> dict[str, torch.Tensor]:
     """A folded state dict (:func:`fold_text_channel`) back in the training layout: the relation rows' first half,
-    or for a late model (``late_weights``: its text weights, all positive) ``[r_s ; r_t]``."""
-    out = dict(state)
+    or for a late model (``late_weights``: its text weights, all positive) ``[r_s ; r_t]``; a text model's
+    similarity map left out."""
+    out = {k: v for k, v in state.items() if k != SIMILARITY_KEY}
     for name, value in relation_rows(state):
         half = value.shape[1] // 2
         if late_weights is None:

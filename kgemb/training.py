@@ -43,6 +43,7 @@ from kgemb.model import (
     relation_rows,
     relation_text_initializer,
     scores_by_dot,
+    similarity_map,
     unfold_text_channel,
 )
 
@@ -107,7 +108,8 @@ class TrainingConfig:
     # a relation (nearly) without self-loops in training (kgemb.rules.irreflexive_relations) never answers its anchor
     irreflexive: bool = True
     # fused, softmax, complex/distmult: train the text part with a loss of its own and add its score per relation
-    # where validation says it helps (kgemb.channels)
+    # where validation says it helps (kgemb.channels); text, complex/distmult: add the cosine of the entities' texts
+    # per relation where validation says it helps (the similarity channel)
     text_channel: bool = True
     n3: float | None = None  # softmax: weight of the N3 regulariser; None: chosen for the graph
     sampler: str | None = (
@@ -229,6 +231,11 @@ class TrainingConfig:
         )
 
     @property
+    def weighs_similarity(self) -> bool:
+        """Whether the run weighs a text model's similarity channel (see :attr:`text_channel`)."""
+        return self.text_channel and self.mode == "text" and scores_by_dot(self.interaction)
+
+    @property
     def reciprocal(self) -> bool:
         """Whether the model learns an inverse of every relation (the softmax objective trains both directions)."""
         return self.loss == "softmax"
@@ -292,6 +299,7 @@ class TrainingConfig:
                 else ", no early stopping"
             )
             + (", text channel weighed on validation" if self.trains_text_channel and has_valid else "")
+            + (", text similarity weighed on validation" if self.weighs_similarity and has_valid else "")
             + (
                 ", rules mined and weighed on validation"
                 if self.rules and has_valid
@@ -1004,13 +1012,17 @@ def mine_rules(kg: KnowledgeGraph) -> Any:
 def attach_text_channel(
     kg: KnowledgeGraph, model: TextAwareModel, cfg: TrainingConfig, features: TextFeatures | None
 ) -> tuple[TextAwareModel, dict[str, Any] | None]:
-    """The trained gated fused ``model`` with its text channel folded in (:mod:`kgemb.channels`), weights per
-    relation chosen on the validation triples, and what config.json records; ``model`` itself and None when the
-    run has no text channel or the graph no validation triples."""
-    if not cfg.trains_text_channel or not kg.has_triples("valid"):
+    """The trained gated fused ``model`` with its text channel (a text model: its similarity channel) folded in
+    (:mod:`kgemb.channels`), weights per relation chosen on the validation triples, and what config.json records;
+    ``model`` itself and None when the run has no such channel or the graph no validation triples."""
+    if not (cfg.trains_text_channel or cfg.weighs_similarity) or not kg.has_triples("valid"):
         return model, None
-    from kgemb.channels import fit_text_weights
+    from kgemb.channels import fit_similarity_weights, fit_text_weights
 
+    if cfg.weighs_similarity:
+        mapping = similarity_map(model.entity_representations[0].text_mean, cfg.dim, seed=cfg.seed)
+        weights, summary = fit_similarity_weights(model, kg, mapping, seed=cfg.seed)
+        return _fold_text_channel(kg, model, cfg, features, weights, summary, mapping)
     weights, summary = fit_text_weights(model, kg, seed=cfg.seed)
     return _fold_text_channel(kg, model, cfg, features, weights, summary)
 
@@ -1022,17 +1034,20 @@ def _fold_text_channel(
     features: TextFeatures | None,
     weights: np.ndarray,
     summary: dict[str, float],
+    similarity: torch.Tensor | None = None,
 ) -> tuple[TextAwareModel, dict[str, Any]]:
-    """``model`` with the text channel weights folded into its relation rows (a new model; ``model`` itself when
-    no relation gains from the text part), and what config.json records."""
-    log.info("text channel: validation MRR %s", summary)
+    """``model`` with the text channel weights (a text model's similarity weights, its ``similarity`` map) folded
+    into its relation rows (a new model; ``model`` itself when no relation gains from the channel), and what
+    config.json records."""
+    log.info("%s channel: validation MRR %s", "text" if similarity is None else "similarity", summary)
     info = {"used": bool(weights.any()), "weights": [float(x) for x in weights]}
     info |= {k: round(v, 4) for k, v in summary.items()}  # as the rule channel's summary
     if not info["used"]:
         return model, info
     rep = model.entity_representations[0]
     folded = model_for(kg, cfg, features, seen=rep.seen, text_channel=True)
-    folded.load_state_dict(fold_text_channel(model.state_dict(), weights, late=rep.late))
+    complex_ = interaction_spec(cfg.interaction).complex
+    folded.load_state_dict(fold_text_channel(model.state_dict(), weights, rep.late, similarity, complex_))
     folded.rule_channel = model.rule_channel
     return folded.eval(), info
 

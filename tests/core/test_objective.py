@@ -189,6 +189,51 @@ def test_text_channel_is_folded_into_every_scorer(tmp_path, combination) -> None
     assert updated.evaluate("test")["mrr"] > 0.5
 
 
+def test_similarity_channel_is_folded_into_every_scorer(tmp_path, tiny_split) -> None:
+    """A text ComplEx model's similarity channel: folded, the model scores ``text(a, r, e) + u[r] · cos(c_a, c_e)``
+    (the inverse relation's weight for head queries), and a reloaded model, a new entity's vector from its text and
+    continued training see the same layout. Trained with it, the weights are chosen on validation and the
+    combination is never below the model alone there."""
+    from kgemb.model import TrainedModel, similarity_map, similarity_vectors
+    from kgemb.training import TrainingConfig, _fold_text_channel
+
+    options = dict(FAST, mode="text", interaction="complex", rules=False)
+    model = kgemb.train(tiny_split, text_channel=False, **options)
+    assert model.config["text_channel"] is None
+    plain = model.pykeen_model
+    cfg = TrainingConfig.from_saved(model.config["training"])
+    rep = plain.entity_representations[0]
+    mapping = similarity_map(rep.text_mean, cfg.dim)
+    c = similarity_vectors(rep.text_mean, mapping)
+    torch.testing.assert_close(c.norm(dim=1), torch.ones(len(c)))
+    r_base = tiny_split.num_relations
+    u = np.arange(2 * r_base, dtype=np.float32) + 1  # a different weight for every oriented relation
+    folded, info = _fold_text_channel(tiny_split, plain, cfg, model.features, u, {}, mapping)
+    assert info["used"] and folded.entity_representations[0].out_dim == 2 * cfg.dim
+    config = {**model.config, "text_channel": info}
+    both = TrainedModel(tiny_split, folded, config, model.features, model.encoder)
+    for r in range(r_base):
+        for a in (0, 5, 17):
+            cos = c[a] @ c.T
+            expected = model.score_tails([a], [r])[0] + u[r] * cos
+            torch.testing.assert_close(both.score_tails([a], [r])[0], expected, rtol=1e-4, atol=1e-4)
+            expected = model.score_heads([r], [a])[0] + u[r + r_base] * cos
+            torch.testing.assert_close(both.score_heads([r], [a])[0], expected, rtol=1e-4, atol=1e-4)
+    both.save(tmp_path / "m")
+    again = kgemb.load(tmp_path / "m")
+    torch.testing.assert_close(again.score_tails([3], [1]), both.score_tails([3], [1]))
+    heart = next(i for i, e in enumerate(tiny_split.entities) if e.key == "heart")  # one view, its key
+    torch.testing.assert_close(
+        again.embed_texts(["heart"])[0], torch.from_numpy(again.entity_vectors()[heart])
+    )
+    assert again.update(tiny_split.split(valid=0.1, test=0.1, seed=1), epochs=1).evaluate("test")["mrr"] > 0
+    # trained with it: weighed on validation
+    weighed = kgemb.train(tiny_split, **options)
+    channel = weighed.config["text_channel"]
+    assert len(channel["weights"]) == 2 * r_base
+    assert channel["valid_mrr_combined"] >= channel["valid_mrr_embedding"], channel
+
+
 def test_row_adam_updates_dense_complex_weights_as_adam_does() -> None:
     torch.manual_seed(0)
     w1 = torch.nn.Parameter(torch.randn(5, 3, dtype=torch.cfloat))
@@ -307,10 +352,13 @@ def test_a_late_models_parts_train_as_two_models() -> None:
 def test_a_late_model_is_its_structure_and_text_models_added_with_their_rules(tmp_path) -> None:
     """A late model scores as the structure model and the text model of the same settings, each with the rule
     channel it has alone, added with the text weights: rule weights ``a_s + w·a_t`` (moved only where validation
-    shows a significant gain on the sum) and scores ``structure + w·text``, both directions."""
+    shows a significant gain on the sum) and scores ``structure + w·text``, both directions. (The text model
+    without its similarity channel: a late model's text part has none.)"""
     kg = tabular.load("pykeen:Nations")
     settings = dict(dim=32, epochs=15, show_progress=False, seed=0, threads=1)
-    alone = {mode: kgemb.train(kg, mode=mode, **settings) for mode in ("structure", "text")}
+    alone = {
+        mode: kgemb.train(kg, mode=mode, text_channel=False, **settings) for mode in ("structure", "text")
+    }
     late = kgemb.train(kg, mode="fused", **settings)
     assert late.representation.late
     w = np.asarray(late.config["text_channel"]["weights"])
