@@ -426,7 +426,7 @@ def similarity_map(mean_text: torch.Tensor, dim: int, max_rows: int = 50_000, se
         x = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:max_rows]]
     mean = x.mean(0)
     _, _, vt = torch.linalg.svd(x - mean, full_matrices=False)
-    directions = torch.zeros(x.shape[1], dim)
+    directions = torch.zeros(x.shape[1], dim, device=x.device)
     k = min(dim, len(vt))
     directions[:, :k] = vt[:k].T
     return torch.cat([directions, -(mean @ directions).unsqueeze(0)])
