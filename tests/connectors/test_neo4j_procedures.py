@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import kgemb
 
@@ -505,3 +506,56 @@ def test_the_rule_channel_equals_python(neo4j_driver, medical_kg, models, graph:
         _compare(
             _procedure(neo4j_driver, "tails", h, kg.relations[0], 10, {}), plain_predictor.tails(h, 0, k=10)
         )
+
+
+def test_a_text_models_similarity_channel_equals_python(neo4j_driver, medical_kg) -> None:
+    """A text model's similarity channel lives in its vectors (``[projection ; c]`` against ``[r ; u_r 1]``): the
+    plugin's top k, both directions, equal Python's, and kgemb.score the model's raw score."""
+    from kgemb.reasoning import LinkPredictor
+
+    from kgemb.model import TrainedModel, similarity_map
+    from kgemb.training import TrainingConfig, _fold_text_channel
+
+    options = dict(
+        dim=16, epochs=3, batch_size=32, early_stopping=False, show_progress=False, seed=0, rules=False
+    )
+    plain = kgemb.train(medical_kg, mode="text", text_channel=False, **options)
+    cfg = TrainingConfig.from_saved(plain.config["training"])
+    weights = np.linspace(1.0, 8.0, 2 * medical_kg.num_relations).astype(
+        np.float32
+    )  # one per oriented relation
+    mapping = similarity_map(plain.representation.text_mean, cfg.dim)
+    folded, info = _fold_text_channel(
+        medical_kg, plain.pykeen_model, cfg, plain.features, weights, {}, mapping
+    )
+    model = TrainedModel(
+        medical_kg, folded, {**plain.config, "text_channel": info}, plain.features, plain.encoder
+    )
+    assert model.entity_vectors().shape[1] == 2 * cfg.dim
+    assert not torch.allclose(model.score_tails([0], [0]), plain.score_tails([0], [0]), atol=0.1)  # it counts
+    predictor = LinkPredictor(model)
+    push(model, predictor, neo4j_driver, "text_similarity")
+    kg = model.kg
+    for r, rel in enumerate(kg.relations):
+        rel_type = call(
+            neo4j_driver,
+            "MATCH (x:KgembRelation {model: $m, key: $k}) RETURN x.type AS t",
+            m="text_similarity",
+            k=rel,
+        )[0]["t"]
+        config = {"model": "text_similarity"}
+        for h in _anchors(model, r, 0, n=3):
+            got = _procedure(neo4j_driver, "tails", kg.entities[h].key, rel_type, 10, config)
+            _compare(got, predictor.tails(kg.entities[h].key, r, k=10))
+        for t in _anchors(model, r, 2, n=3):
+            got = _procedure(neo4j_driver, "heads", kg.entities[t].key, rel_type, 10, config)
+            _compare(got, predictor.heads(r, kg.entities[t].key, k=10))
+    hrt = kg.all_triples()[:20]
+    rows = call(
+        neo4j_driver,
+        "UNWIND $rows AS row MATCH (h:KgembEntity {key: row[0]}), (t:KgembEntity {key: row[2]}) "
+        "RETURN kgemb.score(h, row[1], t, {model: $m}) AS s",
+        rows=[[kg.entities[h].key, kg.relations[r], kg.entities[t].key] for h, r, t in hrt.tolist()],
+        m="text_similarity",
+    )
+    assert np.allclose([x["s"] for x in rows], model.score_hrt(hrt), atol=TOL, rtol=0)
