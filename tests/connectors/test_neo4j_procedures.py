@@ -137,14 +137,19 @@ def test_top_k_equals_python(neo4j_driver, models, interaction: str) -> None:
         got = _procedure(neo4j_driver, "tails", kg.entities[h].key, rel, 12, config)
         _compare(got, predictor.tails(kg.entities[h].key, r, k=12, filter_known=False, constraints="none"))
     assert compared >= 20
-    # kgemb.score is the model's raw score of a triple
+    _score_equals_python(neo4j_driver, model, interaction)
+
+
+def _score_equals_python(driver, model, name: str) -> None:
+    """kgemb.score is the model's raw score of a triple (the first 20 of the graph)."""
+    kg = model.kg
     hrt = kg.all_triples()[:20]
     rows = call(
-        neo4j_driver,
+        driver,
         "UNWIND $rows AS row MATCH (h:KgembEntity {key: row[0]}), (t:KgembEntity {key: row[2]}) "
         "RETURN kgemb.score(h, row[1], t, {model: $m}) AS s",
         rows=[[kg.entities[h].key, kg.relations[r], kg.entities[t].key] for h, r, t in hrt.tolist()],
-        m=interaction,
+        m=name,
     )
     assert np.allclose([x["s"] for x in rows], model.score_hrt(hrt), atol=TOL, rtol=0)
 
@@ -550,12 +555,4 @@ def test_a_text_models_similarity_channel_equals_python(neo4j_driver, medical_kg
         for t in _anchors(model, r, 2, n=3):
             got = _procedure(neo4j_driver, "heads", kg.entities[t].key, rel_type, 10, config)
             _compare(got, predictor.heads(r, kg.entities[t].key, k=10))
-    hrt = kg.all_triples()[:20]
-    rows = call(
-        neo4j_driver,
-        "UNWIND $rows AS row MATCH (h:KgembEntity {key: row[0]}), (t:KgembEntity {key: row[2]}) "
-        "RETURN kgemb.score(h, row[1], t, {model: $m}) AS s",
-        rows=[[kg.entities[h].key, kg.relations[r], kg.entities[t].key] for h, r, t in hrt.tolist()],
-        m="text_similarity",
-    )
-    assert np.allclose([x["s"] for x in rows], model.score_hrt(hrt), atol=TOL, rtol=0)
+    _score_equals_python(neo4j_driver, model, "text_similarity")
