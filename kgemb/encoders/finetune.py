@@ -244,7 +244,7 @@ def finetune(
                 if hard_negatives <= 0:
                     hard = torch.zeros((n, 0), dtype=torch.long)
                 elif epoch == 0 or refresh_negatives:  # encode: eval mode, no grad, then train mode again
-                    hard = _mined(module.encode, left, right, group, hard_negatives)
+                    hard = _mined(module.encode, distinct, left_key, right_key, group, hard_negatives)
                 for idx in torch.randperm(n, generator=gen).split(batch_size):
                     if len(idx) < 2:
                         continue
@@ -324,13 +324,18 @@ class _InitialRows:
 
 
 def _mined(
-    encode: Any, left: Sequence[str], right: Sequence[str], group: torch.Tensor, k: int
+    encode: Any,
+    distinct: list[str],
+    left_key: torch.Tensor,
+    right_key: torch.Tensor,
+    group: torch.Tensor,
+    k: int,
 ) -> torch.Tensor:
     """Each left text's ``k`` hard negatives (:func:`~kgemb.encoders.align.mine_hard_negatives`) in the space of
-    ``encode`` (texts -> numpy vectors), as the encoder stands now; each distinct text encoded once."""
+    ``encode`` (texts -> numpy vectors), as the encoder stands now; the pairs as :func:`_distinct` numbers them,
+    each distinct text encoded once."""
     from kgemb.encoders.align import mine_hard_negatives
 
-    distinct, left_key, right_key = _distinct(left, right)
     vectors = torch.from_numpy(encode(distinct))
     return mine_hard_negatives(vectors[left_key], vectors[right_key], group, k)
 
@@ -406,7 +411,7 @@ def finetune_hf(
         tok([prompt + t for t in texts], truncation=True, max_length=encoder.max_tokens)["input_ids"]
         for texts in (left, right)
     )
-    hard = _mined(encoder.encode, left, right, group, hard_negatives)
+    hard = _mined(encoder.encode, *_distinct(left, right), group, hard_negatives)
     torch.manual_seed(seed)
     config = LoraConfig(r=lora_rank, lora_alpha=2 * lora_rank, lora_dropout=0.0, target_modules="all-linear")
     import copy

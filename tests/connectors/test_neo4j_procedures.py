@@ -526,9 +526,8 @@ def test_a_text_models_similarity_channel_equals_python(neo4j_driver, medical_kg
     )
     plain = kgemb.train(medical_kg, mode="text", text_channel=False, **options)
     cfg = TrainingConfig.from_saved(plain.config["training"])
-    weights = np.linspace(1.0, 8.0, 2 * medical_kg.num_relations).astype(
-        np.float32
-    )  # one per oriented relation
+    # a different weight per oriented relation
+    weights = np.linspace(1.0, 8.0, 2 * medical_kg.num_relations, dtype=np.float32)
     mapping = similarity_map(plain.representation.text_mean, cfg.dim)
     folded, info = _fold_text_channel(
         medical_kg, plain.pykeen_model, cfg, plain.features, weights, {}, mapping
