@@ -172,17 +172,20 @@ def run_kgemb(spec: dict[str, Any]) -> dict[str, Any]:
     rules = model.config.get("rules") or {}
     text = model.config.get("text_channel") or {}
     similarity_off = {}
-    if text.get("used") and model.mode == "text":  # the same model, its similarity channel's weights at 0
+    rep = model.representation
+    if text.get("used") and rep.similarity:  # the same model, its similarity channel's weights at 0
         rows = model.pykeen_model.relation_representations[0]._embeddings.weight
         folded = rows.detach().clone()
-        with torch.no_grad():
-            rows[:, rows.shape[1] // 2 :] = 0
+        with torch.no_grad():  # the rows' last block: [r ; u 1], a late model's [r_s ; v r_t ; v u 1]
+            rows[:, rows.shape[1] - rows.shape[1] * rep.dim // rep.out_dim :] = 0
         try:
             off = model.evaluate("test", max_triples=spec.get("max_eval"))
         finally:
             with torch.no_grad():
                 rows.copy_(folded)
         similarity_off = {"similarity_off": [off["mrr"], off["hits@1"], off["hits@10"]]}
+        if "valid_mrr_text_alone" in text:  # a late model: its text part's validation MRR without the channel
+            similarity_off["valid_text_alone"] = text["valid_mrr_text_alone"]
     return {
         **metrics,
         **per_direction(ranks),
@@ -430,6 +433,12 @@ def table(rows: list[dict[str, Any]]) -> str:
             lines.append(
                 f"\n{r['setting']} {r['model']}: the same model with its similarity channel's weights set to 0 (its "
                 f"rules as fitted beside the channel): MRR {mrr:.3f}, Hits@1 {h1:.3f}, Hits@10 {h10:.3f}."
+                + (
+                    f" Its text part's validation MRR (no rules): {r['result']['valid_text_alone']:.3f} without "
+                    "its similarity channel."
+                    if r["result"].get("valid_text_alone") is not None
+                    else ""
+                )
             )
         if r["result"].get("finetune_minutes"):
             wall, cpu = r["result"]["finetune_minutes"]

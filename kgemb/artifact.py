@@ -28,7 +28,7 @@ from typing import Any
 from kgemb.errors import ConfigError, InputError, KgembError
 from kgemb.features import TextFeatures
 from kgemb.files import file_sha256, write_atomic
-from kgemb.model import TrainedModel, check_encoder
+from kgemb.model import SIMILARITY_KEY, TrainedModel, check_encoder
 
 CONFIG = "config.json"
 WEIGHTS = "weights.safetensors"
@@ -213,7 +213,8 @@ def load(directory: str | os.PathLike, *, encoder: Any = None) -> TrainedModel:
         with _global_rng_kept():  # building the model seeds the global generators; loading must not
             folded = bool((config.get("text_channel") or {}).get("used"))
             seen = state.get("entity_representations.0.seen")
-            model = model_for(kg, cfg, features, seen=seen, text_channel=folded)
+            similarity = SIMILARITY_KEY in state  # a late model's text part's similarity channel
+            model = model_for(kg, cfg, features, seen=seen, text_channel=folded, similarity=similarity)
         model.load_state_dict(state, strict=True)
     except (KeyError, RuntimeError, ConfigError) as exc:
         raise KgembError(

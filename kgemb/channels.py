@@ -12,7 +12,8 @@ text features (in their principal subspace, :func:`kgemb.model.similarity_map`) 
 ``text(a, r, e) + u[r] * cos(a, e)`` with ``u[r]`` from :data:`SIMILARITY_WEIGHTS` (:func:`fit_similarity_weights`),
 folded into the weights as the text channel is. Trained on the graph's entities, the text projection ranks entities
 unseen in training below what their texts' plain similarity says; where validation shows the cosine helps, it
-gives that back (WN18RR inductive, README).
+gives that back (WN18RR inductive, README). A late model's text part gets it too, chosen the same way on the text
+part alone (:func:`fit_late_weights`).
 
 A ``late`` fused model (:mod:`kgemb.model`) is two channels by construction: its structural part and its text part,
 each with relation vectors of its own, scored ``structure(a, r, e) + v[r] * text(a, r, e)``. ``v[r]`` is 1 (the two
@@ -38,7 +39,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import torch
@@ -145,17 +146,13 @@ def fit_similarity_weights(
     if rep.mode != "text":
         raise ValueError(f"the similarity channel belongs to text models, not {rep.mode!r} ones")
     model.eval()
-    components = similarity_vectors(rep.text_mean, mapping)
 
     def embedding(batch: torch.Tensor) -> torch.Tensor:
         return model.score_t(batch[:, :2], rules_off=True).float()
 
-    def cosine(batch: torch.Tensor) -> torch.Tensor:
-        return components[batch[:, 0]] @ components.T
-
     return _fit(
         embedding,
-        cosine,
+        _cosine_scores(similarity_vectors(rep.text_mean, mapping)),
         SIMILARITY_WEIGHTS,
         kg,
         max_triples,
@@ -166,35 +163,59 @@ def fit_similarity_weights(
     )
 
 
+class LateWeights(NamedTuple):
+    """A late model's channel weights (:func:`fit_late_weights`), per oriented relation, and their summaries."""
+
+    text: np.ndarray
+    summary: dict[str, float]
+    rules: np.ndarray | None
+    rule_summary: dict[str, Any] | None
+    similarity: np.ndarray | None  # the text part's similarity weights, None without a similarity map
+
+
 @torch.no_grad()
 def fit_late_weights(
     model: TextAwareModel,
     kg: KnowledgeGraph,
     rules: RuleSet | None = None,
     *,
+    similarity: torch.Tensor | None = None,
     max_triples: int | None = 5000,
     seed: int = 0,
-) -> tuple[np.ndarray, dict[str, float], np.ndarray | None, dict[str, Any] | None]:
+) -> LateWeights:
     """A late model (in its training layout) as the sum of its structure model and its text model, each with the
-    rule channel it would have alone: the rule weights ``a_s[r]`` of the structural part and ``a_t[r]`` of the
-    text part chosen apart (:data:`WEIGHTS`, as :func:`fit_weights` for a model of that mode), then the text
-    weights ``v[r]`` (:data:`LATE_WEIGHTS`, see the module docstring) on ``structure + a_s·rule + v·(text +
-    a_t·rule)``; the model's rule weights are then ``a_s + v·a_t``, or the weights of :data:`WEIGHTS` (or that)
-    chosen per relation on the sum where cross-validation says that gains (:func:`_greedy_unless_it_overfits`).
+    channels it would have alone. With a :func:`kgemb.model.similarity_map` (``similarity``) the text part gets its
+    similarity channel first, its weights ``u[r]`` chosen on the text part alone as a text model's are
+    (:func:`fit_similarity_weights`); the text part is then ``text + u·cos``. The rule weights ``a_s[r]`` of the
+    structural part and ``a_t[r]`` of the text part are chosen apart (:data:`WEIGHTS`, as :func:`fit_weights` for a
+    model of that mode), then the text weights ``v[r]`` (:data:`LATE_WEIGHTS`, see the module docstring) on
+    ``structure + a_s·rule + v·(text + a_t·rule)``; the model's rule weights are then ``a_s + v·a_t``, or the
+    weights of :data:`WEIGHTS` (or that) chosen per relation on the sum where cross-validation says that gains
+    (:func:`_greedy_unless_it_overfits`).
 
     Fitting one rule channel on the sum (stop 29) scored lower on test (WN18RR 0.527 against 0.534, Nations 0.815
     against 0.827 over three seeds); the sum alone scored lower on the medical example's graph (0.131 against 0.135),
     where cross-validation now takes the refit (0.134). Returns the text weights and their summary: the validation
     MRR of the structural part, of the text part (each with its rules when there are rules) and of the model
-    (``valid_mrr_structure``, ``valid_mrr_text``, ``valid_mrr_combined``); and with ``rules`` the rule weights and
-    their summary: each part's validation MRR without and with its rules, how many relations ``moved``, and the
-    model's validation MRR without and with rules (``valid_mrr_embedding``, ``valid_mrr_combined``)."""
+    (``valid_mrr_structure``, ``valid_mrr_text``, ``valid_mrr_combined``; with a similarity map also the text
+    part's without its similarity channel, ``valid_mrr_text_alone``); and with ``rules`` the rule weights and their
+    summary: each part's validation MRR without and with its rules, how many relations ``moved``, and the model's
+    validation MRR without and with rules (``valid_mrr_embedding``, ``valid_mrr_combined``)."""
     model.eval()
     fit = functools.partial(_fit, skips_anchor=model.skips_anchor)
-    structure, text = model.entity_representations[0].parts(None)
+    rep = model.entity_representations[0]
+    structure, text = rep.parts(None)
     half = model.relation_representations[0].shape[-1] // 2
     parts = {"structure": _part_scores(model, structure, slice(None, half))}
     parts["text"] = _part_scores(model, text, slice(half, None))
+    u, extra = None, {}
+    if similarity is not None:  # the text part's similarity channel, chosen as a text model's
+        cosine = _cosine_scores(similarity_vectors(rep.text_mean, similarity))
+        u, fitted = fit(
+            parts["text"], cosine, SIMILARITY_WEIGHTS, kg, max_triples, seed, "similarity", prefer=0.0
+        )
+        extra = {"valid_mrr_text_alone": fitted["valid_mrr_embedding"]}
+        parts["text"] = _plus(parts["text"], u, cosine)
     rule = None if rules is None else _rule_scores(rules)
     alpha, rule_summary, alone = {}, {}, {}
     for name, score in parts.items():  # each part's validation MRR, with the rules it would have alone
@@ -215,8 +236,9 @@ def fit_late_weights(
     summary = {f"valid_mrr_{name}": alone[name] for name in parts} | {
         "valid_mrr_combined": fitted["valid_mrr_combined"]
     }
+    summary |= extra
     if rule is None:
-        return weights, summary, None, None
+        return LateWeights(weights, summary, None, None, u)
     # the two models' rule weights added, or chosen on the sum where that does not overfit
     start = alpha["structure"] + weights * alpha["text"]
     plain = _plus(parts["structure"], weights, parts["text"])
@@ -224,7 +246,7 @@ def fit_late_weights(
     rule_summary["moved"] = int((rule_weights != start).sum())
     rule_summary["valid_mrr_embedding"] = refit["valid_mrr_embedding"]  # weight 0: the model without rules
     rule_summary["valid_mrr_combined"] = refit["valid_mrr_combined"]
-    return weights, summary, rule_weights, rule_summary
+    return LateWeights(weights, summary, rule_weights, rule_summary, u)
 
 
 def _part_scores(
@@ -243,6 +265,15 @@ def _part_scores(
         return product_scores(form, q, candidates).float()
 
     return score
+
+
+def _cosine_scores(components: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Tail scores ``(b, num_entities)``: the cosines of the anchors' and the candidates' unit ``components``."""
+
+    def cosine(batch: torch.Tensor) -> torch.Tensor:
+        return components[batch[:, 0]] @ components.T
+
+    return cosine
 
 
 def _nothing(batch: torch.Tensor) -> torch.Tensor:

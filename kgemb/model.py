@@ -15,7 +15,9 @@ Three modes share one code path, :class:`TextAwareRepresentation`:
   score is ``structure score + w_r · text score``; the parts are trained apart, as the structure and text models they
   are (:func:`kgemb.training.train`), and ``w_r`` is 1 unless validation shows another weight significantly better
   (:func:`kgemb.channels.fit_late_weights`). An entity unseen in training gets ``s`` estimated from ``t`` (a ridge
-  regression over the seen entities, :meth:`TextAwareRepresentation.fit_structure_map`).
+  regression over the seen entities, :meth:`TextAwareRepresentation.fit_structure_map`). With the text part's
+  similarity channel (as a text model's, where validation chooses it) the vectors are ``[s ; t ; c]`` and the
+  relation vectors ``[r_s ; w_r r_t ; w_r u_r 1]``.
 - ``fused``, the other combinations: ``t`` plus ``s`` weighed per dimension by a gate ``g`` computed from both,
   ``t + g s`` (``gate``, the default for the other interactions), or mixed, ``(1 - g) t + g s`` (``convex``: the gate
   can also switch the text part off); an entity unseen in training is its text part ``t``.
@@ -187,6 +189,7 @@ class TextAwareRepresentation(Representation):
         structure_dropout: float = 0.0,
         normalize: bool = False,
         text_channel: bool = False,
+        similarity: bool = False,
     ) -> None:
         if mode not in MODES:
             raise ConfigError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
@@ -198,7 +201,12 @@ class TextAwareRepresentation(Representation):
             )
         late = mode == "fused" and combination == "late"
         text_channel = text_channel or late  # late: always [structural part ; text part]
-        out_dim = 2 * dim if text_channel else dim  # [fused ; text part], or text: [projection ; similarity]
+        # a text model's channel is its similarity channel; a late model's text part can have one too
+        similarity = (text_channel and mode == "text") or (late and similarity)
+        if similarity and mode == "fused" and not late:
+            raise ConfigError("a fused model's similarity channel belongs to combination 'late'")
+        # [fused ; text part (; similarity)], or text: [projection ; similarity]
+        out_dim = dim * (1 + (mode == "fused" and text_channel) + similarity)
         super().__init__(
             max_id=max_id,
             shape=(out_dim // 2,) if complex_ else (out_dim,),
@@ -207,7 +215,7 @@ class TextAwareRepresentation(Representation):
             unique=True,
         )
         self.mode, self.dim, self.complex, self.combination = mode, dim, complex_, combination
-        self.text_channel, self.out_dim, self.late = text_channel, out_dim, late
+        self.text_channel, self.out_dim, self.late, self.similarity = text_channel, out_dim, late, similarity
         self.structure_dropout = structure_dropout
         self.uses_text = mode in ("text", "fused")
         self.uses_structure = mode in ("structure", "fused")
@@ -238,7 +246,7 @@ class TextAwareRepresentation(Representation):
             # at most one view per entity: attention weighs each entity's one view by exactly 1, so the pooled text
             # is the (constant) text_mean and the pooling is skipped; its queries get no gradient (it would be 0)
             self.one_view = bool((features.offsets[1:] - features.offsets[:-1]).max() <= 1)
-            if mode == "text" and text_channel:  # [P ; -mean P]: similarity components (similarity_map)
+            if similarity:  # [P ; -mean P]: similarity components (similarity_map)
                 self.register_buffer("similarity_map", torch.zeros(features.dim + 1, dim))
         else:
             self.pooling = None
@@ -279,13 +287,12 @@ class TextAwareRepresentation(Representation):
     def real_vectors(self, indices: torch.Tensor | None = None) -> torch.Tensor:
         """Entity vectors as reals, shape ``(*indices.shape, out_dim)`` (before the PyKEEN normalizer)."""
         x, text = self._parts(indices)
-        if not self.text_channel:
-            return x
-        if self.mode == "text":  # [projection ; similarity components]
+        blocks = [x, text] if self.mode == "fused" and self.text_channel else [x]
+        if self.similarity:  # [projection ; similarity components], late: [s ; t ; similarity components]
             flat = None if indices is None else indices.reshape(-1)
             mean = self.text_mean if flat is None else self.text_mean[flat]
-            return torch.cat([x, self._similarity(mean).reshape(x.shape)], dim=-1)
-        return torch.cat([x, text], dim=-1)
+            blocks.append(self._similarity(mean).reshape(x.shape))
+        return blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=-1)
 
     def parts(self, indices: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """A fused model's (fused vectors, text-part vectors) in the interaction's layout, normalised like the
@@ -324,11 +331,12 @@ class TextAwareRepresentation(Representation):
             )
         standardised = standardised.to(self.project.weight.device)
         x = self.project(standardised)
-        if self.text_channel and self.mode == "text":
-            x = torch.cat([x, self._similarity(standardised)], dim=-1)
-        elif self.text_channel:  # a new entity's fused vector is that of an unseen one
-            x = torch.cat([self._structure_from_text(x) if self.late else x, x], dim=-1)
-        return self._normalized_real(x)
+        blocks = [x]
+        if self.text_channel and self.mode == "fused":  # a new entity's fused vector is that of an unseen one
+            blocks = [self._structure_from_text(x) if self.late else x, x]
+        if self.similarity:
+            blocks.append(self._similarity(standardised))
+        return self._normalized_real(blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=-1))
 
     def text_part(self, indices: torch.Tensor | None = None) -> torch.Tensor:
         """The text parts (reals, ``(n, dim)``, before any normaliser) of entities ``indices`` (None: all)."""
@@ -741,12 +749,14 @@ def build_model(
     loss_kwargs: dict[str, Any] | None = None,
     reciprocal: bool = False,
     text_channel: bool = False,
+    similarity: bool = False,
     seed: int = 0,
 ) -> TextAwareModel:
     """Compose a PyKEEN ``ERModel``: the text-aware entity representation, PyKEEN relation embeddings, interaction.
 
     ``reciprocal``: one more relation representation per relation, its inverse (see :class:`TextAwareModel`).
-    ``text_channel``: the layout of :func:`fold_text_channel` (vectors twice as long), to load a folded model."""
+    ``text_channel``: the layout of :func:`fold_text_channel` (vectors twice as long), to load a folded model;
+    ``similarity``: a late model's with its text part's similarity channel (three times as long)."""
     spec = interaction_spec(interaction)
     num_base_relations = info.num_relations
     if reciprocal:
@@ -775,18 +785,20 @@ def build_model(
         structure_dropout=structure_dropout,
         normalize=spec.normalize_entities,
         text_channel=text_channel,
+        similarity=similarity,
     )
+    blocks = entity.out_dim // dim  # of the relation rows too
     if entity.text_channel:  # asked for, or a late model's layout
         if not scores_by_dot(interaction):
             raise ConfigError(
                 f"a text channel (and combination 'late') needs a dot-product interaction (complex, distmult), "
                 f"not {interaction}"
             )
-        if relation_init is not None:  # both halves of a relation row start where its name puts it
+        if relation_init is not None:  # every block of a relation row starts where its name puts it
             relation_init = [
-                PretrainedInitializer(torch.cat([init.tensor, init.tensor], dim=1)) for init in relation_init
+                PretrainedInitializer(torch.cat([init.tensor] * blocks, dim=1)) for init in relation_init
             ]
-    rel_dim = (dim // 2 if spec.complex else dim) * (2 if entity.text_channel else 1)
+    rel_dim = (dim // 2 if spec.complex else dim) * blocks
     relation_kwargs = []
     for k in range(spec.relation_reps):
         kwargs: dict[str, Any] = {"shape": rel_dim}
@@ -827,29 +839,33 @@ def fold_text_channel(
     late: bool = False,
     similarity: torch.Tensor | None = None,
     complex_: bool = False,
+    similarity_weights: Any = None,
 ) -> dict[str, torch.Tensor]:
     """The state dict of a fused model (trained with its text part's own loss, :mod:`kgemb.objective`) with its text
     channel folded in: relation row ``r`` becomes ``[r ; w_r r]``, so that on the representation's
     ``[fused ; text part]`` vectors a dot-product interaction scores ``fused + w_r · text part``. A ``late`` model's
     rows are ``[r_s ; r_t]`` already and become ``[r_s ; w_r r_t]``. A text model's similarity channel
     (``similarity``: its :func:`similarity_map`; ``complex_``: rows of interleaved complex numbers) makes them
-    ``[r ; w_r 1]``. Load it into ``build_model(..., text_channel=True)``; :func:`unfold_text_channel` undoes it."""
+    ``[r ; w_r 1]``; a late model's text part's (``similarity_weights`` ``u_r``) ``[r_s ; w_r r_t ; w_r u_r 1]``.
+    Load it into ``build_model(..., text_channel=True, similarity=...)``; :func:`unfold_text_channel` undoes it."""
     w = torch.as_tensor(np.asarray(weights, dtype=np.float32))
+    u = w if similarity_weights is None else w * torch.as_tensor(np.asarray(similarity_weights, np.float32))
     out = dict(state)
     for name, value in relation_rows(state):
-        if len(w) != len(value):
+        if len(w) != len(value) or len(u) != len(value):
             raise ValueError(f"{len(w)} text weights for {len(value)} relation rows")
         w_r = w.to(value.dtype).unsqueeze(1)
         half = value.shape[1] // 2
+        if late:
+            blocks = [value[:, :half], value[:, half:] * w_r]
+        else:
+            blocks = [value] if similarity is not None else [value, value * w_r]
         if similarity is not None:
-            one = torch.ones_like(value)
+            one = torch.ones_like(blocks[-1])
             if complex_:
                 one[:, 1::2] = 0  # 1 + 0i: the product of two components is their dot product
-            out[name] = torch.cat([value, one * w_r], dim=1)
-        else:
-            out[name] = torch.cat(
-                [value[:, :half], value[:, half:] * w_r] if late else [value, value * w_r], dim=1
-            )
+            blocks.append(one * u.to(value.dtype).unsqueeze(1))
+        out[name] = torch.cat(blocks, dim=1)
     if similarity is not None:
         out[SIMILARITY_KEY] = similarity
     return out
@@ -857,16 +873,16 @@ def fold_text_channel(
 
 def unfold_text_channel(state: dict[str, torch.Tensor], late_weights: Any = None) -> dict[str, torch.Tensor]:
     """A folded state dict (:func:`fold_text_channel`) back in the training layout: the relation rows' first half,
-    or for a late model (``late_weights``: its text weights, all positive) ``[r_s ; r_t]``; a text model's
-    similarity map left out."""
+    or for a late model (``late_weights``: its text weights, all positive) ``[r_s ; r_t]``; a similarity channel
+    (its map and its block of the rows) left out."""
     out = {k: v for k, v in state.items() if k != SIMILARITY_KEY}
     for name, value in relation_rows(state):
-        half = value.shape[1] // 2
         if late_weights is None:
-            out[name] = value[:, :half].contiguous()
+            out[name] = value[:, : value.shape[1] // 2].contiguous()
         else:
+            block = value.shape[1] // (3 if SIMILARITY_KEY in state else 2)
             w = torch.as_tensor(np.asarray(late_weights, dtype=np.float32)).to(value.dtype).unsqueeze(1)
-            out[name] = torch.cat([value[:, :half], value[:, half:] / w], dim=1)
+            out[name] = torch.cat([value[:, :block], value[:, block : 2 * block] / w], dim=1)
     return out
 
 

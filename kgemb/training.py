@@ -108,8 +108,8 @@ class TrainingConfig:
     # a relation (nearly) without self-loops in training (kgemb.rules.irreflexive_relations) never answers its anchor
     irreflexive: bool = True
     # fused, softmax, complex/distmult: train the text part with a loss of its own and add its score per relation
-    # where validation says it helps (kgemb.channels); text, complex/distmult: add the cosine of the entities' texts
-    # per relation where validation says it helps (the similarity channel)
+    # where validation says it helps (kgemb.channels); text (and a late model's text part), complex/distmult: add
+    # the cosine of the entities' texts per relation where validation says it helps (the similarity channel)
     text_channel: bool = True
     n3: float | None = None  # softmax: weight of the N3 regulariser; None: chosen for the graph
     sampler: str | None = (
@@ -232,7 +232,10 @@ class TrainingConfig:
 
     @property
     def weighs_similarity(self) -> bool:
-        """Whether the run weighs a text model's similarity channel (see :attr:`text_channel`)."""
+        """Whether the run weighs a similarity channel: a text model's, or a late model's text part's (see
+        :attr:`text_channel`)."""
+        if self.mode == "fused":
+            return self.trains_text_channel and self.combination == "late"
         return self.text_channel and self.mode == "text" and scores_by_dot(self.interaction)
 
     @property
@@ -706,9 +709,11 @@ def model_for(
     seen: torch.Tensor | None = None,
     relation_init: list[Any] | None = None,
     text_channel: bool = False,
+    similarity: bool = False,
 ) -> TextAwareModel:
     """The untrained model ``cfg`` describes for ``kg`` (``seen``: entities with training triples, by default
-    those of ``kg``'s train split; ``text_channel``: in the folded layout of :func:`attach_text_channel`)."""
+    those of ``kg``'s train split; ``text_channel``: in the folded layout of :func:`attach_text_channel`,
+    ``similarity``: a late model's with its text part's similarity channel)."""
     model = build_model(
         kg.to_triples_factory("train"),
         mode=cfg.mode,
@@ -725,6 +730,7 @@ def model_for(
         loss_kwargs=cfg.loss_kwargs(),
         reciprocal=cfg.reciprocal,
         text_channel=text_channel,
+        similarity=similarity,
         seed=cfg.seed,
     )
     if cfg.irreflexive:
@@ -995,11 +1001,14 @@ def attach_channels(
 
     started = time.perf_counter()
     mined = mine_rules(kg) if with_rules else None
-    weights, summary, rule_weights, rule_summary = fit_late_weights(model, kg, mined, seed=cfg.seed)
-    model, text_channel = _fold_text_channel(kg, model, cfg, features, weights, summary)
+    mapping = _similarity_map(model, cfg)
+    fitted = fit_late_weights(model, kg, mined, similarity=mapping, seed=cfg.seed)
+    u = fitted.similarity
+    used = mapping if u is not None and u.any() else None  # the layout's third block only where it counts
+    model, text_channel = _fold_text_channel(kg, model, cfg, features, fitted.text, fitted.summary, used, u)
     if mined is None:
         return model, text_channel, None
-    return model, text_channel, _set_rules(model, mined, rule_weights, rule_summary, started)
+    return model, text_channel, _set_rules(model, mined, fitted.rules, fitted.rule_summary, started)
 
 
 def mine_rules(kg: KnowledgeGraph) -> Any:
@@ -1019,12 +1028,19 @@ def attach_text_channel(
         return model, None
     from kgemb.channels import fit_similarity_weights, fit_text_weights
 
-    if cfg.weighs_similarity:
-        mapping = similarity_map(model.entity_representations[0].text_mean, cfg.dim, seed=cfg.seed)
+    mapping = _similarity_map(model, cfg)
+    if mapping is not None:
         weights, summary = fit_similarity_weights(model, kg, mapping, seed=cfg.seed)
         return _fold_text_channel(kg, model, cfg, features, weights, summary, mapping)
     weights, summary = fit_text_weights(model, kg, seed=cfg.seed)
     return _fold_text_channel(kg, model, cfg, features, weights, summary)
+
+
+def _similarity_map(model: TextAwareModel, cfg: TrainingConfig) -> torch.Tensor | None:
+    """The similarity map (:func:`kgemb.model.similarity_map`) of the run's similarity channel, or None."""
+    if not cfg.weighs_similarity:
+        return None
+    return similarity_map(model.entity_representations[0].text_mean, cfg.dim, seed=cfg.seed)
 
 
 def _fold_text_channel(
@@ -1035,19 +1051,24 @@ def _fold_text_channel(
     weights: np.ndarray,
     summary: dict[str, float],
     similarity: torch.Tensor | None = None,
+    similarity_weights: np.ndarray | None = None,
 ) -> tuple[TextAwareModel, dict[str, Any]]:
-    """``model`` with the text channel weights (a text model's similarity weights, its ``similarity`` map) folded
-    into its relation rows (a new model; ``model`` itself when no relation gains from the channel), and what
-    config.json records."""
-    log.info("%s channel: validation MRR %s", "text" if similarity is None else "similarity", summary)
+    """``model`` with the text channel weights (a text model's similarity weights, its ``similarity`` map; a late
+    model's text weights, and with ``similarity`` its text part's ``similarity_weights``) folded into its relation
+    rows (a new model; ``model`` itself when no relation gains from the channel), and what config.json records."""
+    rep = model.entity_representations[0]
+    log.info("%s channel: validation MRR %s", "similarity" if rep.mode == "text" else "text", summary)
     info = {"used": bool(weights.any()), "weights": [float(x) for x in weights]}
+    if similarity_weights is not None:
+        info["similarity_weights"] = [float(x) for x in similarity_weights]
     info |= {k: round(v, 4) for k, v in summary.items()}  # as the rule channel's summary
     if not info["used"]:
         return model, info
-    rep = model.entity_representations[0]
-    folded = model_for(kg, cfg, features, seen=rep.seen, text_channel=True)
+    late_similarity = rep.late and similarity is not None
+    folded = model_for(kg, cfg, features, seen=rep.seen, text_channel=True, similarity=late_similarity)
     complex_ = interaction_spec(cfg.interaction).complex
-    folded.load_state_dict(fold_text_channel(model.state_dict(), weights, rep.late, similarity, complex_))
+    state = fold_text_channel(model.state_dict(), weights, rep.late, similarity, complex_, similarity_weights)
+    folded.load_state_dict(state)
     folded.rule_channel = model.rule_channel
     return folded.eval(), info
 

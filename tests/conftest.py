@@ -12,10 +12,12 @@ import os
 # MKL's results depend on the memory alignment of the operands unless this is set before it starts: a model and
 # the same model reloaded from disk then differ in the last bit of a score (seen as 5e-7 in test_artifact)
 os.environ.setdefault("MKL_CBWR", "COMPATIBLE")
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 from kgemb.connectors.neo4j_dev import DevServer
 
@@ -105,6 +107,41 @@ def neo4j_driver(neo4j_server: Neo4jTarget) -> Iterator[object]:
         yield driver
     finally:
         driver.close()
+
+
+@pytest.fixture(scope="session")
+def fold_similarity() -> Callable[..., tuple[Any, Any]]:
+    """A function ``(trained, u, v=None) -> (with, without)``: a trained text or late model (no rules) with its
+    similarity channel's weights set to ``u`` per oriented relation (a late model's text weights to ``v``), folded
+    as training folds them, and the same model without the channel."""
+
+    def fold(trained: Any, u: np.ndarray, v: np.ndarray | None = None) -> tuple[Any, Any]:
+        from kgemb.model import TrainedModel, similarity_map, unfold_text_channel
+        from kgemb.training import TrainingConfig, _fold_text_channel, model_for
+
+        kg, rep, features = trained.kg, trained.representation, trained.features
+        cfg = TrainingConfig.from_saved(trained.config["training"])
+        channel = trained.config.get("text_channel") or {}
+        state = trained.pykeen_model.state_dict()
+        if channel.get("used"):  # back to the training layout
+            state = unfold_text_channel(state, channel["weights"] if rep.late else None)
+        plain = model_for(kg, cfg, features, seen=rep.seen)
+        plain.load_state_dict(state)
+        mapping = similarity_map(rep.text_mean, cfg.dim)
+
+        def wrap(folded: Any) -> Any:
+            model, info = folded
+            return TrainedModel(
+                kg, model, {**trained.config, "text_channel": info}, features, trained.encoder
+            )
+
+        if rep.late:
+            without = wrap(_fold_text_channel(kg, plain, cfg, features, v, {}))
+            return wrap(_fold_text_channel(kg, plain, cfg, features, v, {}, mapping, u)), without
+        without = TrainedModel(kg, plain, {**trained.config, "text_channel": None}, features, trained.encoder)
+        return wrap(_fold_text_channel(kg, plain, cfg, features, u, {}, mapping)), without
+
+    return fold
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

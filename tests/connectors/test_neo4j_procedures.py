@@ -513,30 +513,25 @@ def test_the_rule_channel_equals_python(neo4j_driver, medical_kg, models, graph:
         )
 
 
-def test_a_text_models_similarity_channel_equals_python(neo4j_driver, medical_kg) -> None:
-    """A text model's similarity channel lives in its vectors (``[projection ; c]`` against ``[r ; u_r 1]``): the
-    plugin's top k, both directions, equal Python's, and kgemb.score the model's raw score."""
+@pytest.mark.parametrize("mode", ["text", "fused"])
+def test_a_similarity_channel_equals_python(neo4j_driver, medical_kg, fold_similarity, mode) -> None:
+    """A similarity channel lives in the vectors (a text model's ``[projection ; c]`` against ``[r ; u_r 1]``, a
+    late model's ``[s ; t ; c]`` against ``[r_s ; v_r r_t ; v_r u_r 1]``): the plugin's top k, both directions,
+    equal Python's, and kgemb.score the model's raw score."""
     from kgemb.reasoning import LinkPredictor
-
-    from kgemb.model import TrainedModel, similarity_map
-    from kgemb.training import TrainingConfig, _fold_text_channel
 
     options = dict(
         dim=16, epochs=3, batch_size=32, early_stopping=False, show_progress=False, seed=0, rules=False
     )
-    plain = kgemb.train(medical_kg, mode="text", text_channel=False, **options)
-    cfg = TrainingConfig.from_saved(plain.config["training"])
+    plain = kgemb.train(medical_kg, mode=mode, text_channel=mode == "fused", **options)
     # a different weight per oriented relation
     weights = np.linspace(1.0, 8.0, 2 * medical_kg.num_relations, dtype=np.float32)
-    mapping = similarity_map(plain.representation.text_mean, cfg.dim)
-    folded, info = _fold_text_channel(
-        medical_kg, plain.pykeen_model, cfg, plain.features, weights, {}, mapping
-    )
-    model = TrainedModel(
-        medical_kg, folded, {**plain.config, "text_channel": info}, plain.features, plain.encoder
-    )
-    assert model.entity_vectors().shape[1] == 2 * cfg.dim
-    assert not torch.allclose(model.score_tails([0], [0]), plain.score_tails([0], [0]), atol=0.1)  # it counts
+    model, without = fold_similarity(plain, weights, weights[::-1].copy())
+    blocks = 3 if mode == "fused" else 2
+    assert model.entity_vectors().shape[1] == blocks * plain.representation.dim
+    assert not torch.allclose(
+        model.score_tails([0], [0]), without.score_tails([0], [0]), atol=0.1
+    )  # it counts
     predictor = LinkPredictor(model)
     push(model, predictor, neo4j_driver, "text_similarity")
     kg = model.kg

@@ -189,49 +189,80 @@ def test_text_channel_is_folded_into_every_scorer(tmp_path, combination) -> None
     assert updated.evaluate("test")["mrr"] > 0.5
 
 
-def test_similarity_channel_is_folded_into_every_scorer(tmp_path, tiny_split) -> None:
+def test_similarity_channel_is_folded_into_every_scorer(tmp_path, tiny_split, fold_similarity) -> None:
     """A text ComplEx model's similarity channel: folded, the model scores ``text(a, r, e) + u[r] · cos(c_a, c_e)``
     (the inverse relation's weight for head queries), and a reloaded model, a new entity's vector from its text and
     continued training see the same layout. Trained with it, the weights are chosen on validation and the
     combination is never below the model alone there."""
-    from kgemb.model import TrainedModel, similarity_map, similarity_vectors
-    from kgemb.training import TrainingConfig, _fold_text_channel
-
     options = dict(FAST, mode="text", interaction="complex", rules=False)
     model = kgemb.train(tiny_split, text_channel=False, **options)
     assert model.config["text_channel"] is None
-    plain = model.pykeen_model
-    cfg = TrainingConfig.from_saved(model.config["training"])
-    rep = plain.entity_representations[0]
-    mapping = similarity_map(rep.text_mean, cfg.dim)
-    c = similarity_vectors(rep.text_mean, mapping)
+    u = (
+        np.arange(2 * tiny_split.num_relations, dtype=np.float32) + 1
+    )  # a different weight per oriented relation
+    both, _ = fold_similarity(model, u)
+    assert both.config["text_channel"]["used"] and both.representation.out_dim == 2 * model.representation.dim
+    _check_similarity_channel(tmp_path, both, model, u)
+    # trained with it: weighed on validation
+    weighed = kgemb.train(tiny_split, **options)
+    channel = weighed.config["text_channel"]
+    assert len(channel["weights"]) == 2 * tiny_split.num_relations
+    assert channel["valid_mrr_combined"] >= channel["valid_mrr_embedding"], channel
+
+
+def test_a_late_models_text_part_carries_its_similarity_channel(
+    tmp_path, tiny_split, fold_similarity
+) -> None:
+    """A late ComplEx model with its text part's similarity channel: vectors ``[s ; t ; c]``, relation rows
+    ``[r_s ; v r_t ; v u 1]``, so it scores ``structure + v[r] · (text + u[r] · cos(c_a, c_e))`` in both directions;
+    a reloaded model, a new entity's vector from its text and continued training see the same layout, and
+    unfolding gives the two parts back. Trained, the text part's weights are chosen on validation as a text
+    model's are, and reported."""
+    from kgemb.model import unfold_text_channel
+
+    model = kgemb.train(tiny_split, **dict(FAST, mode="fused", interaction="complex", rules=False))
+    channel = model.config["text_channel"]
+    assert model.representation.late and len(channel["similarity_weights"]) == 2 * tiny_split.num_relations
+    assert channel["valid_mrr_text"] >= channel["valid_mrr_text_alone"], channel
+    r2 = 2 * tiny_split.num_relations
+    v = 2.0 ** (np.arange(r2, dtype=np.float32) % 4 - 1)  # text weights 1/2 … 4
+    u = np.arange(r2, dtype=np.float32) + 1
+    both, two = fold_similarity(model, u, v)
+    assert both.config["text_channel"]["similarity_weights"] == u.tolist()
+    assert both.representation.similarity and both.representation.out_dim == 3 * model.representation.dim
+    _check_similarity_channel(tmp_path, both, two, v * u)
+    rows = "relation_representations.0._embeddings.weight"
+    unfolded = unfold_text_channel(both.pykeen_model.state_dict(), v)[rows]
+    torch.testing.assert_close(unfolded, unfold_text_channel(two.pykeen_model.state_dict(), v)[rows])
+
+
+def _check_similarity_channel(tmp_path: Any, both: Any, plain: Any, u: np.ndarray) -> None:
+    """``both`` scores as ``plain`` plus ``u[r]`` times the cosine of the similarity components, both directions;
+    reloaded, for a new entity's text and after continued training too."""
+    from kgemb.model import similarity_vectors
+
+    kg, rep = both.kg, both.representation
+    c = similarity_vectors(rep.text_mean, rep.similarity_map)
     torch.testing.assert_close(c.norm(dim=1), torch.ones(len(c)))
-    r_base = tiny_split.num_relations
-    u = np.arange(2 * r_base, dtype=np.float32) + 1  # a different weight for every oriented relation
-    folded, info = _fold_text_channel(tiny_split, plain, cfg, model.features, u, {}, mapping)
-    assert info["used"] and folded.entity_representations[0].out_dim == 2 * cfg.dim
-    config = {**model.config, "text_channel": info}
-    both = TrainedModel(tiny_split, folded, config, model.features, model.encoder)
+    r_base = kg.num_relations
     for r in range(r_base):
         for a in (0, 5, 17):
             cos = c[a] @ c.T
-            expected = model.score_tails([a], [r])[0] + u[r] * cos
+            expected = plain.score_tails([a], [r])[0] + u[r] * cos
             torch.testing.assert_close(both.score_tails([a], [r])[0], expected, rtol=1e-4, atol=1e-4)
-            expected = model.score_heads([r], [a])[0] + u[r + r_base] * cos
+            expected = plain.score_heads([r], [a])[0] + u[r + r_base] * cos
             torch.testing.assert_close(both.score_heads([r], [a])[0], expected, rtol=1e-4, atol=1e-4)
     both.save(tmp_path / "m")
     again = kgemb.load(tmp_path / "m")
     torch.testing.assert_close(again.score_tails([3], [1]), both.score_tails([3], [1]))
-    heart = next(i for i, e in enumerate(tiny_split.entities) if e.key == "heart")  # one view, its key
+    heart = next(i for i, e in enumerate(kg.entities) if e.key == "heart")  # one view, its key
+    # a seen entity's vector from its text alone: its text part and similarity components are the stored ones (a
+    # late model's structural part is estimated)
+    kept = slice(rep.dim if rep.late else 0, None)
     torch.testing.assert_close(
-        again.embed_texts(["heart"])[0], torch.from_numpy(again.entity_vectors()[heart])
+        again.embed_texts(["heart"])[0][kept], torch.from_numpy(again.entity_vectors()[heart])[kept]
     )
-    assert again.update(tiny_split.split(valid=0.1, test=0.1, seed=1), epochs=1).evaluate("test")["mrr"] > 0
-    # trained with it: weighed on validation
-    weighed = kgemb.train(tiny_split, **options)
-    channel = weighed.config["text_channel"]
-    assert len(channel["weights"]) == 2 * r_base
-    assert channel["valid_mrr_combined"] >= channel["valid_mrr_embedding"], channel
+    assert again.update(kg.split(valid=0.1, test=0.1, seed=1), epochs=1).evaluate("test")["mrr"] > 0
 
 
 def test_row_adam_updates_dense_complex_weights_as_adam_does() -> None:
@@ -352,13 +383,11 @@ def test_a_late_models_parts_train_as_two_models() -> None:
 def test_a_late_model_is_its_structure_and_text_models_added_with_their_rules(tmp_path) -> None:
     """A late model scores as the structure model and the text model of the same settings, each with the rule
     channel it has alone, added with the text weights: rule weights ``a_s + w·a_t`` (moved only where validation
-    shows a significant gain on the sum) and scores ``structure + w·text``, both directions. (The text model
-    without its similarity channel: a late model's text part has none.)"""
+    shows a significant gain on the sum) and scores ``structure + w·text``, both directions; the text model with its
+    similarity channel as it has it alone."""
     kg = tabular.load("pykeen:Nations")
     settings = dict(dim=32, epochs=15, show_progress=False, seed=0, threads=1)
-    alone = {
-        mode: kgemb.train(kg, mode=mode, text_channel=False, **settings) for mode in ("structure", "text")
-    }
+    alone = {mode: kgemb.train(kg, mode=mode, **settings) for mode in ("structure", "text")}
     late = kgemb.train(kg, mode="fused", **settings)
     assert late.representation.late
     w = np.asarray(late.config["text_channel"]["weights"])
@@ -368,6 +397,8 @@ def test_a_late_model_is_its_structure_and_text_models_added_with_their_rules(tm
     kept = np.isclose(rules["weights"], a_s + w * a_t, rtol=1e-6)
     assert rules["moved"] == int((~kept).sum()) and kept.mean() > 0.9
     text = late.config["text_channel"]  # each part's validation MRR with the rules it has alone
+    # the text part's similarity weights are the text model's
+    assert text["similarity_weights"] == alone["text"].config["text_channel"]["weights"]
     for mode in ("structure", "text"):
         assert text[f"valid_mrr_{mode}"] == rules[f"valid_mrr_{mode}_with_rules"]
         assert text[f"valid_mrr_{mode}"] == pytest.approx(
