@@ -11,7 +11,12 @@ candidates by the same matrix product that evaluation and ranking use (:func:`~k
   as it is in evaluation (its own vector is its nearest neighbour, so a model never shown it as a negative ranks it
   first).
 
-Other true answers of a query in the training graph are masked out of its negatives. The loss is softmax
+A model that reads text (``text``, ``fused``) draws its candidates from the entities with training triples only: an
+entity without any (unseen in training; scored from its text) is never a negative, since the training graph says
+nothing against it. Shown as a negative in every batch and an answer in none, its text taught the model to rank
+such texts low (WN18RR inductive, text model: test MRR 0.238 against 0.235 with every entity a candidate, 0.214
+against 0.209 without the similarity channel). Other true answers of a query in the training graph are masked out
+of its negatives. The loss is softmax
 cross-entropy with label smoothing, plus an N3 penalty (Lacroix et al. 2018) on the factors the batch uses. A fused
 model's text part also gets a loss of its own (``text_loss``, the same cross-entropy on the scores of the text-part
 vectors with the same relations), so that it ranks well alone: the text channel (:mod:`kgemb.channels`) and entities
@@ -215,11 +220,18 @@ def reciprocal_examples(triples: np.ndarray, num_relations: int) -> np.ndarray:
 
 
 def shared_candidates(
-    num_entities: int, negatives: int, anchors: torch.Tensor, answers: torch.Tensor
+    num_entities: int,
+    negatives: int,
+    anchors: torch.Tensor,
+    answers: torch.Tensor,
+    pool: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The sorted candidate ids of a batch: ``negatives`` uniform draws, every true answer of the batch (in-batch
-    negatives for the other rows) and every query entity (self-negatives)."""
-    drawn = torch.randint(num_entities, (negatives,)).to(anchors.device)
+    """The sorted candidate ids of a batch: ``negatives`` uniform draws (from ``pool`` when given), every true
+    answer of the batch (in-batch negatives for the other rows) and every query entity (self-negatives)."""
+    if pool is None:
+        drawn = torch.randint(num_entities, (negatives,)).to(anchors.device)
+    else:
+        drawn = pool.to(anchors.device)[torch.randint(len(pool), (negatives,)).to(anchors.device)]
     return torch.unique(torch.cat([drawn, answers, anchors]))
 
 
@@ -240,7 +252,11 @@ class OneToNLoop:
         self.examples = torch.from_numpy(reciprocal_examples(np.asarray(triples), model.num_base_relations))
         ex = self.examples.numpy()
         self.known = KnownAnswers(ex[:, 0], ex[:, 1], ex[:, 2], model.num_relations)
-        self.sampled = objective.negatives is not None and objective.negatives < self.num_entities
+        rep = model.entity_representations[0]
+        # a text-using model's candidates: the entities seen in training (see the module docstring)
+        self.pool = torch.nonzero(rep.seen).flatten() if rep.uses_text and not bool(rep.seen.all()) else None
+        universe = self.num_entities if self.pool is None else len(self.pool)
+        self.sampled = objective.negatives is not None and objective.negatives < universe
         tables = embedding_parameters(model)
         if self.sampled:  # look-ups by id give sparse gradients: RowAdam touches those rows only
             for module in model.modules():
@@ -310,8 +326,13 @@ class OneToNLoop:
         anchors, relations, answers = local[:, 0], local[:, 1], local[:, 2]
         entity_rep = model.entity_representations[0]
         text_loss = obj.text_loss if entity_rep.mode == "fused" else 0.0
-        if self.sampled:
-            candidates = shared_candidates(self.num_entities, obj.negatives, batch[:, 0], batch[:, 2])
+        if self.sampled or self.pool is not None:
+            if self.sampled:
+                candidates = shared_candidates(
+                    self.num_entities, obj.negatives, batch[:, 0], batch[:, 2], self.pool
+                )
+            else:
+                candidates = self.pool.to(device)
             target = torch.searchsorted(candidates, answers.contiguous())
             anchor_pos = torch.searchsorted(candidates, anchors.contiguous())
         else:

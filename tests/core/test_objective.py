@@ -359,6 +359,40 @@ def _small_fused_model(combination: str = "gate") -> tuple[Any, np.ndarray]:
     return model, np.stack([heads, np.arange(40) % r, tails], axis=1)
 
 
+@pytest.mark.parametrize("negatives", [None, 4])
+def test_an_entity_unseen_in_training_is_never_a_negative(negatives) -> None:
+    """A text-using model's candidates are the entities with training triples (all of them, or ``negatives`` drawn
+    from them plus the batch's answers and anchors): an unseen entity, scored from its text, is never pushed down."""
+    model, triples = _small_fused_model()
+    rep = model.entity_representations[0]
+    unseen = [3, 7]
+    seen = torch.ones(rep.max_id, dtype=torch.bool)
+    seen[unseen] = False
+    rep.seen.copy_(seen)
+    triples = triples[~np.isin(triples[:, [0, 2]], unseen).any(axis=1)]
+    loop = OneToNLoop(model, triples, Objective(n3=0.01, negatives=negatives))
+    widths = []
+    scores = loop._scores
+    loop._scores = lambda anchor, rels, ents: widths.append(len(ents)) or scores(anchor, rels, ents)
+    torch.manual_seed(0)
+    for _ in range(5):
+        loop._step(torch.arange(8))
+    assert loop.pool.tolist() == [e for e in range(rep.max_id) if e not in unseen]
+    assert max(widths) <= rep.max_id - len(unseen) and (negatives is not None or min(widths) == 10)
+    for _ in range(200):  # the draws themselves
+        drawn = shared_candidates(rep.max_id, 4, torch.tensor([0]), torch.tensor([1]), loop.pool)
+        assert not np.isin(drawn.numpy(), unseen).any()
+    from pykeen.triples import KGInfo
+
+    from kgemb.model import build_model
+
+    structure = build_model(
+        KGInfo(12, 3, False), mode="structure", interaction="complex", dim=8, features=None, reciprocal=True
+    )
+    structure.entity_representations[0].seen.copy_(seen)
+    assert OneToNLoop(structure, triples, Objective()).pool is None  # no text: every entity, as before
+
+
 def test_a_late_models_parts_train_as_two_models() -> None:
     """``combination="late"``: the structural part answers with the first half of each relation row, the text part
     with the second, each with a loss of its own; the text part's loss moves neither the structural part nor its
