@@ -15,8 +15,9 @@ A model that reads text (``text``, ``fused``) draws its candidates from the enti
 entity without any (unseen in training; scored from its text) is never a negative, since the training graph says
 nothing against it. Shown as a negative in every batch and an answer in none, its text taught the model to rank
 such texts low (WN18RR inductive, text model: test MRR 0.238 against 0.235 with every entity a candidate, 0.214
-against 0.209 without the similarity channel). Other true answers of a query in the training graph are masked out
-of its negatives. The loss is softmax
+against 0.209 without the similarity channel).
+
+Other true answers of a query in the training graph are masked out of its negatives. The loss is softmax
 cross-entropy with label smoothing, plus an N3 penalty (Lacroix et al. 2018) on the factors the batch uses. A fused
 model's text part also gets a loss of its own (``text_loss``, the same cross-entropy on the scores of the text-part
 vectors with the same relations), so that it ranks well alone: the text channel (:mod:`kgemb.channels`) and entities
