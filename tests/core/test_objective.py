@@ -137,7 +137,8 @@ def test_text_channel_is_folded_into_every_scorer(tmp_path, combination) -> None
     """A fused ComplEx model's text channel: the folded model scores ``fused + w[r] * text part`` with the weights
     chosen on validation (the inverse relation's weight for head queries), and the LinkPredictor and a reloaded
     model see the same scores. On validation the combination is never below either part alone. A late model's
-    fused part is its structural part, and each part has its own half of the relation rows."""
+    fused part is its structural part, each part has its own block of the relation rows, and its text part adds
+    its similarity channel where validation takes it (UMLS does at this size)."""
     kg = tabular.load("pykeen:UMLS")
     train = kg.triples("train")
     keep = np.random.default_rng(0).random(len(train)) < 0.9  # the rest comes in by update() below
@@ -157,21 +158,31 @@ def test_text_channel_is_folded_into_every_scorer(tmp_path, combination) -> None
     assert channel["valid_mrr_combined"] >= max(channel[k] for k in parts), channel
     if late:  # a late model's text part always counts
         assert 0.0 not in channel["weights"]
-    assert model.representation.out_dim == 128 and model.entity_vectors().shape == (kg.num_entities, 128)
+    rep = model.representation
+    width = 64 * (
+        3 if rep.similarity else 2
+    )  # a late model's text part may take its similarity channel (UMLS does)
+    assert rep.out_dim == width and model.entity_vectors().shape == (kg.num_entities, width)
     w = torch.tensor(channel["weights"])
     r_base = kg.num_relations
     r = int(torch.argmax(w[:r_base]))  # a relation whose text weight is positive
-    fused, text = model.representation.parts(None)
+    fused, text = rep.parts(None)
     folded = model.pykeen_model.relation_representations[0](indices=None)
     relation = folded[:, :32]  # the unfolded rows
-    text_relation = folded[:, 32:] / w.unsqueeze(1) if late else relation
+    text_relation = folded[:, 32:64] / w.unsqueeze(1) if late else relation
     if late:
         assert not torch.allclose(text_relation, relation)
+    u, cosine = torch.zeros_like(w), torch.zeros(kg.num_entities, kg.num_entities)
+    if rep.similarity:  # + w_r · u_r · cos(c_a, c_e)
+        from kgemb.model import similarity_vectors
+
+        c = similarity_vectors(rep.text_mean, rep.similarity_map)
+        u, cosine = torch.tensor(channel["similarity_weights"]), c @ c.T
 
     def by_hand(anchor: int, rel: int) -> torch.Tensor:
         f = (fused[anchor] * relation[rel] * fused.conj()).sum(-1).real
         t = (text[anchor] * text_relation[rel] * text.conj()).sum(-1).real
-        return f + w[rel] * t
+        return f + w[rel] * (t + u[rel] * cosine[anchor])
 
     torch.testing.assert_close(model.score_tails([3], [r])[0], by_hand(3, r), rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(model.score_heads([r], [3])[0], by_hand(3, r + r_base), rtol=1e-4, atol=1e-4)
