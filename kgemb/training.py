@@ -1004,8 +1004,8 @@ def attach_channels(
     mapping = _similarity_map(model, cfg)
     fitted = fit_late_weights(model, kg, mined, similarity=mapping, seed=cfg.seed)
     u = fitted.similarity
-    used = mapping if u is not None and u.any() else None  # the layout's third block only where it counts
-    model, text_channel = _fold_text_channel(kg, model, cfg, features, fitted.text, fitted.summary, used, u)
+    taken = mapping if u is not None and u.any() else None  # the layout's third block only where it counts
+    model, text_channel = _fold_text_channel(kg, model, cfg, features, fitted.text, fitted.summary, taken, u)
     if mined is None:
         return model, text_channel, None
     return model, text_channel, _set_rules(model, mined, fitted.rules, fitted.rule_summary, started)
