@@ -529,9 +529,8 @@ def test_a_similarity_channel_equals_python(neo4j_driver, medical_kg, fold_simil
     model, without = fold_similarity(plain, weights, weights[::-1].copy())
     blocks = 3 if mode == "fused" else 2
     assert model.entity_vectors().shape[1] == blocks * plain.representation.dim
-    assert not torch.allclose(
-        model.score_tails([0], [0]), without.score_tails([0], [0]), atol=0.1
-    )  # it counts
+    # it counts
+    assert not torch.allclose(model.score_tails([0], [0]), without.score_tails([0], [0]), atol=0.1)
     predictor = LinkPredictor(model)
     push(model, predictor, neo4j_driver, "text_similarity")
     kg = model.kg

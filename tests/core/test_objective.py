@@ -159,9 +159,8 @@ def test_text_channel_is_folded_into_every_scorer(tmp_path, combination) -> None
     if late:  # a late model's text part always counts
         assert 0.0 not in channel["weights"]
     rep = model.representation
-    width = 64 * (
-        3 if rep.similarity else 2
-    )  # a late model's text part may take its similarity channel (UMLS does)
+    # a late model's text part may take its similarity channel (UMLS does): a third block
+    width = 64 * (3 if rep.similarity else 2)
     assert rep.out_dim == width and model.entity_vectors().shape == (kg.num_entities, width)
     w = torch.tensor(channel["weights"])
     r_base = kg.num_relations
@@ -208,9 +207,8 @@ def test_similarity_channel_is_folded_into_every_scorer(tmp_path, tiny_split, fo
     options = dict(FAST, mode="text", interaction="complex", rules=False)
     model = kgemb.train(tiny_split, text_channel=False, **options)
     assert model.config["text_channel"] is None
-    u = (
-        np.arange(2 * tiny_split.num_relations, dtype=np.float32) + 1
-    )  # a different weight per oriented relation
+    # a different weight per oriented relation
+    u = np.arange(2 * tiny_split.num_relations, dtype=np.float32) + 1
     both, _ = fold_similarity(model, u)
     assert both.config["text_channel"]["used"] and both.representation.out_dim == 2 * model.representation.dim
     _check_similarity_channel(tmp_path, both, model, u)
