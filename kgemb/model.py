@@ -201,10 +201,10 @@ class TextAwareRepresentation(Representation):
             )
         late = mode == "fused" and combination == "late"
         text_channel = text_channel or late  # late: always [structural part ; text part]
+        if similarity and not late and mode != "text":
+            raise ConfigError("a similarity channel belongs to text models and late fused ones")
         # a text model's channel is its similarity channel; a late model's text part can have one too
         similarity = (text_channel and mode == "text") or (late and similarity)
-        if similarity and mode == "fused" and not late:
-            raise ConfigError("a fused model's similarity channel belongs to combination 'late'")
         # [fused ; text part (; similarity)], or text: [projection ; similarity]
         out_dim = dim * (1 + (mode == "fused" and text_channel) + similarity)
         super().__init__(

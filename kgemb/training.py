@@ -1064,8 +1064,7 @@ def _fold_text_channel(
     info |= {k: round(v, 4) for k, v in summary.items()}  # as the rule channel's summary
     if not info["used"]:
         return model, info
-    late_similarity = rep.late and similarity is not None
-    folded = model_for(kg, cfg, features, seen=rep.seen, text_channel=True, similarity=late_similarity)
+    folded = model_for(kg, cfg, features, seen=rep.seen, text_channel=True, similarity=similarity is not None)
     complex_ = interaction_spec(cfg.interaction).complex
     state = fold_text_channel(model.state_dict(), weights, rep.late, similarity, complex_, similarity_weights)
     folded.load_state_dict(state)
