@@ -11,7 +11,8 @@ WN18RR: ``../shared/data/wn18rr`` (labels and glosses) transductive and, with ``
 (test entities never seen in training). ``--incremental``: train on 80% of the training triples with 5% of the
 entities held out, then ``update`` with the rest; reports the original test MRR before and after and the MRR on
 the new triples. ``--finetune-links N``: also each text-using row with the default encoder fine-tuned for N epochs
-on that split's training triples first (``kgemb finetune --pairs links``). Every row runs in a fresh process, so
+on that split's training triples first (``kgemb finetune --pairs links``); ``--encoder DIR``: every text-using row
+with that saved encoder instead (one fine-tuning shared by the rows). Every row runs in a fresh process, so
 its peak memory (max RSS) is its own. Filtered MRR and Hits@k over both directions (PyKEEN's RankBasedEvaluator);
 minutes are wall-clock training time.
 """
@@ -139,6 +140,8 @@ def run_kgemb(spec: dict[str, Any]) -> dict[str, Any]:
     started, cpu = time.perf_counter(), time.process_time()
     options = dict(spec["options"])
     tuning = {}
+    if spec.get("encoder") and options.get("mode") != "structure":
+        options["encoder"] = kgemb.load_encoder(spec["encoder"])
     if spec.get("finetune_links"):  # on this split's training triples only: the held-out entities stay unseen
         from kgemb.encoders.finetune import finetune_for_graph
 
@@ -527,6 +530,13 @@ def main(argv: list[str] | None = None) -> str:
         action="store_true",
         help="with --finetune-links: the text-using modes' fine-tuned rows only (not the default encoder's)",
     )
+    parser.add_argument(
+        "--encoder",
+        type=Path,
+        metavar="DIR",
+        help="every text-using row reads the texts with this saved encoder (e.g. kgemb finetune's output) "
+        "instead of the default one: rows compared on one fine-tuned encoder without fine-tuning it per row",
+    )
     parser.add_argument("--no-baseline", action="store_true", help="skip PyKEEN's pipeline")
     parser.add_argument("--no-pooling", action="store_true", help="skip the mean-pooling row")
     parser.add_argument(
@@ -546,6 +556,8 @@ def main(argv: list[str] | None = None) -> str:
 
     from kgemb.training import TrainingConfig
 
+    if args.encoder and args.finetune_links:
+        parser.error("--encoder and --finetune-links both choose the encoder; give one")
     kg = load_graph(args.dataset, args.data, args.train_fraction)
     given = {"dim": args.dim} if args.dim else {}
     settings = TrainingConfig(epochs=args.epochs, interaction=args.interaction, **given).resolved(
@@ -566,6 +578,7 @@ def main(argv: list[str] | None = None) -> str:
         options[name] = json.loads(value)
     base = {"dataset": args.dataset, "data": str(args.data), "train_fraction": args.train_fraction}
     base["max_eval"] = args.max_eval
+    base["encoder"] = str(args.encoder) if args.encoder else None
     data_name = args.dataset.upper() + (
         f" ({args.train_fraction:.0%} of train)" if args.train_fraction < 1 else ""
     )
@@ -632,7 +645,9 @@ def main(argv: list[str] | None = None) -> str:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     report = [
         f"Link prediction on {data_name}, filtered, both directions. Options: {json.dumps(extra)}; kgemb "
-        f"defaults otherwise. Machine: {os.cpu_count()} CPU cores, {gpu}; {args.parallel} run(s) at a time.",
+        f"defaults otherwise."
+        + (f" Text-using rows' encoder: {args.encoder}." if args.encoder else "")
+        + f" Machine: {os.cpu_count()} CPU cores, {gpu}; {args.parallel} run(s) at a time.",
         "",
     ]
     if rows:
