@@ -12,7 +12,7 @@ WN18RR: ``../shared/data/wn18rr`` (labels and glosses) transductive and, with ``
 entities held out, then ``update`` with the rest; reports the original test MRR before and after and the MRR on
 the new triples. ``--finetune-links N``: also each text-using row with the default encoder fine-tuned for N epochs
 on that split's training triples first (``kgemb finetune --pairs links``); ``--encoder DIR``: every text-using row
-with that saved encoder instead (one fine-tuning shared by the rows). Every row runs in a fresh process, so
+but the incremental one with that saved encoder instead (one fine-tuning shared by the rows). Every row runs in a fresh process, so
 its peak memory (max RSS) is its own. Filtered MRR and Hits@k over both directions (PyKEEN's RankBasedEvaluator);
 minutes are wall-clock training time.
 """
@@ -535,7 +535,8 @@ def main(argv: list[str] | None = None) -> str:
         type=Path,
         metavar="DIR",
         help="every text-using row reads the texts with this saved encoder (e.g. kgemb finetune's output) "
-        "instead of the default one: rows compared on one fine-tuned encoder without fine-tuning it per row",
+        "instead of the default one: rows compared on one fine-tuned encoder without fine-tuning it per row "
+        "(not --incremental's row, which keeps the default encoder)",
     )
     parser.add_argument("--no-baseline", action="store_true", help="skip PyKEEN's pipeline")
     parser.add_argument("--no-pooling", action="store_true", help="skip the mean-pooling row")
@@ -589,13 +590,20 @@ def main(argv: list[str] | None = None) -> str:
         jobs.append((target, {**base, **spec, "label": f"{setting} {model}"}))
         labels.append((setting, model))
 
+    def record_mode(setting: str, mode: str, spec: dict[str, Any]) -> None:
+        """A mode's row with the default encoder and, with --finetune-links, its fine-tuned row (text-using modes;
+        --finetuned-only: that one alone)."""
+        tuned = args.finetune_links and mode != "structure"
+        if not (tuned and args.finetuned_only):
+            record(setting, f"kgemb {mode}", run_kgemb, spec)
+        if tuned:
+            record(
+                setting, f"kgemb {mode}, {TUNED}", run_kgemb, {**spec, "finetune_links": args.finetune_links}
+            )
+
     if not (args.incremental_only or args.inductive_only):
         for mode in args.modes.split(","):
-            if not (args.finetuned_only and args.finetune_links and mode != "structure"):
-                record("transductive", f"kgemb {mode}", run_kgemb, {"options": {**options, "mode": mode}})
-            if args.finetune_links and mode != "structure":
-                tuned = {"options": {**options, "mode": mode}, "finetune_links": args.finetune_links}
-                record("transductive", f"kgemb {mode}, {TUNED}", run_kgemb, tuned)
+            record_mode("transductive", mode, {"options": {**options, "mode": mode}})
         if "fused" in args.modes and not args.no_pooling:
             record(
                 "transductive",
@@ -620,12 +628,7 @@ def main(argv: list[str] | None = None) -> str:
             )
     if (args.inductive or args.inductive_only) and not args.incremental_only:
         for mode in args.modes.split(","):
-            spec = {"options": {**options, "mode": mode}, "inductive": True}
-            if not (args.finetuned_only and args.finetune_links and mode != "structure"):
-                record("inductive", f"kgemb {mode}", run_kgemb, spec)
-            if args.finetune_links and mode != "structure":
-                tuned = {**spec, "finetune_links": args.finetune_links}
-                record("inductive", f"kgemb {mode}, {TUNED}", run_kgemb, tuned)
+            record_mode("inductive", mode, {"options": {**options, "mode": mode}, "inductive": True})
     if args.incremental or args.incremental_only:
         spec = {
             "options": {**options, "mode": "fused"},
@@ -645,7 +648,7 @@ def main(argv: list[str] | None = None) -> str:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     report = [
         f"Link prediction on {data_name}, filtered, both directions. Options: {json.dumps(extra)}; kgemb "
-        f"defaults otherwise."
+        "defaults otherwise."
         + (f" Text-using rows' encoder: {args.encoder}." if args.encoder else "")
         + f" Machine: {os.cpu_count()} CPU cores, {gpu}; {args.parallel} run(s) at a time.",
         "",
