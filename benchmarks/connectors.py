@@ -184,7 +184,7 @@ def neo4j_rows(args: argparse.Namespace) -> list[Row]:
 
     from kgemb.model import TrainedModel, build_model
 
-    bench = _module("neo4j")
+    bench = _module("neo4j_bench")
     server = DevServer(data_dir=Path(tempfile.mkdtemp(prefix="kgemb-neo4j-bench-")) / "data", heap="3g")
     server.start()
     cpu = bench.CpuClock(server._proc.pid if server._proc is not None else None)
