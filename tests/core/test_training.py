@@ -12,8 +12,9 @@ import kgemb
 from kgemb.encoders import TextEncoder
 from kgemb.errors import InputError
 from kgemb.evaluation import _self_loops
-from kgemb.graph import GraphBuilder
+from kgemb.graph import GraphBuilder, KnowledgeGraph
 from kgemb.sampling import TextHardNegativeSampler, text_neighbours
+from kgemb.training import seen_entities
 
 FAST = dict(dim=16, epochs=12, batch_size=16, lr=0.02, show_progress=False, seed=0)
 
@@ -146,6 +147,35 @@ def test_inductive_split_is_evaluated_on_entities_never_trained(tiny_kg, default
     assert among["mrr"] >= metrics["mrr"] and len(candidates) < kg.num_entities
     with pytest.raises(InputError, match="candidates"):
         model.evaluate("test", candidates="all")
+
+
+def test_structure_stops_on_the_validation_triples_it_can_rank(tiny_kg, default_encoder):
+    """A structural model's early stopping leaves out validation triples naming an entity without training
+    triples (they rank at random for it); a text model, which scores such an entity from its text, keeps them.
+    On an inductive split, where every validation triple names one, the structural model trains its epochs."""
+    ind = tiny_kg.split(valid=0.15, test=0.15, seed=1, inductive=True)
+    options = dict(eval_every=1, patience=1, rules=False, **{**FAST, "lr": 0.5})  # a rate that overshoots
+    late = kgemb.train(ind, encoder=default_encoder, mode="fused", combination="late", **options)
+    parts = late.config["training"]["parts"]
+    assert parts["structure"]["valid_triples"] == 0 and parts["structure"]["epochs_run"] == FAST["epochs"]
+    assert parts["text"]["valid_triples"] == len(ind.triples("valid"))
+    # validation triples of both kinds: four training triples moved to validation beside the inductive ones
+    train = ind.triples("train")
+    kg = KnowledgeGraph(
+        ind.entities,
+        ind.relations,
+        splits={
+            "train": train[4:],
+            "valid": np.concatenate([train[:4], ind.triples("valid")]),
+            "test": ind.triples("test"),
+        },
+    )
+    valid, seen = kg.triples("valid"), seen_entities(kg).numpy()
+    known = seen[valid[:, 0]] & seen[valid[:, 2]]
+    assert 0 < known.sum() < len(valid)
+    assert kgemb.train(kg, mode="structure", **options).config["training"]["valid_triples"] == known.sum()
+    text = kgemb.train(kg, encoder=default_encoder, mode="text", **options).config["training"]
+    assert text["valid_triples"] == len(valid)
 
 
 def test_hard_negative_sampler_mixes_neighbours_batch_and_uniform():
