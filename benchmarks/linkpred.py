@@ -407,7 +407,9 @@ def table(rows: list[dict[str, Any]]) -> str:
             continue
         epochs = f"{m['epochs']}" + (f" ({m['best_epoch']})" if m.get("best_epoch") else "")
         if m.get("part_epochs"):
-            epochs = " + ".join(f"{ran} ({best})" for ran, best in m["part_epochs"].values())
+            epochs = " + ".join(
+                f"{ran}" + (f" ({best})" if best else "") for ran, best in m["part_epochs"].values()
+            )
         lines.append(
             f"| {r['data']} | {r['setting']} | {r['model']} | {_fmt(m['mrr'])} | {_fmt(m['hits@1'])} | "
             f"{_fmt(m['hits@3'])} | {_fmt(m['hits@10'])} | {m['n']} | {epochs} | {_fmt(m['minutes'], 1)} | "
