@@ -14,7 +14,7 @@ from kgemb.errors import InputError
 from kgemb.evaluation import _self_loops
 from kgemb.graph import GraphBuilder, KnowledgeGraph
 from kgemb.sampling import TextHardNegativeSampler, text_neighbours
-from kgemb.training import seen_entities
+from kgemb.training import TrainingConfig, seen_entities
 
 FAST = dict(dim=16, epochs=12, batch_size=16, lr=0.02, show_progress=False, seed=0)
 
@@ -159,6 +159,8 @@ def test_structure_stops_on_the_validation_triples_it_can_rank(tiny_kg, default_
     parts = late.config["training"]["parts"]
     assert parts["structure"]["valid_triples"] == 0 and parts["structure"]["epochs_run"] == FAST["epochs"]
     assert parts["text"]["valid_triples"] == len(ind.triples("valid"))
+    late_config = TrainingConfig(mode="fused", combination="late", **options).resolved(10, 10)
+    assert "the structural part trains every epoch: no validation triple between" in late_config.describe(ind)
     # validation triples of both kinds: four training triples moved to validation beside the inductive ones
     train = ind.triples("train")
     kg = KnowledgeGraph(
@@ -176,6 +178,8 @@ def test_structure_stops_on_the_validation_triples_it_can_rank(tiny_kg, default_
     assert kgemb.train(kg, mode="structure", **options).config["training"]["valid_triples"] == known.sum()
     text = kgemb.train(kg, encoder=default_encoder, mode="text", **options).config["training"]
     assert text["valid_triples"] == len(valid)
+    structure_config = TrainingConfig(mode="structure", **options).resolved(10, 10)
+    assert "trains every epoch" not in structure_config.describe(kg)
 
 
 def test_hard_negative_sampler_mixes_neighbours_batch_and_uniform():
