@@ -307,7 +307,7 @@ class TrainingConfig:
                 if self.early_stopping
                 and has_valid
                 and (self.mode == "structure" or (self.mode == "fused" and self.combination == "late"))
-                and not len(structural_validation(kg))
+                and not len(structural_validation(kg, kg.triples("valid")))
                 else ""
             )
             + (", text channel weighed on validation" if self.trains_text_channel and has_valid else "")
@@ -363,12 +363,11 @@ def check_graph(kg: KnowledgeGraph) -> None:
         )
 
 
-def structural_validation(kg: KnowledgeGraph) -> np.ndarray:
-    """The validation triples a structural model (or a late model's structural part) stops early on: those whose
-    entities both have training triples. It knows no other entity, so the rest rank at random for it and only add
-    noise to when it stops (WN18RR's inductive split names one in every validation triple: validation MRR 0.04, a
-    late model's structural part stopped at epoch 4 and kept epoch 1); with none left it trains its epochs."""
-    valid = kg.triples("valid") if "valid" in kg.splits else np.empty((0, 3), dtype=np.int64)
+def structural_validation(kg: KnowledgeGraph, valid: np.ndarray) -> np.ndarray:
+    """The triples of ``valid`` a structural model (or a late model's structural part) stops early on: those whose
+    entities both have training triples in ``kg``. It knows no other entity, so the rest rank at random for it and
+    only add noise to when it stops (WN18RR's inductive split names one in every validation triple: validation MRR
+    0.04, a late model's structural part stopped at epoch 4 and kept epoch 1); with none left it trains its epochs."""
     seen = seen_entities(kg).numpy()
     return valid[seen[valid[:, 0]] & seen[valid[:, 2]]]
 
@@ -870,10 +869,9 @@ def _fit(
     loop = _make_loop(model, factory, cfg, features)
     callbacks: list[TrainingCallback] = []
     stopper = None
+    valid = kg.triples("valid") if "valid" in kg.splits else np.empty((0, 3), dtype=np.int64)
     if cfg.mode == "structure":
-        valid = structural_validation(kg)
-    else:
-        valid = kg.triples("valid") if "valid" in kg.splits else np.empty((0, 3), dtype=np.int64)
+        valid = structural_validation(kg, valid)
     if cfg.early_stopping and len(valid):
         if cfg.valid_max_triples and len(valid) > cfg.valid_max_triples:
             pick = np.random.default_rng(cfg.seed).choice(len(valid), cfg.valid_max_triples, replace=False)
