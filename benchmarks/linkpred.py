@@ -187,6 +187,20 @@ def run_kgemb(spec: dict[str, Any]) -> dict[str, Any]:
         similarity_off = {"similarity_off": [off["mrr"], off["hits@1"], off["hits@10"]]}
         if "valid_mrr_text_alone" in text:  # a late model: its text part's validation MRR without the channel
             similarity_off["valid_text_alone"] = text["valid_mrr_text_alone"]
+    votes_off = {}
+    channel = model.pykeen_model.rule_channel
+    if channel is not None and channel.votes is not None:  # the same model, its vote's weights at 0
+        weights = channel.vote_weights
+        channel.vote_weights = torch.zeros_like(weights)
+        try:
+            off = model.evaluate("test", max_triples=spec.get("max_eval"))
+        finally:
+            channel.vote_weights = weights
+        recorded = rules["votes"]
+        votes_off = {
+            "votes_off": [off["mrr"], off["hits@1"], off["hits@10"]],
+            "valid_votes": [recorded["valid_mrr_embedding"], recorded["valid_mrr_combined"]],
+        }
     return {
         **metrics,
         **per_direction(ranks),
@@ -194,6 +208,7 @@ def run_kgemb(spec: dict[str, Any]) -> dict[str, Any]:
         **tuning,
         **anchors_kept,
         **similarity_off,
+        **votes_off,
         "rules_used": rules.get("used"),
         "valid_mrr_without_rules": rules.get("valid_mrr_embedding"),
         "valid_mrr_combined": rules.get("valid_mrr_combined"),
@@ -453,6 +468,14 @@ def table(rows: list[dict[str, Any]]) -> str:
                     if r["result"].get("valid_text_alone") is not None
                     else ""
                 )
+            )
+        if r["result"].get("votes_off"):
+            mrr, h1, h10 = r["result"]["votes_off"]
+            before, after = r["result"]["valid_votes"]
+            lines.append(
+                f"\n{r['setting']} {r['model']}: the same model with its text-neighbour vote's weights set to 0: "
+                f"MRR {mrr:.3f}, Hits@1 {h1:.3f}, Hits@10 {h10:.3f} (validation MRR {before:.3f} without the "
+                f"vote, {after:.3f} with it)."
             )
         if r["result"].get("finetune_minutes"):
             wall, cpu = r["result"]["finetune_minutes"]

@@ -529,7 +529,9 @@ def _write_model_node(
         "m.transe_p = $p, m.type_labels = $type_labels, m.rule_weights = $rules.weights, "
         "m.rule_relations = $rules.relations, m.rule_aggregate = $rules.aggregate, m.rule_table = $rules.table, "
         "m.rule_confidence = $rules.confidence, m.rule_support = $rules.support, "
-        "m.rule_body_support = $rules.body_support, m.rule_triples = $rules.triples, m.updated_at = datetime()"
+        "m.rule_body_support = $rules.body_support, m.rule_triples = $rules.triples, "
+        "m.rule_vote_weights = $rules.vote_weights, m.rule_vote_near = $rules.vote_near, "
+        "m.rule_vote_strength = $rules.vote_strength, m.rule_vote_k = $rules.vote_k, m.updated_at = datetime()"
         + (_SHARD_DONE if shard else ", m.complete = true"),
         name=name,
         **_shard_params(shard),
@@ -547,14 +549,24 @@ def _write_model_node(
 def _rule_properties(model: TrainedModel) -> dict[str, Any]:
     """The model's rule channel as the plugin reads it (``RuleChannel.java``): the per-relation weights (2R), the
     rule table (flat, 7 columns), the confidences, supports and body supports (for ``kgemb.explain.rules``), the
-    aggregate and the training triples the rules ground on (flat, entity ids); all None (the properties removed)
-    for a model without one."""
+    aggregate and the training triples the rules ground on (flat, entity ids), and its text-neighbour vote (the
+    weights, the neighbours per entity, each entity's neighbours and their strengths, flat; None without one); all None (the properties
+    removed) for a model without one."""
     channel = model.pykeen_model.rule_channel
     keys = ("weights", "relations", "aggregate", "table", "confidence", "support", "body_support", "triples")
+    votes = ("vote_weights", "vote_k", "vote_near", "vote_strength")
     if channel is None:
-        return dict.fromkeys(keys)
+        return dict.fromkeys(keys + votes)
     rules = channel.rules
-    return {
+    vote = dict.fromkeys(votes)
+    if channel.votes is not None:
+        vote = {
+            "vote_weights": [float(w) for w in channel.vote_weights.tolist()],
+            "vote_k": int(channel.votes.near.shape[1]),
+            "vote_near": channel.votes.near.reshape(-1).tolist(),
+            "vote_strength": channel.votes.strength.reshape(-1).tolist(),
+        }
+    return vote | {
         "weights": [float(w) for w in channel.weights.tolist()],
         "relations": int(rules.num_relations),
         "aggregate": rules.aggregate,

@@ -60,15 +60,19 @@ def save(trained: TrainedModel, directory: str | os.PathLike) -> None:
         files.append(FEATURES)
     else:
         (out / FEATURES).unlink(missing_ok=True)
+    from kgemb.channels import VOTES_ARRAYS
     from kgemb.rules import RULES_ARRAYS, RULES_JSON
 
     channel = trained.pykeen_model.rule_channel
     if channel is not None:
         channel.rules.save(out)
         files += [RULES_JSON, RULES_ARRAYS]
-    else:  # an earlier model's rules must not be read as this one's
-        for name in (RULES_JSON, RULES_ARRAYS):
-            (out / name).unlink(missing_ok=True)
+    if channel is not None and channel.votes is not None:
+        channel.votes.save(out / VOTES_ARRAYS)
+        files.append(VOTES_ARRAYS)
+    # an earlier model's rules or vote must not be read as this one's
+    for name in {RULES_JSON, RULES_ARRAYS, VOTES_ARRAYS} - set(files):
+        (out / name).unlink(missing_ok=True)
     files += _save_adapter(trained, out)
     files += _save_finetuned_encoder(trained, out)
     trained.kg.save(out / GRAPH)
@@ -224,12 +228,18 @@ def load(directory: str | os.PathLike, *, encoder: Any = None) -> TrainedModel:
     model.eval()
     rules = config.get("rules") or {}
     if rules.get("used"):
-        from kgemb.channels import RuleChannel
+        from kgemb.channels import VOTES_ARRAYS, RuleChannel, TextVotes
         from kgemb.rules import RuleSet
 
+        votes = rules.get("votes") or {}
         try:
-            model.rule_channel = RuleChannel(RuleSet.load(src), rules["weights"])
-        except (KeyError, ValueError) as exc:
+            model.rule_channel = RuleChannel(
+                RuleSet.load(src),
+                rules["weights"],
+                TextVotes.load(src / VOTES_ARRAYS, kg.num_entities) if votes.get("used") else None,
+                votes.get("weights"),
+            )
+        except (KeyError, ValueError, OSError) as exc:
             raise InputError(
                 f"the rules in {src} do not fit the model ({exc}); save the model again"
             ) from None

@@ -32,6 +32,17 @@ per relation and direction on the validation triples, from :data:`WEIGHTS` by fi
 off for a relation where they do not help, the largest weight ranks by the rules first and lets the embedding break
 their ties (a late model's weights are sums of those, see above). Evaluation and the reasoning scorers see the
 combined score; new (inductive) entities have no rule groundings and keep the embedding score.
+
+**Text-neighbour vote** (part of the rule channel; models with entity texts, on graphs with entities that have no
+training triples): the rule ``r(X,Y) <= r(X,Z), near(Z,Y)`` over a ``near`` relation from the texts. Every entity
+gets its :data:`VOTE_NEIGHBOURS` nearest entities with training triples (itself left out) by the cosine of their
+centred mean text features, weighted by a softmax of the cosines at temperature :data:`VOTE_TEMPERATURE`
+(:class:`TextVotes`); for a tail query ``(a, r, ?)`` a candidate ``e`` scores the weights of its neighbours that
+are training answers of ``(a, r, ?)``, and the rule channel adds ``x[r] * vote(a, r, e)``, ``x[r]`` from
+:data:`VOTE_WEIGHTS` chosen on validation as the similarity channel's are (0 unless a gain is significant;
+:func:`fit_vote_weights`). An entity unseen in training thus gets the votes of the seen entities it resembles, and
+a seen one the votes of its seen look-alikes, alike: a vote for the unseen candidates alone would also learn the
+split's make-up (on an inductive split a seen anchor's answers are all unseen; README, WN18RR inductive).
 """
 
 from __future__ import annotations
@@ -39,11 +50,14 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
+from kgemb.files import write_atomic
 from kgemb.model import product_scores, query_vector, similarity_vectors, to_real_layout
 from kgemb.objective import KnownAnswers, reciprocal_examples
 
@@ -59,6 +73,17 @@ TEXT_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 1000.0)
 #: the similarity channel's weights tried per relation and direction (a cosine is at most 1; logits are O(1)–O(10)
 #: apart)
 SIMILARITY_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+#: the text-neighbour vote's weights tried per relation and direction (a vote is a sum of softmax weights, at
+#: most the anchor's number of answers; the text model's logits spread about 2 per query on WN18RR)
+VOTE_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+#: the vote's neighbours per entity without training triples, and the softmax temperature of their cosines (WN18RR
+#: inductive, stop 39's experiment, benchmarks/inductive_channels.py)
+VOTE_NEIGHBOURS, VOTE_TEMPERATURE = 10, 0.05
+#: the largest entities × (entities with training triples) a run compares for the vote (about a minute
+#: at 512 text dimensions here); beyond it the model has no vote
+VOTE_MAX_PAIRS = 10_000_000_000
+#: the vote's arrays in a model folder
+VOTES_ARRAYS = "votes.npz"
 #: a late model's text weights: never 0 (the folded relation rows keep its text part's, see unfold_text_channel)
 #: and powers of two (folding and unfolding them is exact). 1 unless validation shows another one significantly
 #: better: chosen by the largest validation mean per relation they overfit small validation sets (Nations test MRR
@@ -69,27 +94,116 @@ LATE_WEIGHTS = (0.0625, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
 SIGNIFICANT_OVERALL, SIGNIFICANT = 3.0, 2.0
 
 
+class TextVotes:
+    """The text-neighbour vote's ``near`` relation (see the module docstring): per entity its ``near`` (n, k)
+    nearest entities with training triples by text (never itself) and ``strength`` (n, k) their softmax
+    weights."""
+
+    def __init__(self, near: Any, strength: Any) -> None:
+        self.near = np.asarray(near, dtype=np.int64)
+        self.strength = np.asarray(strength, dtype=np.float32)
+        n = len(self.near)
+        if self.near.ndim != 2 or self.strength.shape != self.near.shape:
+            raise ValueError(
+                f"the vote's arrays must be (entities, k), got {self.near.shape}, {self.strength.shape}"
+            )
+        if self.near.size and (self.near.min() < 0 or self.near.max() >= n):
+            raise ValueError(f"the vote's neighbours must be entity ids in 0..{n - 1}")
+        k = self.near.shape[1]
+        # (n, n): row z, the entities that have z among their neighbours
+        self._matrix = sp.csr_matrix(
+            (self.strength.ravel(), (self.near.ravel(), np.repeat(np.arange(n), k))), shape=(n, n)
+        )
+
+    @classmethod
+    def build(
+        cls,
+        text_mean: torch.Tensor,
+        seen: torch.Tensor,
+        k: int = VOTE_NEIGHBOURS,
+        temperature: float = VOTE_TEMPERATURE,
+        block: int = 4096,
+    ) -> TextVotes:
+        """Each entity's ``k`` nearest entities of ``seen`` (a boolean mask), itself left out, by the cosine of
+        the centred mean text features ``text_mean`` (entities × features)."""
+        x = text_mean.float() - text_mean.float().mean(0)
+        x = x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        n, ids = len(x), torch.nonzero(seen).flatten()
+        k = min(k, len(ids) - 1)
+        near, strength = torch.empty(n, k, dtype=torch.long), torch.empty(n, k)
+        for start in range(0, n, block):
+            sim = x[start : start + block] @ x[ids].T
+            rows = torch.arange(start, start + len(sim))
+            own = torch.searchsorted(ids, rows).clamp_max(len(ids) - 1)
+            itself = torch.nonzero(ids[own] == rows).flatten()
+            sim[itself, own[itself]] = float("-inf")
+            top, at = sim.topk(k, dim=1)
+            near[start : start + len(sim)] = ids[at]
+            strength[start : start + len(sim)] = torch.softmax((top - top[:, :1]) / temperature, dim=1)
+        return cls(near.numpy(), strength.numpy())
+
+    def scores(self, rules: RuleSet, anchors: np.ndarray, relations: np.ndarray) -> torch.Tensor:
+        """Votes ``(b, num_entities)`` float32 of the tail queries ``(anchor, relation, ?)`` (relation in
+        ``0..2R-1``) from the answers ``rules`` grounds on."""
+        a, r = np.asarray(anchors, dtype=np.int64), np.asarray(relations, dtype=np.int64)
+        out = np.zeros((len(a), len(self.near)), dtype=np.float32)
+        for h in np.unique(r):
+            idx = np.flatnonzero(r == h)
+            out[idx] = (rules.answers(a[idx], int(h)) @ self._matrix).toarray()
+        return torch.from_numpy(out)
+
+    def save(self, path: Path) -> None:
+        """Write the arrays (``.npz``, no pickle), atomically."""
+        write_atomic(path, lambda f: np.savez(f, near=self.near, strength=self.strength))
+
+    @classmethod
+    def load(cls, path: Path, num_entities: int) -> TextVotes:
+        """Read what :meth:`save` wrote for a graph of ``num_entities`` (its checksum is the model folder's to
+        check)."""
+        with np.load(path, allow_pickle=False) as data:
+            votes = cls(data["near"], data["strength"])
+        if len(votes.near) != num_entities:
+            raise ValueError(f"the vote has {len(votes.near)} entities, the graph {num_entities}")
+        return votes
+
+
 class RuleChannel:
-    """Mined rules and one weight per (oriented) relation; see the module docstring."""
+    """Mined rules and one weight per (oriented) relation, and the text-neighbour vote with weights of its own;
+    see the module docstring."""
 
-    def __init__(self, rules: RuleSet, weights: Any) -> None:
+    def __init__(
+        self, rules: RuleSet, weights: Any, votes: TextVotes | None = None, vote_weights: Any = None
+    ) -> None:
         self.rules = rules
-        self.weights = torch.as_tensor(np.asarray(weights, dtype=np.float32))
-        if self.weights.shape != (2 * rules.num_relations,):
-            raise ValueError(f"need {2 * rules.num_relations} rule weights, got {tuple(self.weights.shape)}")
+        self.weights = self._weights(weights, "rule")
+        self.votes = votes
+        self.vote_weights = None if votes is None else self._weights(vote_weights, "vote")
 
-    def scores(self, anchors: torch.Tensor, relations: torch.Tensor) -> torch.Tensor:
-        """``w[r] * rule(a, r, ·)``, shape ``(b, num_entities)``; zeros for relations whose weight is 0."""
-        out = torch.zeros(len(anchors), self.rules.num_entities)
-        w = self.weights[relations.cpu()]
-        active = torch.nonzero(w > 0).flatten()
-        if len(active):
-            rule = self.rules.tail_scores(anchors.cpu()[active].numpy(), relations.cpu()[active].numpy())
-            out[active] = rule * w[active].unsqueeze(1)
+    def _weights(self, weights: Any, what: str) -> torch.Tensor:
+        out = torch.as_tensor(np.asarray(weights, dtype=np.float32))
+        if out.shape != (2 * self.rules.num_relations,):
+            raise ValueError(f"need {2 * self.rules.num_relations} {what} weights, got {tuple(out.shape)}")
         return out
 
-    def to_json(self) -> dict[str, Any]:
-        return {"weights": [float(x) for x in self.weights]}
+    def scores(self, anchors: torch.Tensor, relations: torch.Tensor) -> torch.Tensor:
+        """``w[r] * rule(a, r, ·) + x[r] * vote(a, r, ·)``, shape ``(b, num_entities)``; zeros for relations
+        whose weights are 0."""
+        out = torch.zeros(len(anchors), self.rules.num_entities)
+        anchors, relations = anchors.cpu(), relations.cpu()
+        for weights, score in ((self.weights, self.rules.tail_scores), (self.vote_weights, self._votes)):
+            if weights is None:
+                continue
+            w = weights[relations]
+            active = torch.nonzero(w > 0).flatten()
+            if len(active):
+                out[active] += score(anchors[active].numpy(), relations[active].numpy()) * w[
+                    active
+                ].unsqueeze(1)
+        return out
+
+    def _votes(self, anchors: np.ndarray, relations: np.ndarray) -> torch.Tensor:
+        assert self.votes is not None
+        return self.votes.scores(self.rules, anchors, relations)
 
 
 @torch.no_grad()
@@ -109,6 +223,40 @@ def fit_weights(
 
     rule = _rule_scores(rules)
     return _fit(embedding, rule, WEIGHTS, kg, max_triples, seed, "rules", skips_anchor=model.skips_anchor)
+
+
+@torch.no_grad()
+def fit_vote_weights(
+    model: TextAwareModel,
+    rules: RuleSet,
+    votes: TextVotes,
+    kg: KnowledgeGraph,
+    *,
+    max_triples: int | None = 5000,
+    seed: int = 0,
+) -> tuple[np.ndarray, dict[str, float]]:
+    """Per relation and direction, the text-neighbour vote's weight of :data:`VOTE_WEIGHTS` on top of the model as
+    it scores (with its rule channel), 0 unless another one's gain in filtered validation MRR is significant (as
+    :func:`_fit` with ``prefer``); and the validation MRRs of the model, with the largest weight and combined."""
+    model.eval()
+
+    def scored(batch: torch.Tensor) -> torch.Tensor:
+        return model.score_t(batch[:, :2]).float()
+
+    def vote(batch: torch.Tensor) -> torch.Tensor:
+        return votes.scores(rules, batch[:, 0].numpy(), batch[:, 1].numpy())
+
+    return _fit(
+        scored,
+        vote,
+        VOTE_WEIGHTS,
+        kg,
+        max_triples,
+        seed,
+        "votes",
+        prefer=0.0,
+        skips_anchor=model.skips_anchor,
+    )
 
 
 @torch.no_grad()

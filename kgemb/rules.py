@@ -269,6 +269,11 @@ class RuleSet:
         fine = _distinct_walks(g, anchors[q[idx]], b[idx], u[idx], v[idx], y[idx], three.data[idx])
         keep(q[idx][fine], y[idx][fine], c[idx][fine])
 
+    def answers(self, anchors: np.ndarray, relation: int) -> sp.csr_matrix:
+        """The training graph's answers of the queries ``(anchor, relation, ?)`` (relation in ``0..2R-1``), as CSR
+        rows ``(len(anchors), num_entities)`` of ones."""
+        return self._graph.adj[int(relation)][np.asarray(anchors, dtype=np.int64)]
+
     def tail_scores(
         self,
         anchors: Iterable[int] | np.ndarray | torch.Tensor,

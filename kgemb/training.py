@@ -314,6 +314,11 @@ class TrainingConfig:
             + (", text similarity weighed on validation" if self.weighs_similarity and has_valid else "")
             + (
                 ", rules mined and weighed on validation"
+                + (
+                    " (with a text-neighbour vote: some entities have no training triples)"
+                    if self.mode != "structure" and not bool(seen_entities(kg).all())
+                    else ""
+                )
                 if self.rules and has_valid
                 else ", no rules (they need a validation split)"
                 if self.rules
@@ -1012,7 +1017,8 @@ def attach_channels(
     with_rules = with_rules and cfg.rules
     if not model.entity_representations[0].late:
         model, text_channel = attach_text_channel(kg, model, cfg, features)
-        return model, text_channel, attach_rules(kg, model, cfg) if with_rules else None
+        rules = attach_rules(kg, model, cfg) if with_rules else None
+        return model, text_channel, rules
     model.rule_channel = None
     if not kg.has_triples("valid"):
         return model, None, None  # the parts' scores added: the training layout as it is
@@ -1027,7 +1033,11 @@ def attach_channels(
     model, text_channel = _fold_text_channel(kg, model, cfg, features, fitted.text, fitted.summary, taken, u)
     if mined is None:
         return model, text_channel, None
-    return model, text_channel, _set_rules(model, mined, fitted.rules, fitted.rule_summary, started)
+    return (
+        model,
+        text_channel,
+        _set_rules(kg, model, mined, fitted.rules, fitted.rule_summary, started, cfg.seed),
+    )
 
 
 def mine_rules(kg: KnowledgeGraph) -> Any:
@@ -1103,22 +1113,76 @@ def attach_rules(kg: KnowledgeGraph, model: TextAwareModel, cfg: TrainingConfig)
     started = time.perf_counter()
     rules = mine_rules(kg)
     weights, summary = fit_weights(model, rules, kg, seed=cfg.seed)
-    return _set_rules(model, rules, weights, summary, started)
+    return _set_rules(kg, model, rules, weights, summary, started, cfg.seed)
 
 
 def _set_rules(
-    model: TextAwareModel, rules: Any, weights: np.ndarray, summary: dict[str, Any], started: float
+    kg: KnowledgeGraph,
+    model: TextAwareModel,
+    rules: Any,
+    weights: np.ndarray,
+    summary: dict[str, Any],
+    started: float,
+    seed: int,
 ) -> dict[str, Any]:
-    """Give ``model`` the rule channel of ``rules`` with ``weights`` (none when no weight is positive); what
-    config.json records of it (``summary``, rounded, and the seconds since ``started``)."""
+    """Give ``model`` the rule channel of ``rules`` with ``weights``, and its text-neighbour vote where validation
+    chooses it (:func:`attach_votes`); none when no weight is positive. What config.json records of it
+    (``summary``, rounded, the vote's and the seconds since ``started``)."""
     from kgemb.channels import RuleChannel
 
     model.rule_channel = RuleChannel(rules, weights) if (weights > 0).any() else None
     log.info("rules: %d mined, validation MRR %s", len(rules), summary)
+    votes = attach_votes(kg, model, rules, weights, seed)
     return {
         "used": model.rule_channel is not None,
         "count": len(rules),
         "weights": [float(w) for w in weights],
+        **{k: round(v, 4) for k, v in summary.items()},
+        **({"votes": votes} if votes is not None else {}),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def attach_votes(
+    kg: KnowledgeGraph, model: TextAwareModel, rules: Any, weights: np.ndarray, seed: int = 0
+) -> dict[str, Any] | None:
+    """Add the text-neighbour vote (:class:`kgemb.channels.TextVotes`) to ``model``'s rule channel (``rules`` with
+    rule ``weights``; one with only the vote where no rule weight is positive) where validation chooses it; what
+    config.json records of it, or None for a model without entity texts or a graph whose entities all have
+    training triples (or too many pairs of entities to compare, :data:`kgemb.channels.VOTE_MAX_PAIRS`)."""
+    from kgemb.channels import (
+        VOTE_MAX_PAIRS,
+        VOTE_TEMPERATURE,
+        RuleChannel,
+        TextVotes,
+        fit_vote_weights,
+    )
+
+    rep = model.entity_representations[0]
+    seen = seen_entities(kg)
+    unseen = int((~seen).sum())
+    if rep.mode == "structure" or unseen == 0 or not kg.has_triples("valid"):
+        return None
+    if len(seen) * (len(seen) - unseen) > VOTE_MAX_PAIRS:
+        log.info(
+            "text-neighbour vote skipped: %d entities × %d with training triples",
+            len(seen),
+            len(seen) - unseen,
+        )
+        return None
+    started = time.perf_counter()
+    votes = TextVotes.build(rep.text_mean, seen)
+    vote_weights, summary = fit_vote_weights(model, rules, votes, kg, seed=seed)
+    used = bool((vote_weights > 0).any())
+    if used:
+        model.rule_channel = RuleChannel(rules, weights, votes, vote_weights)
+    log.info("text-neighbour vote: validation MRR %s", summary)
+    return {
+        "used": used,
+        "unseen_entities": unseen,
+        "neighbours": int(votes.near.shape[1]),
+        "temperature": VOTE_TEMPERATURE,
+        "weights": [float(w) for w in vote_weights],
         **{k: round(v, 4) for k, v in summary.items()},
         "seconds": round(time.perf_counter() - started, 1),
     }

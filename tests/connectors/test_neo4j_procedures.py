@@ -513,6 +513,50 @@ def test_the_rule_channel_equals_python(neo4j_driver, medical_kg, models, graph:
         )
 
 
+def test_the_text_neighbour_vote_equals_python(neo4j_driver) -> None:
+    """A text model of an inductive split with the text-neighbour vote in its rule channel (a weight per oriented
+    relation, beside its rules): kgemb.predict.tails/heads add it as LinkPredictor does, entities without training
+    triples among the answers it lifts."""
+    from kgemb.connectors import rdf
+    from kgemb.reasoning import LinkPredictor
+
+    from kgemb.channels import RuleChannel, TextVotes
+    from kgemb.rules import RuleSet
+    from kgemb.training import seen_entities
+
+    kg = rdf.load(DATA).split(valid=0.1, test=0.1, seed=0, inductive=True)
+    model = kgemb.train(kg, mode="text", dim=16, epochs=3, early_stopping=False, show_progress=False, seed=0)
+    seen = seen_entities(kg)
+    rules = model.rules if model.rules is not None else RuleSet.from_graph(kg)
+    channel = model.pykeen_model.rule_channel
+    rule_weights = np.zeros(2 * kg.num_relations) if channel is None else channel.weights.numpy()
+    votes = TextVotes.build(model.representation.text_mean, seen)
+    vote_weights = np.linspace(1.0, 8.0, 2 * kg.num_relations, dtype=np.float32)
+    model.pykeen_model.rule_channel = RuleChannel(rules, rule_weights, votes, vote_weights)
+    predictor = LinkPredictor(model)
+    push(model, predictor, neo4j_driver, "kgemb")
+    lifted_unseen = compared = 0
+    for r, rel in enumerate(kg.relations):
+        for side, column in (("tails", 0), ("heads", 2)):
+            for e in _anchors(model, r, column, 3):
+                key = kg.entities[e].key
+                got = _procedure(neo4j_driver, side, key, rel, 10, {})
+                want = predictor.tails(key, r, k=10) if side == "tails" else predictor.heads(r, key, k=10)
+                _compare(got, want, rtol=1e-6)
+                compared += 1
+                own = call(
+                    neo4j_driver,
+                    "UNWIND $rows AS row MATCH (h:KgembEntity {key: row[0]}), (t:KgembEntity {key: row[2]}) "
+                    "RETURN kgemb.score(h, row[1], t) AS s",
+                    rows=[[key, rel, g[0]] if side == "tails" else [g[0], rel, key] for g in got],
+                )
+                lifted_unseen += sum(
+                    g[1] > x["s"] + 1e-3 and not bool(seen[kg.entity_id(g[0])])
+                    for g, x in zip(got, own, strict=True)
+                )
+    assert compared >= 10 and lifted_unseen >= 5, (compared, lifted_unseen)
+
+
 @pytest.mark.parametrize("mode", ["text", "fused"])
 def test_a_similarity_channel_equals_python(neo4j_driver, medical_kg, fold_similarity, mode) -> None:
     """A similarity channel lives in the vectors (a text model's ``[projection ; c]`` against ``[r ; u_r 1]``, a

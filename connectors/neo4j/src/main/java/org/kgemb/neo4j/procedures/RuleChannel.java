@@ -23,6 +23,10 @@ import org.neo4j.graphdb.Node;
  * v(B,Y)} (a walk with {@code A != Y} and {@code B != X}), {@code const h(X,c) <= b(X,d)}, {@code any h(X,c) <=
  * b(X,Z)}; never {@code Y = X}. A rule fires once per candidate; a candidate's score aggregates the confidences of
  * the rules that fire for it ({@code maxplus}: the best, ties broken by the next two; {@code max}; {@code noisy-or}).
+ *
+ * <p>With a text-neighbour vote ({@code kgemb.channels.TextVotes}), a candidate {@code y} of the query {@code (x, h, ?)}
+ * also scores {@code x[h]} times the strengths of its text neighbours that are training answers of the query: the rule
+ * {@code h(X,Y) <= h(X,Z), near(Z,Y)}, summed in float32 as Python's sparse product sums it.
  */
 final class RuleChannel {
     static final int PATH1 = 0;
@@ -59,10 +63,16 @@ final class RuleChannel {
     private final List<double[]>[] paths;
     private final List<Map<Long, List<double[]>>> consts;
     private final List<Map<Integer, List<double[]>>> anys;
+    /** The text-neighbour vote: its weights per oriented relation (null without a vote) and, per row {@code z}, the
+     *  rows that have {@code z} among their neighbours with its strengths. */
+    private final float[] voteWeights;
+    private final int[][] voters;
+    private final float[][] voterStrength;
 
     @SuppressWarnings("unchecked")
     private RuleChannel(int n, int numRelations, float[] weights, String aggregate, long[] table, double[] confidence,
-            long[] support, long[] bodySupport, long[] triples, int[] rowOf) {
+            long[] support, long[] bodySupport, long[] triples, int[] rowOf, float[] voteWeights, int voteK,
+            long[] voteNear, float[] voteStrength) {
         this.n = n;
         this.numRelations = numRelations;
         this.r2 = 2 * numRelations;
@@ -157,6 +167,37 @@ final class RuleChannel {
                 default -> paths[h].add(new double[] {kind[i], b[i], u[i], v[i], conf});
             }
         }
+        this.voteWeights = voteWeights;
+        voters = new int[n][];
+        voterStrength = new float[n][];
+        if (voteWeights != null) {
+            invertVotes(rowOf, voteK, voteNear, voteStrength);
+        }
+    }
+
+    /** {@link #voters} from each entity id's {@code k} neighbours ({@code near}, entity ids) and their strengths;
+     *  entities without a node in this database vote for nothing and get no vote. */
+    private void invertVotes(int[] rowOf, int k, long[] near, float[] strength) {
+        int[] count = new int[n];
+        for (int i = 0; i < near.length; i++) {
+            int z = row(rowOf, near[i]);
+            if (z >= 0 && row(rowOf, i / k) >= 0) {
+                count[z]++;
+            }
+        }
+        for (int z = 0; z < n; z++) {
+            voters[z] = new int[count[z]];
+            voterStrength[z] = new float[count[z]];
+            count[z] = 0;
+        }
+        for (int i = 0; i < near.length; i++) { // in entity id order, as Python's product sums them
+            int z = row(rowOf, near[i]);
+            int y = row(rowOf, i / k);
+            if (z >= 0 && y >= 0) {
+                voters[z][count[z]] = y;
+                voterStrength[z][count[z]++] = strength[i];
+            }
+        }
     }
 
     /** The model node's rule channel, or null when it was pushed without one; {@code order[row]} is each row's
@@ -191,8 +232,17 @@ final class RuleChannel {
             for (int row = 0; row < n; row++) {
                 rowOf[order[row]] = row;
             }
+            Object vw = model.getProperty("rule_vote_weights", null);
+            float[] voteWeights = vw == null ? null : LoadedModel.floats(vw);
+            int voteK = vw == null ? 0 : ((Number) model.getProperty("rule_vote_k")).intValue();
+            long[] voteNear = vw == null ? new long[0] : longs(model.getProperty("rule_vote_near"));
+            float[] voteStrength = vw == null ? new float[0] : LoadedModel.floats(model.getProperty("rule_vote_strength"));
+            if (voteWeights != null && (voteWeights.length != 2 * numRelations || voteK <= 0
+                    || voteNear.length % voteK != 0 || voteStrength.length != voteNear.length)) {
+                throw new IllegalArgumentException("the text-neighbour vote's arrays do not agree");
+            }
             return new RuleChannel(n, numRelations, weights, aggregate, table, confidence, support, bodySupport,
-                    triples, rowOf);
+                    triples, rowOf, voteWeights, voteK, voteNear, voteStrength);
         } catch (ClassCastException | NullPointerException | IllegalArgumentException e) {
             throw new IllegalArgumentException("model '" + name + "' has a rule channel that cannot be read ("
                     + e.getMessage() + "): push it again with `kgemb neo4j push`");
@@ -214,16 +264,36 @@ final class RuleChannel {
         return v != null && v.getClass().isArray() && java.lang.reflect.Array.getLength(v) == 0;
     }
 
-    /** Whether relation {@code h} (oriented) has a weight above 0. */
+    /** Whether relation {@code h} (oriented) has a rule weight above 0. */
     boolean active(int h) {
         return weights[h] > 0;
     }
 
     /**
-     * The weighted rule scores {@code w[h] * rule(x, h, y)} of the query {@code (x, h, ?)} for every row {@code y}
-     * a rule fires for (float32 arithmetic, as Python's); empty when the relation's weight is 0.
+     * The weighted scores {@code w[h] * rule(x, h, y) + x[h] * vote(x, h, y)} of the query {@code (x, h, ?)} for
+     * every row {@code y} a rule fires for or a vote reaches (float32 arithmetic, as Python's); empty when both
+     * weights of the relation are 0.
      */
     Map<Integer, Float> scores(int x, int h) {
+        Map<Integer, Float> out = ruleScores(x, h);
+        if (voteWeights == null || !(voteWeights[h] > 0)) {
+            return out;
+        }
+        Map<Integer, Float> votes = new HashMap<>();
+        for (int e = first(x, h), end = last(x, h); e < end; e++) {
+            int z = edgeTarget[e];
+            for (int i = 0; i < voters[z].length; i++) {
+                votes.merge(voters[z][i], voterStrength[z][i], Float::sum);
+            }
+        }
+        float weight = voteWeights[h];
+        for (Map.Entry<Integer, Float> entry : votes.entrySet()) {
+            out.merge(entry.getKey(), entry.getValue() * weight, Float::sum);
+        }
+        return out;
+    }
+
+    private Map<Integer, Float> ruleScores(int x, int h) {
         Map<Integer, Float> out = new HashMap<>();
         if (!active(h)) {
             return out;
