@@ -152,6 +152,13 @@ class TextVotes:
             out[idx] = (rules.answers(a[idx], int(h)) @ self._matrix).toarray()
         return torch.from_numpy(out)
 
+    def voters(self, rules: RuleSet, anchor: int, relation: int, candidate: int) -> list[tuple[int, float]]:
+        """The vote's terms for ``candidate`` in the query ``(anchor, relation, ?)``: its neighbours that are
+        training answers of the query, with their strengths, strongest first."""
+        answers = set(rules.answers(np.asarray([anchor]), relation).indices.tolist())
+        pairs = zip(self.near[candidate].tolist(), self.strength[candidate].tolist(), strict=True)
+        return [(z, s) for z, s in pairs if z in answers]
+
     def save(self, path: Path) -> None:
         """Write the arrays (``.npz``, no pickle), atomically."""
         write_atomic(path, lambda f: np.savez(f, near=self.near, strength=self.strength))

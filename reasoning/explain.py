@@ -85,6 +85,10 @@ class Explanation:
     )  # like the head by text, with the same link to the tail
     notes: list[str] = field(default_factory=list)
     rules: list[FiredRule] = field(default_factory=list)  # mined rules that fired (model folders with rules)
+    # the text-neighbour vote (kgemb.channels): known answers of (head, relation, ?) the tail resembles by text,
+    # with their strengths; and known answers of (?, relation, tail) the head resembles
+    tail_votes: list[Neighbour] = field(default_factory=list)
+    head_votes: list[Neighbour] = field(default_factory=list)
     # for a link already in the graph: the strongest predicted (missing) link for the same head and relation
     suggestion: dict[str, Any] | None = None
 
@@ -123,6 +127,16 @@ class Explanation:
             (f"entities like {self.head_label} by text", self.head_neighbours),
             (f"entities like {self.tail_label} by text", self.tail_neighbours),
             (f"like {self.head_label}, and known to have this link to {self.tail_label}", self.analogues),
+            (
+                f"known {self.relation_label} answers of {self.head_label} that {self.tail_label} resembles by text "
+                "(the text-neighbour vote; strength)",
+                self.tail_votes,
+            ),
+            (
+                f"entities known to have this link to {self.tail_label} that {self.head_label} resembles by text "
+                "(the text-neighbour vote; strength)",
+                self.head_votes,
+            ),
         ):
             if items:
                 lines.append("")
@@ -173,6 +187,15 @@ def explain(
             out.suggestion = {"key": best[0].key, "label": best[0].label, "score": best[0].score}
     out.paths = _supporting_paths(predictor, h, r, t, max_length, paths, max_paths_considered, sample)
     out.rules = fired_rules(predictor, h, r, t, paths, out.notes)
+    channel = predictor.model.pykeen_model.rule_channel
+    if channel is not None and channel.votes is not None:
+        for anchor, rel, candidate, target in (
+            (h, r, t, out.tail_votes),
+            (t, r + kg.num_relations, h, out.head_votes),
+        ):
+            if channel.vote_weights[rel] > 0:
+                for z, strength in channel.votes.voters(channel.rules, anchor, rel, candidate):
+                    target.append(Neighbour(kg.entities[z].key, label(z), round(strength, 4)))
     try:
         index = predictor.text_index
     except KgembError as exc:

@@ -89,6 +89,21 @@ def test_an_inductive_model_weighs_the_vote_and_keeps_it_when_saved(
     torch.testing.assert_close(tails, alone_t + want_t)
     torch.testing.assert_close(heads, alone_h + want_h)
     assert want_t.abs().sum() + want_h.abs().sum() > 0  # it counts
+    # explain lists the vote's terms: known answers the candidate resembles, with their strengths
+    from kgemb.reasoning import LinkPredictor
+
+    if torch.count_nonzero(want_t):  # a test query and a candidate the vote reaches
+        i, t = (int(x) for x in torch.nonzero(want_t)[0])
+        h, r = int(test[i, 0]), int(test[i, 1])
+        side, terms = "tail_votes", votes.voters(rules, h, r, t)
+    else:
+        i, h = (int(x) for x in torch.nonzero(want_h)[0])
+        r, t = int(test[i, 1]), int(test[i, 2])
+        side, terms = "head_votes", votes.voters(rules, t, r + ind.num_relations, h)
+    found = LinkPredictor(model).explain(ind.entities[h].key, r, ind.entities[t].key)
+    want = [(ind.entities[z].key, round(x, 4)) for z, x in terms]
+    assert want and [(n.key, n.similarity) for n in getattr(found, side)] == want
+    assert "text-neighbour vote" in found.format()
     model.config["rules"] = {
         "used": True,
         "weights": rule_weights.tolist(),
