@@ -1017,8 +1017,7 @@ def attach_channels(
     with_rules = with_rules and cfg.rules
     if not model.entity_representations[0].late:
         model, text_channel = attach_text_channel(kg, model, cfg, features)
-        rules = attach_rules(kg, model, cfg) if with_rules else None
-        return model, text_channel, rules
+        return model, text_channel, attach_rules(kg, model, cfg) if with_rules else None
     model.rule_channel = None
     if not kg.has_triples("valid"):
         return model, None, None  # the parts' scores added: the training layout as it is
