@@ -198,20 +198,16 @@ class RuleChannel:
         whose weights are 0."""
         out = torch.zeros(len(anchors), self.rules.num_entities)
         anchors, relations = anchors.cpu(), relations.cpu()
-        for weights, score in ((self.weights, self.rules.tail_scores), (self.vote_weights, self._votes)):
-            if weights is None:
-                continue
+        parts = [(self.weights, self.rules.tail_scores)]
+        if self.votes is not None:
+            parts.append((self.vote_weights, functools.partial(self.votes.scores, self.rules)))
+        for weights, score in parts:
             w = weights[relations]
             active = torch.nonzero(w > 0).flatten()
             if len(active):
-                out[active] += score(anchors[active].numpy(), relations[active].numpy()) * w[
-                    active
-                ].unsqueeze(1)
+                part = score(anchors[active].numpy(), relations[active].numpy())
+                out[active] += part * w[active].unsqueeze(1)
         return out
-
-    def _votes(self, anchors: np.ndarray, relations: np.ndarray) -> torch.Tensor:
-        assert self.votes is not None
-        return self.votes.scores(self.rules, anchors, relations)
 
 
 @torch.no_grad()
