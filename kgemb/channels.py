@@ -77,8 +77,8 @@ SIMILARITY_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 #: most the anchor's number of answers; the text model's logits spread about 2 per query on WN18RR)
 VOTE_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 #: the vote's neighbours per entity, and the softmax temperature of their cosines: chosen on WN18RR's inductive
-#: validation triples (text model; k 5 / 10 / 20 / 30 and temperatures 0.02 … 0.5 within 0.4 points of each other,
-#: benchmarks/results/linkpred_wn18rr_inductive_votes.md)
+#: validation triples (text model; k 5 / 10 / 20 and temperatures 0.02 … 0.5 within 0.35 points there, 0.5 on
+#: test: benchmarks/results/linkpred_wn18rr_inductive_votes.md)
 VOTE_NEIGHBOURS, VOTE_TEMPERATURE = 10, 0.2
 #: the largest entities × (entities with training triples) a run compares for the vote (about a minute
 #: at 512 text dimensions here); beyond it the model has no vote
