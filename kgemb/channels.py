@@ -33,8 +33,7 @@ off for a relation where they do not help, the largest weight ranks by the rules
 their ties (a late model's weights are sums of those, see above). Evaluation and the reasoning scorers see the
 combined score; new (inductive) entities have no rule groundings and keep the embedding score.
 
-**Text-neighbour vote** (part of the rule channel; models with entity texts, on graphs with entities that have no
-training triples): the rule ``r(X,Y) <= r(X,Z), near(Z,Y)`` over a ``near`` relation from the texts. Every entity
+**Text-neighbour vote** (part of the rule channel; models with entity texts): the rule ``r(X,Y) <= r(X,Z), near(Z,Y)`` over a ``near`` relation from the texts. Every entity
 gets its :data:`VOTE_NEIGHBOURS` nearest entities with training triples (itself left out) by the cosine of their
 centred mean text features, weighted by a softmax of the cosines at temperature :data:`VOTE_TEMPERATURE`
 (:class:`TextVotes`); for a tail query ``(a, r, ?)`` a candidate ``e`` scores the weights of its neighbours that

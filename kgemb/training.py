@@ -314,11 +314,7 @@ class TrainingConfig:
             + (", text similarity weighed on validation" if self.weighs_similarity and has_valid else "")
             + (
                 ", rules mined and weighed on validation"
-                + (
-                    " (with a text-neighbour vote: some entities have no training triples)"
-                    if self.mode != "structure" and not bool(seen_entities(kg).all())
-                    else ""
-                )
+                + (" with a text-neighbour vote" if self.mode != "structure" else "")
                 if self.rules and has_valid
                 else ", no rules (they need a validation split)"
                 if self.rules
@@ -1147,8 +1143,8 @@ def attach_votes(
 ) -> dict[str, Any] | None:
     """Add the text-neighbour vote (:class:`kgemb.channels.TextVotes`) to ``model``'s rule channel (``rules`` with
     rule ``weights``; one with only the vote where no rule weight is positive) where validation chooses it; what
-    config.json records of it, or None for a model without entity texts or a graph whose entities all have
-    training triples (or too many pairs of entities to compare, :data:`kgemb.channels.VOTE_MAX_PAIRS`)."""
+    config.json records of it, or None for a model without entity texts, a graph without validation triples or
+    one with too many pairs of entities to compare (:data:`kgemb.channels.VOTE_MAX_PAIRS`)."""
     from kgemb.channels import (
         VOTE_MAX_PAIRS,
         VOTE_TEMPERATURE,
@@ -1158,10 +1154,10 @@ def attach_votes(
     )
 
     rep = model.entity_representations[0]
+    if rep.mode == "structure" or not kg.has_triples("valid"):
+        return None
     seen = seen_entities(kg)
     unseen = int((~seen).sum())
-    if rep.mode == "structure" or unseen == 0 or not kg.has_triples("valid"):
-        return None
     if len(seen) * (len(seen) - unseen) > VOTE_MAX_PAIRS:
         log.info(
             "text-neighbour vote skipped: %d entities × %d with training triples",

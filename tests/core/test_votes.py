@@ -62,7 +62,7 @@ def test_an_inductive_model_weighs_the_vote_and_keeps_it_when_saved(
 ) -> None:
     """On a graph with entities without training triples, a text model's rule channel weighs the vote on
     validation (never below the model there); a channel with it scores what its parts say in every scorer and
-    after save and load. A graph whose entities all have training triples has no vote."""
+    after save and load."""
     ind = tiny_kg.split(valid=0.15, test=0.15, seed=1, inductive=True)
     model = kgemb.train(ind, encoder=default_encoder, mode="text", **FAST)
     recorded = model.config["rules"]["votes"]
@@ -119,8 +119,10 @@ def test_an_inductive_model_weighs_the_vote_and_keeps_it_when_saved(
     model.save(tmp_path / "voted")
     assert not (tmp_path / "voted" / "votes.npz").exists()
     torch.testing.assert_close(kgemb.load(tmp_path / "voted").score_tails(test[:, 0], test[:, 1]), alone_t)
-    # every entity of a transductive split has training triples
+    # a graph whose entities all have training triples weighs it too; a structure model has none
     split = tiny_kg.split(valid=0.1, test=0.1, seed=0)
     assert bool(seen_entities(split).all())
     plain = kgemb.train(split, encoder=default_encoder, mode="text", **FAST)
-    assert "votes" not in plain.config["rules"]
+    assert plain.config["rules"]["votes"]["unseen_entities"] == 0
+    structure = kgemb.train(split, mode="structure", **FAST)
+    assert "votes" not in structure.config["rules"]
