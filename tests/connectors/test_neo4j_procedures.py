@@ -418,6 +418,23 @@ def test_rank_through_the_hierarchy_equals_python(neo4j_driver) -> None:
                 )
 
 
+def _compare_with_channel(driver, predictor, side: str, key: str, r: int) -> tuple[list, list, list]:
+    """kgemb.predict.tails/heads's top 10 of a query of a model with a rule channel against LinkPredictor's; the
+    procedure's rows, their triples and the model's own score of each (``kgemb.score``, without the channel)."""
+    rel = predictor.kg.relations[r]
+    got = _procedure(driver, side, key, rel, 10, {})
+    want = predictor.tails(key, r, k=10) if side == "tails" else predictor.heads(r, key, k=10)
+    _compare(got, want, rtol=1e-6)
+    pairs = [(key, rel, g[0]) if side == "tails" else (g[0], rel, key) for g in got]
+    own = call(
+        driver,
+        "UNWIND $rows AS row MATCH (h:KgembEntity {key: row[0]}), (t:KgembEntity {key: row[2]}) "
+        "RETURN kgemb.score(h, row[1], t) AS s",
+        rows=[list(p) for p in pairs],
+    )
+    return got, pairs, own
+
+
 @pytest.mark.parametrize("graph", ["medical", "nations"])
 def test_the_rule_channel_equals_python(neo4j_driver, medical_kg, models, graph: str) -> None:
     """A model with mined rules: kgemb.predict.tails/heads add the rule channel as LinkPredictor does (the same
@@ -449,21 +466,11 @@ def test_the_rule_channel_equals_python(neo4j_driver, medical_kg, models, graph:
     push(model, predictor, neo4j_driver, "kgemb")
     lifted = compared = 0
     explained: list[tuple[str, str, str]] = []
-    for r, rel in enumerate(kg.relations[:12]):
+    for r in range(min(12, kg.num_relations)):
         for side, column in (("tails", 0), ("heads", 2)):
             for e in _anchors(model, r, column, 4):
-                key = kg.entities[e].key
-                got = _procedure(neo4j_driver, side, key, rel, 10, {})
-                want = predictor.tails(key, r, k=10) if side == "tails" else predictor.heads(r, key, k=10)
-                _compare(got, want, rtol=1e-6)
+                got, pairs, own = _compare_with_channel(neo4j_driver, predictor, side, kg.entities[e].key, r)
                 compared += 1
-                pairs = [(key, rel, g[0]) if side == "tails" else (g[0], rel, key) for g in got]
-                own = call(
-                    neo4j_driver,
-                    "UNWIND $rows AS row MATCH (h:KgembEntity {key: row[0]}), (t:KgembEntity {key: row[2]}) "
-                    "RETURN kgemb.score(h, row[1], t) AS s",
-                    rows=[list(p) for p in pairs],
-                )
                 lifted_here = [p for g, x, p in zip(got, own, pairs, strict=True) if g[1] > x["s"] + 1e-3]
                 lifted += len(lifted_here)
                 explained.extend(lifted_here[:2])
@@ -536,20 +543,11 @@ def test_the_text_neighbour_vote_equals_python(neo4j_driver) -> None:
     predictor = LinkPredictor(model)
     push(model, predictor, neo4j_driver, "kgemb")
     lifted_unseen = compared = 0
-    for r, rel in enumerate(kg.relations):
+    for r in range(kg.num_relations):
         for side, column in (("tails", 0), ("heads", 2)):
             for e in _anchors(model, r, column, 3):
-                key = kg.entities[e].key
-                got = _procedure(neo4j_driver, side, key, rel, 10, {})
-                want = predictor.tails(key, r, k=10) if side == "tails" else predictor.heads(r, key, k=10)
-                _compare(got, want, rtol=1e-6)
+                got, _, own = _compare_with_channel(neo4j_driver, predictor, side, kg.entities[e].key, r)
                 compared += 1
-                own = call(
-                    neo4j_driver,
-                    "UNWIND $rows AS row MATCH (h:KgembEntity {key: row[0]}), (t:KgembEntity {key: row[2]}) "
-                    "RETURN kgemb.score(h, row[1], t) AS s",
-                    rows=[[key, rel, g[0]] if side == "tails" else [g[0], rel, key] for g in got],
-                )
                 lifted_unseen += sum(
                     g[1] > x["s"] + 1e-3 and not bool(seen[kg.entity_id(g[0])])
                     for g, x in zip(got, own, strict=True)
