@@ -1022,7 +1022,8 @@ def attach_channels(
     started = time.perf_counter()
     mined = mine_rules(kg) if with_rules else None
     mapping = _similarity_map(model, cfg)
-    fitted = fit_late_weights(model, kg, mined, similarity=mapping, seed=cfg.seed)
+    votes = text_votes(kg, model) if mined is not None else None
+    fitted = fit_late_weights(model, kg, mined, similarity=mapping, votes=votes, seed=cfg.seed)
     u = fitted.similarity
     taken = mapping if u is not None and u.any() else None  # the layout's third block only where it counts
     model, text_channel = _fold_text_channel(kg, model, cfg, features, fitted.text, fitted.summary, taken, u)
@@ -1031,7 +1032,16 @@ def attach_channels(
     return (
         model,
         text_channel,
-        _set_rules(kg, model, mined, fitted.rules, fitted.rule_summary, started, cfg.seed),
+        _set_rules(
+            kg,
+            model,
+            mined,
+            fitted.rules,
+            fitted.rule_summary,
+            started,
+            cfg.seed,
+            None if votes is None else (votes, fitted.votes, fitted.vote_summary),
+        ),
     )
 
 
@@ -1119,15 +1129,16 @@ def _set_rules(
     summary: dict[str, Any],
     started: float,
     seed: int,
+    votes: tuple[Any, np.ndarray, dict[str, float]] | None = None,
 ) -> dict[str, Any]:
     """Give ``model`` the rule channel of ``rules`` with ``weights``, and its text-neighbour vote where validation
-    chooses it (:func:`attach_votes`); none when no weight is positive. What config.json records of it
-    (``summary``, rounded, the vote's and the seconds since ``started``)."""
+    chooses it (:func:`attach_votes`; ``votes``: one already weighed); none when no weight is positive. What
+    config.json records of it (``summary``, rounded, the vote's and the seconds since ``started``)."""
     from kgemb.channels import RuleChannel
 
     model.rule_channel = RuleChannel(rules, weights) if (weights > 0).any() else None
     log.info("rules: %d mined, validation MRR %s", len(rules), summary)
-    votes = attach_votes(kg, model, rules, weights, seed)
+    votes = attach_votes(kg, model, rules, weights, seed, votes)
     return {
         "used": model.rule_channel is not None,
         "count": len(rules),
@@ -1138,46 +1149,58 @@ def _set_rules(
     }
 
 
-def attach_votes(
-    kg: KnowledgeGraph, model: TextAwareModel, rules: Any, weights: np.ndarray, seed: int = 0
-) -> dict[str, Any] | None:
-    """Add the text-neighbour vote (:class:`kgemb.channels.TextVotes`) to ``model``'s rule channel (``rules`` with
-    rule ``weights``; one with only the vote where no rule weight is positive) where validation chooses it; what
-    config.json records of it, or None for a model without entity texts, a graph without validation triples or
-    one with too many pairs of entities to compare (:data:`kgemb.channels.VOTE_MAX_PAIRS`)."""
-    from kgemb.channels import (
-        VOTE_MAX_PAIRS,
-        VOTE_TEMPERATURE,
-        RuleChannel,
-        TextVotes,
-        fit_vote_weights,
-    )
+def text_votes(kg: KnowledgeGraph, model: TextAwareModel) -> Any:
+    """The text-neighbour vote's neighbours (:class:`kgemb.channels.TextVotes`) of ``model``'s entities, or None
+    for a model without entity texts, a graph without validation triples or one with too many pairs of entities to
+    compare (:data:`kgemb.channels.VOTE_MAX_PAIRS`)."""
+    from kgemb.channels import VOTE_MAX_PAIRS, TextVotes
 
     rep = model.entity_representations[0]
     if rep.mode == "structure" or not kg.has_triples("valid"):
         return None
     seen = seen_entities(kg)
-    unseen = int((~seen).sum())
-    if len(seen) * (len(seen) - unseen) > VOTE_MAX_PAIRS:
+    if len(seen) * int(seen.sum()) > VOTE_MAX_PAIRS:
         log.info(
-            "text-neighbour vote skipped: %d entities × %d with training triples",
-            len(seen),
-            len(seen) - unseen,
+            "text-neighbour vote skipped: %d entities × %d with training triples", len(seen), int(seen.sum())
         )
         return None
+    return TextVotes.build(rep.text_mean, seen)
+
+
+def attach_votes(
+    kg: KnowledgeGraph,
+    model: TextAwareModel,
+    rules: Any,
+    weights: np.ndarray,
+    seed: int = 0,
+    fitted: tuple[Any, np.ndarray, dict[str, float]] | None = None,
+) -> dict[str, Any] | None:
+    """Add the text-neighbour vote (:func:`text_votes`) to ``model``'s rule channel (``rules`` with rule
+    ``weights``; one with only the vote where no rule weight is positive) where validation chooses it
+    (:func:`kgemb.channels.fit_vote_weights`; ``fitted``: the votes, their weights and summary, chosen already);
+    what config.json records of it, or None without one (:func:`text_votes`)."""
+    from kgemb.channels import VOTE_TEMPERATURE, RuleChannel, fit_vote_weights
+
     started = time.perf_counter()
-    votes = TextVotes.build(rep.text_mean, seen)
-    vote_weights, summary = fit_vote_weights(model, rules, votes, kg, seed=seed)
+    if fitted is None:
+        votes = text_votes(kg, model)
+        if votes is None:
+            return None
+        vote_weights, summary = fit_vote_weights(model, rules, votes, kg, seed=seed)
+    else:
+        votes, vote_weights, summary = fitted
     used = bool((vote_weights > 0).any())
     if used:
         model.rule_channel = RuleChannel(rules, weights, votes, vote_weights)
     log.info("text-neighbour vote: validation MRR %s", summary)
     return {
         "used": used,
-        "unseen_entities": unseen,
+        "unseen_entities": int((~seen_entities(kg)).sum()),
         "neighbours": int(votes.near.shape[1]),
         "temperature": VOTE_TEMPERATURE,
         "weights": [float(w) for w in vote_weights],
+        # a late model's: chosen on its text part (validation MRRs of the text part without and with the vote)
+        **({"chosen_on": "text part"} if fitted is not None else {}),
         **{k: round(v, 4) for k, v in summary.items()},
         "seconds": round(time.perf_counter() - started, 1),
     }

@@ -119,6 +119,11 @@ def test_an_inductive_model_weighs_the_vote_and_keeps_it_when_saved(
     model.save(tmp_path / "voted")
     assert not (tmp_path / "voted" / "votes.npz").exists()
     torch.testing.assert_close(kgemb.load(tmp_path / "voted").score_tails(test[:, 0], test[:, 1]), alone_t)
+    # a late fused model's text part weighs it as the text model does
+    late = kgemb.train(ind, encoder=default_encoder, mode="fused", **FAST)
+    recorded = late.config["rules"]["votes"]
+    assert recorded["chosen_on"] == "text part" and len(recorded["weights"]) == 2 * ind.num_relations
+    assert recorded["valid_mrr_combined"] >= recorded["valid_mrr_embedding"], recorded
     # a graph whose entities all have training triples weighs it too; a structure model has none
     split = tiny_kg.split(valid=0.1, test=0.1, seed=0)
     assert bool(seen_entities(split).all())
