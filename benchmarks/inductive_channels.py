@@ -31,28 +31,18 @@ import scipy.sparse as sp
 import torch
 
 import kgemb
+from kgemb.channels import TextVotes
 
 NAMES = ("cosine", "ridge", "anchor", "candidate")
 GRID = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 
 
-def neighbours(vectors: torch.Tensor, seen: np.ndarray, k: int, tau: float) -> sp.csr_matrix:
-    """Row ``e``: ``e``'s ``k`` nearest seen entities (itself excluded), weights a softmax of cosine / ``tau``."""
-    n = len(vectors)
-    ids = torch.from_numpy(np.flatnonzero(seen))
-    cols, weights = torch.empty(n, k, dtype=torch.long), torch.empty(n, k)
-    for start in range(0, n, 4096):
-        sim = vectors[start : start + 4096] @ vectors[ids].T
-        rows = torch.arange(start, start + len(sim))
-        pos = torch.searchsorted(ids, rows).clamp_max(len(ids) - 1)
-        own = ids[pos] == rows
-        sim[torch.nonzero(own).flatten(), pos[own]] = -2.0
-        top, at = sim.topk(k, dim=1)
-        cols[start : start + len(sim)] = ids[at]
-        weights[start : start + len(sim)] = torch.softmax((top - top[:, :1]) / tau, dim=1)
-    return sp.csr_matrix(
-        (weights.numpy().ravel(), (np.repeat(np.arange(n), k), cols.numpy().ravel())), (n, n)
-    )
+def neighbours(text_mean: torch.Tensor, seen: np.ndarray, k: int, tau: float) -> sp.csr_matrix:
+    """Row ``e``: ``e``'s ``k`` nearest seen entities (itself excluded), weights a softmax of cosine / ``tau``: the
+    text-neighbour vote's ``near`` relation (:meth:`kgemb.channels.TextVotes.build`), as a sparse matrix."""
+    votes = TextVotes.build(text_mean, torch.from_numpy(seen), k, tau)
+    n, k = votes.near.shape
+    return sp.csr_matrix((votes.strength.ravel(), (np.repeat(np.arange(n), k), votes.near.ravel())), (n, n))
 
 
 def main() -> None:
@@ -83,7 +73,7 @@ def main() -> None:
     n, r_base = kg.num_entities, kg.num_relations
     seen = np.zeros(n, bool)
     seen[train[:, [0, 2]].ravel()] = True
-    near = neighbours(x, seen, args.k, args.tau)
+    near = neighbours(rep.text_mean, seen, args.k, args.tau)
     adjacency, maps = {}, {}
     for r in range(r_base):
         t = train[train[:, 1] == r]
