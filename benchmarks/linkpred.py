@@ -164,12 +164,7 @@ def run_kgemb(spec: dict[str, Any]) -> dict[str, Any]:
         test_graph = {"test_graph": [among["mrr"], among["hits@10"], entities]}
     anchors_kept = {}
     if model.pykeen_model.irreflexive is not None:  # the same model, its irreflexive relations' anchors kept
-        irreflexive, model.pykeen_model.irreflexive = model.pykeen_model.irreflexive, None
-        try:
-            kept = model.evaluate("test", max_triples=spec.get("max_eval"))
-        finally:
-            model.pykeen_model.irreflexive = irreflexive
-        anchors_kept = {"anchors_kept": [kept["mrr"], kept["hits@1"], kept["hits@10"]]}
+        anchors_kept = {"anchors_kept": _test_with(model, spec, model.pykeen_model, "irreflexive", None)}
     rules = model.config.get("rules") or {}
     text = model.config.get("text_channel") or {}
     similarity_off = {}
@@ -190,15 +185,10 @@ def run_kgemb(spec: dict[str, Any]) -> dict[str, Any]:
     votes_off = {}
     channel = model.pykeen_model.rule_channel
     if channel is not None and channel.votes is not None:  # the same model, its vote's weights at 0
-        weights = channel.vote_weights
-        channel.vote_weights = torch.zeros_like(weights)
-        try:
-            off = model.evaluate("test", max_triples=spec.get("max_eval"))
-        finally:
-            channel.vote_weights = weights
+        zeros = torch.zeros_like(channel.vote_weights)
         recorded = rules["votes"]
         votes_off = {
-            "votes_off": [off["mrr"], off["hits@1"], off["hits@10"]],
+            "votes_off": _test_with(model, spec, channel, "vote_weights", zeros),
             "valid_votes": [recorded["valid_mrr_embedding"], recorded["valid_mrr_combined"]],
         }
     return {
@@ -281,6 +271,17 @@ def run_pykeen(spec: dict[str, Any]) -> dict[str, Any]:
         "epochs": o["epochs"],
         "best_epoch": None,
     }
+
+
+def _test_with(model: Any, spec: dict[str, Any], owner: Any, name: str, value: Any) -> list[float]:
+    """Test MRR, Hits@1 and Hits@10 of ``model`` with ``owner.name`` set to ``value`` for the evaluation only."""
+    kept = getattr(owner, name)
+    setattr(owner, name, value)
+    try:
+        off = model.evaluate("test", max_triples=spec.get("max_eval"))
+    finally:
+        setattr(owner, name, kept)
+    return [off["mrr"], off["hits@1"], off["hits@10"]]
 
 
 def training_options(spec: dict[str, Any]) -> dict[str, Any]:
