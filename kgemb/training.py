@@ -314,7 +314,7 @@ class TrainingConfig:
             + (", text similarity weighed on validation" if self.weighs_similarity and has_valid else "")
             + (
                 ", rules mined and weighed on validation"
-                + (" with a text-neighbour vote" if self.mode != "structure" else "")
+                + (" with a text-neighbour vote" if self.mode != "structure" and votes_fit(kg) else "")
                 if self.rules and has_valid
                 else ", no rules (they need a validation split)"
                 if self.rules
@@ -1153,18 +1153,27 @@ def text_votes(kg: KnowledgeGraph, model: TextAwareModel) -> Any:
     """The text-neighbour vote's neighbours (:class:`kgemb.channels.TextVotes`) of ``model``'s entities, or None
     for a model without entity texts, a graph without validation triples or one with too many pairs of entities to
     compare (:data:`kgemb.channels.VOTE_MAX_PAIRS`)."""
-    from kgemb.channels import VOTE_MAX_PAIRS, TextVotes
+    from kgemb.channels import TextVotes
 
     rep = model.entity_representations[0]
     if rep.mode == "structure" or not kg.has_triples("valid"):
         return None
     seen = seen_entities(kg)
-    if len(seen) * int(seen.sum()) > VOTE_MAX_PAIRS:
+    if not votes_fit(kg, seen):
         log.info(
             "text-neighbour vote skipped: %d entities × %d with training triples", len(seen), int(seen.sum())
         )
         return None
     return TextVotes.build(rep.text_mean, seen)
+
+
+def votes_fit(kg: KnowledgeGraph, seen: torch.Tensor | None = None) -> bool:
+    """Whether ``kg`` has few enough pairs of entities (each against those with training triples, ``seen``) for
+    the text-neighbour vote (:data:`kgemb.channels.VOTE_MAX_PAIRS`)."""
+    from kgemb.channels import VOTE_MAX_PAIRS
+
+    seen = seen_entities(kg) if seen is None else seen
+    return len(seen) * int(seen.sum()) <= VOTE_MAX_PAIRS
 
 
 def attach_votes(

@@ -131,3 +131,18 @@ def test_an_inductive_model_weighs_the_vote_and_keeps_it_when_saved(
     assert plain.config["rules"]["votes"]["unseen_entities"] == 0
     structure = kgemb.train(split, mode="structure", **FAST)
     assert "votes" not in structure.config["rules"]
+
+
+def test_the_settings_line_names_the_vote_only_where_the_graph_gets_one(tiny_kg, monkeypatch) -> None:
+    """describe() (printed before training) says "with a text-neighbour vote" for a text model, and not for a graph
+    with more entity pairs than the vote compares (kgemb.channels.VOTE_MAX_PAIRS), where training skips it."""
+    import kgemb.channels
+    from kgemb.training import TrainingConfig
+
+    kg = tiny_kg.split(valid=0.15, test=0.15, seed=1)
+    cfg = TrainingConfig(mode="text").resolved(len(kg.triples("train")), kg.num_entities)
+    assert "rules mined and weighed on validation with a text-neighbour vote" in cfg.describe(kg)
+    assert "vote" not in TrainingConfig(mode="structure").resolved(100, 10).describe(kg)
+    monkeypatch.setattr(kgemb.channels, "VOTE_MAX_PAIRS", 1)
+    assert "rules mined and weighed on validation" in cfg.describe(kg)
+    assert "vote" not in cfg.describe(kg)
