@@ -76,7 +76,9 @@ def time_mode(
     steps = len(timed_batches)
     out = {"step": total, **spent, "rest": total - sum(spent.values())}
     return {k: 1000 * v / steps for k, v in out.items()} | {
-        "triples_per_s": sum(len(rows) for rows in timed_batches) / 2 / total  # reciprocal examples: 2 a triple
+        "triples_per_s": sum(len(rows) for rows in timed_batches)
+        / 2
+        / total  # reciprocal examples: 2 a triple
     }
 
 
