@@ -71,6 +71,7 @@ def test_procedures_are_listed(neo4j_driver) -> None:
         "kgemb.predict.tails",
         "kgemb.predict.heads",
         "kgemb.explain.rules",
+        "kgemb.explain.votes",
         "kgemb.similar",
         "kgemb.models",
     } <= procs
@@ -553,6 +554,31 @@ def test_the_text_neighbour_vote_equals_python(neo4j_driver) -> None:
                     for g, x in zip(got, own, strict=True)
                 )
     assert compared >= 10 and lifted_unseen >= 5, (compared, lifted_unseen)
+    # kgemb.explain.votes lists the vote's terms of a link as LinkPredictor.explain does, both directions
+    explained = 0
+    for h, r, _ in kg.triples("test")[:40].tolist():
+        for found in predictor.tails(h, r, k=3):
+            want = predictor.explain(h, r, found.key, paths=0, neighbours=0)
+            rows = call(
+                neo4j_driver,
+                "MATCH (h:KgembEntity {key: $h}), (t:KgembEntity {key: $t}) "
+                "CALL kgemb.explain.votes(h, $rel, t) YIELD node, direction, strength, weight "
+                "RETURN node.key AS key, direction, strength, weight",
+                h=kg.entities[h].key,
+                t=found.key,
+                rel=kg.relations[r],
+            )
+            for direction, terms, rel in (
+                ("tail", want.tail_votes, r),
+                ("head", want.head_votes, r + kg.num_relations),
+            ):
+                got = [x for x in rows if x["direction"] == direction]
+                assert [x["key"] for x in got] == [n.key for n in terms]
+                for x, n in zip(got, terms, strict=True):
+                    assert x["strength"] == pytest.approx(n.similarity, abs=1e-4)
+                    assert x["weight"] == pytest.approx(float(vote_weights[rel]))
+            explained += len(rows) > 0
+    assert explained >= 3, explained  # the comparison can fail: links with vote terms were compared
 
 
 @pytest.mark.parametrize("mode", ["text", "fused"])

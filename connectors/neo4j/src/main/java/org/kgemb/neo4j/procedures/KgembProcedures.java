@@ -102,6 +102,21 @@ public class KgembProcedures {
         }
     }
 
+    /** One term of the text-neighbour vote for a link. */
+    public static class VoteTerm {
+        public Node node;
+        public String direction;
+        public double strength;
+        public double weight;
+
+        VoteTerm(Node node, String direction, double strength, double weight) {
+            this.node = node;
+            this.direction = direction;
+            this.strength = strength;
+            this.weight = weight;
+        }
+    }
+
     /** One pushed model. */
     public static class ModelInfo {
         public String name;
@@ -239,6 +254,36 @@ public class KgembProcedures {
             String text = m.rules.text(f.rule(), m.relationKeys, e -> e < 0 ? "?" : String.valueOf(
                     nodeOf(m, e).getProperty("name", nodeOf(m, e).getElementId())));
             out.add(new FiredRule(text, f.kind(), f.confidence(), f.support(), f.bodySupport(), path));
+        }
+        return out.stream();
+    }
+
+    @Procedure(name = "kgemb.explain.votes", mode = Mode.READ)
+    @Description("kgemb.explain.votes(head, relType, tail, config = {}) :: (node, direction, strength, weight) -- the"
+            + " text-neighbour vote's terms for (head)-[:relType]->(tail): direction 'tail', the known relType answers"
+            + " of head that tail resembles by text; 'head', the nodes known to have that link to tail that head"
+            + " resembles; each with its strength and the relation's vote weight (the score adds weight x strength),"
+            + " strongest first, as Python's LinkPredictor.explain lists them (tail_votes, head_votes); none for a"
+            + " model pushed without a vote")
+    public Stream<VoteTerm> explainVotes(@Name("head") Node head, @Name("relType") String relType,
+            @Name("tail") Node tail, @Name(value = "config", defaultValue = "{}") Map<String, Object> config) {
+        Map<String, Object> cfg = config == null ? Map.of() : config;
+        LoadedModel m = model(cfg);
+        int r = m.relation(relType);
+        int h = anchor(m, head, "head");
+        int t = anchor(m, tail, "tail");
+        List<VoteTerm> out = new ArrayList<>();
+        if (m.rules == null) {
+            return out.stream();
+        }
+        // a head query (?, r, t) is the tail query (t, r + R, ?)
+        int[][] queries = {{h, r, t}, {t, r + m.numRelations, h}};
+        String[] directions = {"tail", "head"};
+        for (int q = 0; q < 2; q++) {
+            int rel = queries[q][1];
+            for (RuleChannel.Vote v : m.rules.votes(queries[q][0], rel, queries[q][2])) {
+                out.add(new VoteTerm(nodeOf(m, v.answer()), directions[q], v.strength(), m.rules.voteWeight(rel)));
+            }
         }
         return out.stream();
     }

@@ -293,6 +293,36 @@ final class RuleChannel {
         return out;
     }
 
+    /** One term of the text-neighbour vote for a candidate: a training answer of the query that the candidate has
+     *  among its text neighbours, with its strength. */
+    record Vote(int answer, float strength) {}
+
+    /** The vote's weight of the oriented relation {@code h} (0 without a vote). */
+    float voteWeight(int h) {
+        return voteWeights == null ? 0f : voteWeights[h];
+    }
+
+    /**
+     * The vote's terms for the candidate row {@code y} of the query {@code (x, h, ?)} ({@code h} oriented), strongest
+     * first, as Python's {@code TextVotes.voters} lists them; none where the relation's vote weight is 0.
+     */
+    List<Vote> votes(int x, int h, int y) {
+        List<Vote> out = new ArrayList<>();
+        if (!(voteWeight(h) > 0)) {
+            return out;
+        }
+        for (int e = first(x, h), end = last(x, h); e < end; e++) {
+            int z = edgeTarget[e];
+            for (int i = 0; i < voters[z].length; i++) {
+                if (voters[z][i] == y) {
+                    out.add(new Vote(z, voterStrength[z][i]));
+                }
+            }
+        }
+        out.sort((a, b) -> Float.compare(b.strength(), a.strength()));
+        return out;
+    }
+
     private Map<Integer, Float> ruleScores(int x, int h) {
         Map<Integer, Float> out = new HashMap<>();
         if (!active(h)) {
