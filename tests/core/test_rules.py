@@ -133,6 +133,31 @@ def test_bad_input_is_named() -> None:
         RuleSet.mine(family(), 10, R, min_suport=3)
 
 
+def test_scores_fired_in_chunks_equal_one_chunk(monkeypatch) -> None:
+    """tail_scores fires the rules for a chunk of queries at a time (memory bounded by the firings of a chunk): the
+    same scores as all queries at once, on UMLS's rules (path1 to path3 and constants)."""
+    from kgemb.connectors.tabular import load
+
+    import kgemb.rules
+
+    kg = load("pykeen:UMLS")
+    rs = RuleSet.mine(kg.triples("train"), kg.num_entities, kg.num_relations)
+    test = kg.triples("test")[:300]
+    anchors = np.concatenate([test[:, 0], test[:, 2]])
+    rels = np.concatenate([test[:, 1], test[:, 1] + kg.num_relations])
+    monkeypatch.setattr(kgemb.rules, "FIRST_CHUNK_CELLS", 1 << 40)
+    monkeypatch.setattr(kgemb.rules, "FIRINGS_PER_CHUNK", 1 << 40)
+    whole = rs.tail_scores(anchors, rels)
+    calls = []
+    fire = RuleSet.firings
+    monkeypatch.setattr(RuleSet, "firings", lambda self, a, h: calls.append(len(a)) or fire(self, a, h))
+    monkeypatch.setattr(kgemb.rules, "FIRST_CHUNK_CELLS", 3 * kg.num_entities)
+    monkeypatch.setattr(kgemb.rules, "FIRINGS_PER_CHUNK", 5000)
+    assert torch.equal(rs.tail_scores(anchors, rels), whole)
+    assert len(calls) > 2 * len(np.unique(rels)) and max(calls) < 50  # it did chunk
+    assert float(whole.abs().sum()) > 0
+
+
 def test_umls_rules_alone_rank_well() -> None:
     from kgemb.connectors.tabular import load
 
